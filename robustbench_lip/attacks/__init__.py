@@ -1,0 +1,1 @@
+"""Adversarial attacks for classifiers and segmenters, and their evaluation."""

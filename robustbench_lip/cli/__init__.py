@@ -1,0 +1,1 @@
+"""The `rlip` command line: one module per command group, each with `register(app)`."""

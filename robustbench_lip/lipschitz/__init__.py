@@ -1,0 +1,1 @@
+"""Lipschitz machinery: Jacobian power iteration, certified bounds, the training penalty."""
