@@ -1,0 +1,123 @@
+"""Model zoo: registry, mResNet-18 (CAM segmentation), U-Nets, and task-independent helpers.
+
+Helpers work on any model with a `.config: ModelConfig` (ours, or foreign ones wrapped by
+`robustbench_lip.checkpoint.load_model`):
+
+- `can_segment(model)`: it has a mask label space (`config.num_mask_classes`) and either its own
+  `mask_logits` method or a segmentation forward (logits (N, K, H, W)).
+- `mask_logits(model, x)` (N, M, H, W), differentiable; `predict_mask(model, x)` (N, H, W) int64,
+  0 = background.
+- `predict_labels(model, x)` (N,) image labels: classification → argmax of the logits; a segmenter
+  → derived from its mask: with 2 mask classes, 1 when any pixel is foreground (e.g. `lesions`);
+  with M > 2 (label k + 1 for class k, e.g. `shapes`) the class whose label covers most pixels,
+  or the largest mean foreground logit when the mask is all background.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from robustbench_lip.config import ModelConfig
+from robustbench_lip.errors import RlipError
+from robustbench_lip.models import mresnet, unet
+from robustbench_lip.models.mresnet import MResNet
+from robustbench_lip.models.registry import (
+    RlipModel,
+    create_model,
+    create_model_for,
+    list_models,
+    model_from_config,
+    model_task,
+    register_model,
+)
+from robustbench_lip.models.unet import UNet, UNetI2I
+
+__all__ = [
+    "MResNet",
+    "RlipModel",
+    "UNet",
+    "UNetI2I",
+    "can_segment",
+    "count_params",
+    "create_model",
+    "create_model_for",
+    "list_models",
+    "mask_logits",
+    "model_from_config",
+    "model_task",
+    "mresnet",
+    "output_shape",
+    "predict_labels",
+    "predict_mask",
+    "register_model",
+    "unet",
+]
+
+
+def _config(model: nn.Module) -> ModelConfig:
+    cfg = getattr(model, "config", None)
+    if cfg is None:
+        raise RlipError(f"{type(model).__name__} has no .config; build it with create_model or load_model")
+    return cfg
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not; buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def output_shape(config: ModelConfig) -> tuple[int, ...]:
+    """Declared output shape without the batch dim: (K,), (K, H, W) or the input's (C, H, W)."""
+    c, h, w = config.input_size
+    if config.task == "classification":
+        return (config.num_classes,)
+    if config.task == "segmentation":
+        return (config.num_classes, h, w)
+    return (c, h, w)
+
+
+def can_segment(model: nn.Module) -> bool:
+    """Whether `mask_logits` / `predict_mask` work for this model."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or cfg.num_mask_classes is None:
+        return False
+    return callable(getattr(model, "mask_logits", None)) or cfg.task == "segmentation"
+
+
+def mask_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Differentiable mask scores (N, M, H, W), M = config.num_mask_classes; argmax = predict_mask."""
+    if not can_segment(model):
+        raise RlipError(f"model {_config(model).arch} does not produce segmentation masks")
+    method = getattr(model, "mask_logits", None)
+    return method(x) if callable(method) else model(x)
+
+
+def predict_mask(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Label map (N, H, W) int64 in the dataset's mask label space (0 = background)."""
+    if not can_segment(model):
+        raise RlipError(f"model {_config(model).arch} does not produce segmentation masks")
+    method = getattr(model, "predict_mask", None)
+    if callable(method):
+        return method(x)
+    with torch.no_grad():
+        return mask_logits(model, x).argmax(dim=1)
+
+
+def predict_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Image labels (N,) int64 (rules in the module docstring)."""
+    cfg = _config(model)
+    with torch.no_grad():
+        if cfg.task == "classification":
+            return model(x).argmax(dim=1)
+        if not can_segment(model):
+            raise RlipError(f"model {cfg.arch} ({cfg.task}) predicts neither image labels nor masks")
+        scores = mask_logits(model, x)
+        mask = scores.argmax(dim=1)
+        m = scores.shape[1]
+        if m == 2:
+            return (mask > 0).flatten(1).any(dim=1).long()
+        counts = nn.functional.one_hot(mask, m).flatten(1, 2).sum(dim=1)[:, 1:].to(scores.dtype)
+        fallback = scores[:, 1:].mean(dim=(2, 3))
+        empty = counts.sum(dim=1, keepdim=True) == 0
+        return torch.where(empty, fallback, counts).argmax(dim=1)
