@@ -229,7 +229,9 @@ class RlipModel(nn.Module):
         return (x - self.input_mean) / self.input_std
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise RlipError when x is not (N, C, H, W) with the model's C."""
+        """Raise RlipError when x is not (N, C, H, W) with the model's C (skipped under fx tracing)."""
+        if torch.fx._symbolic_trace.is_fx_symbolic_tracing():
+            return
         c = self.config.in_channels
         if x.dim() != 4 or x.shape[1] != c:
             raise RlipError(

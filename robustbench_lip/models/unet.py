@@ -72,6 +72,8 @@ class _UNetBase(RlipModel):
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     def check_input(self, x: torch.Tensor) -> None:
+        if torch.fx._symbolic_trace.is_fx_symbolic_tracing():
+            return
         super().check_input(x)
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:

@@ -1,0 +1,155 @@
+"""`rlip certify` end to end: zoo models, an i2i U-Net (R defined), a torchvision .pt2, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from robustbench_lip.cli.app import app
+from robustbench_lip.cli.certify import parse_shape
+from robustbench_lip.errors import RlipError
+
+runner = CliRunner()
+FAST = ["--n", "6", "--steps", "1", "--device", "cpu"]
+
+
+def _save(tmp_path: Path, arch: str, data: str, name: str) -> Path:
+    from robustbench_lip.checkpoint import save_model
+    from robustbench_lip.data import dataset_info
+    from robustbench_lip.models import create_model_for
+
+    info = dataset_info(data, n_train=8, n_test=8)
+    torch.manual_seed(0)
+    model = create_model_for(arch, info)
+    out = tmp_path / name
+    save_model(model, out, dataset=info)
+    return out
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run / "results").glob("certify-*.json"))]
+
+
+def test_certify_shapes_classifier_writes_a_record(tmp_path):
+    run = _save(tmp_path, "mresnet18_tiny", "shapes", "shapes-run")
+    out = tmp_path / "c.json"
+    res = runner.invoke(app, ["certify", str(run), *FAST, "--json", str(out), "--layers"])
+    assert res.exit_code == 0, res.output
+    assert "gap" in res.output
+    (rec,) = _records(run)
+    assert json.loads(out.read_text()) == rec
+    assert rec["kind"] == "certify" and rec["dataset"]["name"] == "shapes" and rec["wall_s"] > 0
+    a = rec["lipschitz"]["A"]
+    assert a["upper"] is not None and 0 < a["lower"] <= a["upper"] and isinstance(a["converged"], bool)
+    assert rec["lipschitz"]["R"] is None and rec["fne"]["violated"] is None
+    assert set(rec["certified_accuracy"]) == {"36/255", "72/255", "108/255"}
+    assert rec["certified_miou"] is None and rec["unsupported_ops"] == [] and rec["layers"]
+    assert rec["settings"]["n"] == 6
+
+
+def test_certify_lesions_i2i_unet_has_reflection_and_certified_miou(tmp_path):
+    run = _save(tmp_path, "unet_i2i_tiny", "lesions", "lesions-run")
+    res = runner.invoke(app, ["certify", str(run), *FAST, "--eps", "0,36/255"])
+    assert res.exit_code == 0, res.output
+    (rec,) = _records(run)
+    r = rec["lipschitz"]["R"]
+    assert r is not None and r["upper_kind"] == "trivial"
+    assert r["upper"] == pytest.approx(2 * rec["lipschitz"]["A"]["upper"] + 1)
+    assert rec["fne"]["violated"] in (True, False)
+    assert set(rec["certified_miou"]) == {"0", "36/255"}
+    assert rec["certified_accuracy"] is None
+
+
+def test_certify_torchvision_resnet18_pt2_without_data(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    net = torchvision.models.resnet18(num_classes=4).eval()
+    path = tmp_path / "rn18.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, 32, 32),)), path)
+    out = tmp_path / "rn.json"
+    res = runner.invoke(
+        app,
+        [
+            "certify",
+            str(path),
+            "--data",
+            "none",
+            "--input-shape",
+            "3,32,32",
+            "--n",
+            "2",
+            "--steps",
+            "0",
+            "--json",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    assert rec["lipschitz"]["A"]["upper"] >= rec["lipschitz"]["A"]["lower"] > 0
+    assert rec["unsupported_ops"] == [] and rec["certified_accuracy"] is None
+
+
+def test_unknown_operator_warns_and_exits_zero(tmp_path):
+    class Sq(nn.Module):
+        def forward(self, x):
+            return (x * x).mean(dim=(2, 3))
+
+    path = tmp_path / "sq.pt2"
+    torch.export.save(torch.export.export(Sq(), (torch.rand(1, 1, 4, 4),)), path)
+    out = tmp_path / "sq.json"
+    res = runner.invoke(
+        app, ["certify", str(path), "--data", "none", "--input-shape", "1,4,4", *FAST, "--json", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "unsupported" in res.output
+    rec = json.loads(out.read_text())
+    assert rec["lipschitz"]["A"]["upper"] is None and rec["unsupported_ops"]
+
+
+def test_no_model_certifies_finished_runs_once(tmp_path):
+    runs = tmp_path / "runs"
+    run = _save(runs, "unet_i2i_tiny", "lesions", "r1")
+    (run / "results").mkdir(exist_ok=True)
+    (run / "results" / "train.json").write_text(json.dumps({"kind": "train", "status": "finished"}))
+    res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST, "--target", "A"])
+    assert res.exit_code == 0, res.output
+    assert len(_records(run)) == 1
+    res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST])
+    assert res.exit_code == 0 and "nothing to certify" in res.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["certify", "/nonexistent/model", "--n", "2"],
+        ["certify", "/nonexistent/model", "--input-shape", "3,32"],
+        ["certify", "/nonexistent/model", "--input-shape", "a,b,c"],
+        ["certify", "/nonexistent/model", "--eps", "abc"],
+        ["certify", "/nonexistent/model", "--eps", "1/0"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(args):
+    res = runner.invoke(app, args)
+    assert res.exit_code == 1
+    assert "error" in res.output and "Traceback" not in res.output
+    assert len([line for line in res.output.strip().splitlines() if line.strip()]) == 1
+
+
+def test_reflection_on_a_classifier_is_an_error(tmp_path):
+    run = _save(tmp_path, "mresnet18_tiny", "shapes", "cls")
+    res = runner.invoke(app, ["certify", str(run), *FAST, "--target", "reflection"])
+    assert res.exit_code == 1 and "reflection" in res.output and "Traceback" not in res.output
+
+
+def test_parse_shape():
+    assert parse_shape("3,32,32") == (3, 32, 32)
+    for bad in ("3,32", "0,4,4", "x"):
+        with pytest.raises(RlipError):
+            parse_shape(bad)
