@@ -1,9 +1,125 @@
-"""`rlip leaderboard` commands (not implemented yet)."""
+"""`rlip leaderboard`: collect the runs' result records into tables, plots and a self-contained HTML page.
+
+Exit codes: 0 on success; 1 on a user error (unknown --sort column, unknown --format, unknown
+--dataset) and when the runs folder holds no usable record at all (nothing to report is an error,
+so a script notices a wrong --runs-dir). Files that are not valid records are skipped with a warning.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
 import typer
+from rich.table import Table
+
+from robustbench_lip.cli.common import console, handle_errors
+from robustbench_lip.errors import RlipError
+from robustbench_lip.leaderboard import (
+    FORMATS,
+    LAM,
+    SLOPE_HEADER,
+    build_leaderboard,
+    key_columns,
+    parse_formats,
+    slopes_rows,
+    table_rows,
+    write_reports,
+)
+
+_TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE")
+# Which key columns to keep first when the terminal is narrow.
+_PRIORITY = (
+    "run",
+    LAM,
+    "precision",
+    "L(A) upper",
+    "L(A) lower",
+    "acc",
+    "arch",
+    "dataset",
+    "mIoU",
+    "L(R) lower",
+)
+
+
+def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
+    """The columns of `cols` that fit in `width` characters, the most important first, in `cols` order."""
+    rows = table_rows(frame, cols)
+    need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
+    worst = [c for c in cols if c.startswith("worst_")]
+    first = [c for c in _PRIORITY[:5] if c in cols] + worst + [c for c in _PRIORITY[5:] if c in cols]
+    order = first + [c for c in cols if c not in first]
+    kept: set[str] = set()
+    used = 1
+    for c in order:
+        if used + need[c] <= width or not kept:
+            kept.add(c)
+            used += need[c]
+    return [c for c in cols if c in kept]
+
+
+@handle_errors
+def leaderboard(
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", "-r", help="Folder holding the runs (each with results/*.json).")
+    ] = Path("zoo/runs"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the reports and plots.")] = Path(
+        "reports"
+    ),
+    formats: Annotated[
+        str, typer.Option("--format", "-f", help=f"Comma-separated report formats: {','.join(FORMATS)}.")
+    ] = ",".join(FORMATS),
+    sort: Annotated[
+        str | None,
+        typer.Option("--sort", "-s", help="Sort by this column (e.g. 'L(A) upper', lam, precision)."),
+    ] = None,
+    descending: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only runs on this dataset.")] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG plots.")] = True,
+) -> None:
+    """Build the leaderboard from the result records under --runs-dir and write it to --out."""
+    fmts = parse_formats(formats)
+    lb = build_leaderboard(runs_dir, dataset=dataset, sort=sort, descending=descending)
+    if lb.table.empty:
+        raise RlipError(
+            f"no runs with result records under {runs_dir} ({len(lb.skipped)} file(s) skipped); "
+            "train and evaluate some first (rlip zoo train, rlip certify, rlip attack)"
+        )
+    written = write_reports(lb, out, fmts, plots=plots)
+
+    cols = _fit_width(key_columns(lb.table), lb.table, console.width)
+    table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}")
+    for c in cols:
+        numeric = c not in _TEXT_COLUMNS
+        table.add_column(c, justify="right" if numeric else "left", no_wrap=True)
+    for row in table_rows(lb.table, cols):
+        table.add_row(*row)
+    console.print(table)
+    if len(cols) < len(lb.columns):
+        console.print(
+            f"[dim]{len(lb.columns) - len(cols)} more column(s) in the written reports "
+            "(a wider terminal shows more).[/dim]"
+        )
+
+    if lb.slopes:
+        st = Table(title=f"Slope of log10 L(A) against log10 {LAM} (least squares, {LAM} > 0)")
+        for h in SLOPE_HEADER:
+            st.add_column(h, justify="left" if h in ("arch", "dataset", "target", "bound") else "right")
+        for row in slopes_rows(lb.slopes):
+            st.add_row(*row)
+        console.print(st)
+    else:
+        console.print(f"[dim]No L(A)–{LAM} slope: no group has certified runs with {LAM} > 0.[/dim]")
+    if lb.skipped:
+        console.print(
+            f"[yellow]{len(lb.skipped)} file(s) skipped (not valid records); see the warnings.[/yellow]"
+        )
+    for path in written.values():
+        console.print(f"wrote {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `rlip leaderboard` to the root app."""
+    app.command("leaderboard")(leaderboard)
