@@ -1,9 +1,197 @@
-"""`rlip train` commands (not implemented yet)."""
+"""`rlip train`: train one model with the Lipschitz penalty into a run directory."""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.errors import RlipError
+
+
+class RegTarget(str, Enum):
+    A = "A"
+    reflection = "reflection"
+
+
+class RegPoints(str, Enum):
+    data = "data"
+    interp = "interp"
+
+
+class Reduce(str, Enum):
+    max = "max"
+    mean = "mean"
+
+
+class Optim(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    cosine = "cosine"
+    constant = "constant"
+
+
+def parse_options(items: list[str] | None, what: str) -> dict[str, Any]:
+    """`KEY=VALUE` items → dict; values parsed as JSON when possible (numbers, true/false, lists)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RlipError(f"{what} expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+class ProgressView:
+    """A rich progress bar fed by the trainer's progress events (one task per run)."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self.progress = progress
+        self.label = label
+        self.task: Any = None
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        ev = e["event"]
+        if ev == "start":
+            total = e["epochs"] * e["steps"]
+            done = e["start_epoch"] * e["steps"]
+            self.task = self.progress.add_task(self.label, total=total, completed=done, info="")
+        elif ev == "step" and self.task is not None:
+            sigma = "" if e["sigma"] is None else f" σ {e['sigma']:.3g}"
+            info = (
+                f"ep {e['epoch']} loss {e['loss']:.3f} pen {e['penalty']:.3g}{sigma} "
+                f"{e['images_per_s']:.0f} img/s"
+            )
+            self.progress.update(self.task, advance=1, info=info)
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=err_console,
+        transient=False,
+    )
+
+
+def final_table(title: str, final: dict[str, Any]) -> Table:
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in final.items():
+        t.add_row(k, "n/a" if v is None else f"{v:.4g}")
+    return t
+
+
+@handle_errors
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", help="Registered model name (rlip models list).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset name (rlip data list).")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to create or resume.")],
+    lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = 0.0,
+    root: Annotated[str | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
+    reg_target: Annotated[
+        RegTarget | None,
+        typer.Option("--reg-target", help="A or reflection (default: reflection if defined)."),
+    ] = None,
+    reg_eps: Annotated[float, typer.Option("--reg-eps", help="Hinge: λ·max(σ², 1 − eps).")] = 0.0,
+    reg_iters: Annotated[
+        int, typer.Option("--reg-iters", help="Power iterations per step before the final product.")
+    ] = 1,
+    reg_points: Annotated[RegPoints, typer.Option("--reg-points", help="data or interp.")] = RegPoints.data,
+    reg_reduce: Annotated[Reduce, typer.Option("--reg-reduce", help="max or mean over points.")] = Reduce.max,
+    reg_subbatch: Annotated[
+        int, typer.Option("--reg-subbatch", help="Penalty points per step (0 = all).")
+    ] = 16,
+    reg_every: Annotated[int, typer.Option("--reg-every", help="Apply the penalty every k-th step.")] = 1,
+    reg_warm: Annotated[
+        bool, typer.Option("--reg-warm", help="Start the power iteration from the previous step's vectors.")
+    ] = False,
+    epochs: Annotated[int, typer.Option("--epochs")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,
+    lr: Annotated[float, typer.Option("--lr")] = 0.05,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.cosine,
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = 0.0,
+    dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = False,
+    augment: Annotated[
+        bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    n_train: Annotated[
+        int | None, typer.Option("--n-train", help="Built-in datasets: training images.")
+    ] = None,
+    n_test: Annotated[int | None, typer.Option("--n-test", help="Built-in datasets: test images.")] = None,
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Built-in datasets: side.")] = None,
+    data_opt: Annotated[
+        list[str] | None, typer.Option("--data-opt", help="Dataset option KEY=VALUE.")
+    ] = None,
+    model_opt: Annotated[
+        list[str] | None, typer.Option("--model-opt", help="Model option KEY=VALUE (e.g. width=8).")
+    ] = None,
+    sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = 64,
+) -> None:
+    """Train MODEL on DATA with the Lipschitz penalty λ into the run directory --out (resumes)."""
+    from robustbench_lip.config import TrainConfig
+    from robustbench_lip.train import train
+
+    data_options = parse_options(data_opt, "--data-opt")
+    for k, v in (("n_train", n_train), ("n_test", n_test), ("image_size", image_size)):
+        if v is not None:
+            data_options[k] = v
+    cfg = TrainConfig(
+        model=model,
+        data=data,
+        lam=lam,
+        root=root,
+        data_options=data_options,
+        model_options=parse_options(model_opt, "--model-opt"),
+        reg_target=reg_target.value if reg_target else None,
+        reg_eps=reg_eps,
+        reg_iters=reg_iters,
+        reg_points=reg_points.value,
+        reg_reduce=reg_reduce.value,
+        reg_subbatch=reg_subbatch,
+        reg_every=reg_every,
+        reg_warm=reg_warm,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer.value,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule.value,
+        warmup=warmup,
+        dice=dice,
+        augment=augment,
+        seed=seed,
+        device=device,
+        sigma_points=sigma_points,
+    )
+    with make_progress() as progress:
+        res = train(cfg, out, progress=ProgressView(progress, out.name))
+    if res.skipped:
+        console.print(f"{out}: already finished (nothing retrained)", soft_wrap=True)
+    console.print(final_table(f"{out} ({res.status}, {res.wall_s:.1f} s)", res.final))
+    console.print(f"model and results in {out}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `rlip train` to the root app."""
+    app.command("train")(train_cmd)

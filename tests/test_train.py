@@ -1,0 +1,187 @@
+"""Trainer: resume reproduces the uninterrupted weights, records, bad input, divergence."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import robustbench_lip.train as train_mod
+from robustbench_lip.config import TrainConfig
+from robustbench_lip.errors import RlipError
+from robustbench_lip.runs import is_finished
+from robustbench_lip.train import augment, lr_factor, train
+
+TINY_DATA = {"n_train": 48, "n_test": 12, "image_size": 16}
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = {
+        "model": "mresnet18_tiny",
+        "data": "shapes",
+        "lam": 0.05,
+        "data_options": TINY_DATA,
+        "epochs": 3,
+        "batch_size": 16,
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "reg_subbatch": 4,
+        "reg_eps": 1.0,
+        "sigma_points": 4,
+        "sigma_iters": 3,
+        "sigma_final_iters": 5,
+        "device": "cpu",
+        "warmup": 0.2,
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_reproduces_uninterrupted_weights(tmp_path: Path) -> None:
+    cfg = _cfg(reg_points="interp", augment=True)
+    full = train(cfg, tmp_path / "full")
+    assert full.status == "finished" and len(full.history) == 3
+
+    def stop_in_epoch_3(e: dict) -> None:
+        if e["event"] == "step" and e["epoch"] == 3 and e["step"] == 2:
+            raise Interrupt
+
+    part = tmp_path / "part"
+    with pytest.raises(Interrupt):
+        train(cfg, part, progress=stop_in_epoch_3)
+    rec = json.loads((part / "results" / "train.json").read_text())
+    assert rec["status"] == "running" and len(rec["history"]) == 2
+    assert not is_finished(part)
+    resumed = train(cfg, part)
+    assert resumed.status == "finished" and not resumed.skipped
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(part / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    # a finished run is skipped
+    again = train(cfg, part)
+    assert again.skipped and again.final == resumed.final
+
+
+def test_record_and_model_dir(tmp_path: Path) -> None:
+    from robustbench_lip.checkpoint import load_model
+
+    cfg = _cfg(model="unet_i2i_tiny", data="lesions", epochs=1, lam=0.1)
+    res = train(cfg, tmp_path / "run")
+    rec = json.loads((tmp_path / "run" / "results" / "train.json").read_text())
+    assert rec["kind"] == "train" and rec["status"] == "finished"
+    s = rec["settings"]
+    assert (s["lam"], s["reg_target"], s["seed"], s["epochs"], s["model"], s["data"]) == (
+        0.1,
+        "reflection",  # default where defined
+        0,
+        1,
+        "unet_i2i_tiny",
+        "lesions",
+    )
+    final = rec["final"]
+    assert set(final) == {
+        "accuracy",
+        "precision",
+        "miou",
+        "sigma_A_mean",
+        "sigma_A_max",
+        "sigma_R_mean",
+        "sigma_R_max",
+    }
+    for k in ("accuracy", "miou", "sigma_A_max", "sigma_R_max"):
+        assert isinstance(final[k], float) and math.isfinite(final[k])
+    assert final["sigma_A_mean"] <= final["sigma_A_max"] and final["sigma_R_mean"] <= final["sigma_R_max"]
+    assert rec["model"]["arch"] == "unet_i2i_tiny" and rec["dataset"]["name"] == "lesions"
+    assert rec["wall_s"] > 0 and res.final == final
+    model = load_model(tmp_path / "run")
+    assert model.config.task == "image2image"
+    # the saved model's σ_R on the held-out points matches the record (same measurement)
+    from robustbench_lip.data import get_dataset
+
+    x = get_dataset("lesions", "test", **TINY_DATA).take(4).tensors()[0]
+    s_r = train_mod.measure_sigma(model, x, "reflection", iters=5)
+    assert float(s_r.max()) == pytest.approx(final["sigma_R_max"], rel=1e-4)
+    # classifier without masks-trained head: R undefined
+    res2 = train(_cfg(epochs=1, lam=0.0), tmp_path / "clf")
+    assert res2.final["sigma_R_max"] is None and res2.final["miou"] is not None
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(RlipError, match="unknown model"):
+        train(_cfg(model="nope"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(RlipError, match="dataset"):
+        train(_cfg(data="nope"), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(RlipError, match="λ"):
+        _cfg(lam=-1.0)
+    with pytest.raises(RlipError, match="reflection"):
+        train(_cfg(reg_target="reflection"), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(RlipError, match="not an rlip run"):
+        train(_cfg(), other)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_other_settings_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_cfg(epochs=1, lam=0.0), run)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RlipError, match="other settings"):
+        train(_cfg(epochs=1, lam=0.5), run)
+    assert (run / "model.safetensors").read_bytes() == before
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = train_mod.task_loss
+    calls = {"n": 0}
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        loss = real(*args, **kw)
+        return loss * float("nan") if calls["n"] > 4 else loss  # 3 steps per epoch: NaN in epoch 2
+
+    monkeypatch.setattr(train_mod, "task_loss", flaky)
+    run = tmp_path / "run"
+    with pytest.raises(RlipError, match=r"diverged.*epoch 2"):
+        train(_cfg(), run)
+    rec = json.loads((run / "results" / "train.json").read_text())
+    assert rec["status"] == "failed" and "diverged" in rec["error"]
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(bool(torch.isfinite(v).all()) for v in state["model"].values() if v.is_floating_point())
+    assert not (run / "model.safetensors").exists()
+
+
+def test_augment_moves_images_and_masks_together() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 16, 16)
+    mask = (x[:, 0] > 0.5).long()
+    xa, ma = augment(x, mask, g)
+    assert xa.shape == x.shape and ma.shape == mask.shape
+    assert torch.equal(ma, (xa[:, 0] > 0.5).long())  # zero padding ↔ background
+    assert not torch.equal(xa, x)
+
+
+def test_lr_schedule() -> None:
+    f = lr_factor(_cfg(warmup=0.25), 100)
+    assert f(0) == pytest.approx(1 / 25) and f(24) == pytest.approx(1.0)
+    assert f(25) == pytest.approx(1.0) and f(100) == pytest.approx(0.0, abs=1e-12)
+    assert f(25 + 75 // 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * (75 // 2) / 75)))
+    g = lr_factor(_cfg(schedule="constant", warmup=0.0), 10)
+    assert [g(i) for i in range(10)] == [1.0] * 10
