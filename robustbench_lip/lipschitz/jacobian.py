@@ -88,7 +88,8 @@ def spectral_norm(
             return 2 * jtv - v if refl else jtv
 
         if u0 is None:
-            u = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+            gen_device = generator.device if generator is not None else x.device
+            u = torch.randn(x.shape, dtype=x.dtype, device=gen_device, generator=generator).to(x.device)
         else:
             if u0.shape != x.shape:
                 raise ValueError(f"u0 shape {tuple(u0.shape)} != x shape {tuple(x.shape)}")
