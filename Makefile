@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+RLIP   := $(VENV)/bin/rlip
 STAMP  := $(VENV)/.installed
 # torch 2.14.1 / torchvision 0.29.1 lie on this machine's disk (a CUDA build that runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
@@ -16,10 +17,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The end-to-end demo on the built-in data: two λ sweeps, certificates, attacks, the leaderboard.
+# Finished runs and existing records are reused, so a second `make demo` is much faster.
+RUNS ?= zoo/runs
 demo: $(STAMP)
-	$(VENV)/bin/rlip data list
-	$(VENV)/bin/rlip data preview shapes --n 16 --out reports/preview_shapes.png
-	$(VENV)/bin/rlip data preview lesions --n 16 --out reports/preview_lesions.png
+	$(RLIP) data preview shapes --n 16 --out reports/preview_shapes.png
+	$(RLIP) data preview lesions --n 16 --out reports/preview_lesions.png
+	$(RLIP) zoo train zoo/shapes_cpu.toml --runs-dir $(RUNS)
+	$(RLIP) zoo train zoo/lesions_unet_cpu.toml --runs-dir $(RUNS)
+	$(RLIP) certify --runs-dir $(RUNS) --n 64
+	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
+	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -32,3 +40,6 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean-runs:
+	rm -rf $(RUNS) reports/*.md reports/*.csv reports/*.json reports/*.html reports/*.png
