@@ -123,7 +123,10 @@ def penalty_config(cfg: TrainConfig, target: str) -> PenaltyConfig:
 
 
 def lr_factor(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier per step: linear warm-up then cosine to 0, or constant."""
+    """The learning-rate multiplier per step: linear warm-up then cosine towards 0, or constant.
+
+    Positive at every step < total_steps (the first step included, also for a 1-step run); the
+    cosine reaches 0 only at step total_steps, after the last update."""
     warm = int(cfg.warmup * total_steps)
     cosine = cfg.schedule == "cosine"
 
@@ -459,6 +462,7 @@ def _train(
             drop_last=drop_last,
         )
         tot_loss = tot_pen = 0.0
+        step_lr = 0.0
         sig_sum, sig_n, sig_max, n_seen = 0.0, 0, 0.0, 0
         te = time.perf_counter()
         for step, (x, y, m) in enumerate(loader):
@@ -484,6 +488,7 @@ def _train(
             scaler.scale(total).backward()
             scaler.step(opt)
             scaler.update()
+            step_lr = float(opt.param_groups[0]["lr"])  # the lr this step used (> 0 from step 0)
             sched.step()
             tot_loss += float(loss.detach())
             tot_pen += float(p.value.detach())
@@ -518,7 +523,7 @@ def _train(
         metrics = evaluate(model, setup.test_set, info, device, cfg.sigma_points, iters)
         last_metrics = {
             "epoch": epoch + 1,
-            "lr": float(opt.param_groups[0]["lr"]),
+            "lr": step_lr if n_seen else float(opt.param_groups[0]["lr"]),  # of the epoch's last step
             "train_loss": tot_loss / max(n_steps, 1),
             "train_penalty": tot_pen / max(n_steps, 1),
             "train_sigma_mean": sig_sum / sig_n if sig_n else None,

@@ -185,3 +185,32 @@ def test_lr_schedule() -> None:
     assert f(25 + 75 // 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * (75 // 2) / 75)))
     g = lr_factor(_cfg(schedule="constant", warmup=0.0), 10)
     assert [g(i) for i in range(10)] == [1.0] * 10
+
+
+def test_one_step_run_uses_a_positive_lr(tmp_path: Path) -> None:
+    """Regression: a 1-epoch run of a single step (n_train ≤ batch size) recorded lr 0.0; the
+    first (here: only) step must use lr > 0, and λ must change the weights."""
+    for total in (1, 2, 3):
+        for warm in (0.0, 0.2, 0.5, 0.9):
+            f = lr_factor(_cfg(warmup=warm), total)
+            assert all(f(s) > 0 for s in range(total))
+    weights = []
+    for lam in (0.0, 0.5):
+        cfg = _cfg(lam=lam, epochs=1, batch_size=64, data_options={**TINY_DATA, "n_train": 16})
+        res = train(cfg, tmp_path / f"lam{lam}")
+        assert res.history[0]["lr"] == pytest.approx(3e-3)
+        weights.append(load_file(tmp_path / f"lam{lam}" / "model.safetensors"))
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_large_lambda_with_batchnorm_keeps_sigma_down(tmp_path: Path) -> None:
+    """The penalty on a BatchNorm mResNet at a large λ: running statistics stay finite and the
+    held-out σ of the eval-mode network (running statistics) ends well below the unregularised
+    run's (measured 0.38 vs 0.57; penalty λσ² without hinge, the tiny net is already below 1)."""
+    kw = {"epochs": 4, "reg_eps": 1.0, "reg_subbatch": 8, "sigma_iters": 10, "sigma_final_iters": 30}
+    plain = train(_cfg(lam=0.0, **kw), tmp_path / "plain")
+    reg = train(_cfg(lam=1.0, **kw), tmp_path / "reg")
+    sd = load_file(tmp_path / "reg" / "model.safetensors")
+    assert all(bool(torch.isfinite(v).all()) for k, v in sd.items() if "running" in k)
+    assert reg.final["sigma_A_max"] < 0.75 * plain.final["sigma_A_max"]
+    assert all(h["sigma_A_max"] < plain.final["sigma_A_max"] for h in reg.history[1:])

@@ -7,9 +7,16 @@
 mean over the points, and the points are data points or random convex combinations
 x̃ = τ·x + (1 − τ)·x′ of pairs of batch points (τ ~ U(0, 1)).
 
-The penalty is evaluated on the model in eval mode (BatchNorm uses its running statistics, so
-they are not updated and every sample is processed independently); training/eval flags are
-restored afterwards. It is the Lipschitz constant of the deployed network that gets penalised.
+The penalty is evaluated on the model in eval mode (dropout off, running statistics never
+updated, every sample processed independently); training/eval flags are restored afterwards.
+BatchNorm (bn="batch", default): each BatchNorm layer normalises with the batch statistics of the
+penalty points, computed by one extra forward pass and kept as functions of the parameters but
+constants with respect to the input — i.e. σ is that of the deployed (eval-mode) network whose
+running statistics equal the current batch statistics, which is what the running averages track.
+The gradient then sees that scaling a conv weight is undone by the normalisation. bn="running"
+uses the running statistics as constants: measured on shapes_cpu (λ=1) it only shrinks the conv
+weights (train-mode BN renormalises them away, the running variance follows), the effective
+learning rate grows and training blows up (held-out L(A) 1 → 24 after epoch 3).
 
 Each step runs `iters` power iterations u ← Jᵀ J u / ‖·‖ at the penalty points (no graph),
 then takes σ = ‖J u‖ with graph, so that the gradient of σ w.r.t. the parameters flows. u starts
@@ -26,7 +33,10 @@ Sub-batches (the first `subbatch` points of the batch) and applying the penalty 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -40,6 +50,7 @@ from robustbench_lip.lipschitz.jacobian import check_target
 Points = Literal["data", "interp"]
 Reduce = Literal["max", "mean"]
 Method = Literal["forward", "double_backward"]
+BnMode = Literal["batch", "running"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,8 @@ class PenaltyConfig:
     lam ≥ 0: weight; target "A" | "reflection"; eps: the hinge max(σ², 1 − eps) (0 → no penalty
     below σ = 1); iters ≥ 1: power iterations per step; points "data" | "interp"; reduce "max" |
     "mean"; subbatch: number of batch points used (None/0 = all); every ≥ 1: apply every k-th
-    step; warm_start: start from the previous step's vectors; method "double_backward" | "forward".
+    step; warm_start: start from the previous step's vectors; method "double_backward" | "forward";
+    bn "batch" | "running": the BatchNorm statistics used (see the module docstring).
     """
 
     lam: float = 0.0
@@ -62,6 +74,7 @@ class PenaltyConfig:
     every: int = 1
     warm_start: bool = False
     method: str = "double_backward"
+    bn: str = "batch"
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0) or self.lam != self.lam or self.lam == float("inf"):
@@ -82,12 +95,16 @@ class PenaltyConfig:
             raise RlipError(f"reg every must be ≥ 1, got {self.every}")
         if self.method not in ("forward", "double_backward"):
             raise RlipError(f"unknown penalty method {self.method!r}; expected forward or double_backward")
+        if self.bn not in ("batch", "running"):
+            raise RlipError(f"unknown penalty bn mode {self.bn!r}; expected batch or running")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-REFERENCE = PenaltyConfig(iters=5, subbatch=None, every=1, warm_start=False, method="double_backward")
+REFERENCE = PenaltyConfig(
+    iters=5, subbatch=None, every=1, warm_start=False, method="double_backward", bn="batch"
+)
 """The published recipe: fresh power iteration, 5 iterations, full batch, double backward."""
 
 
@@ -128,6 +145,57 @@ def forward_jvp(
 def _vjp(y: torch.Tensor, x: torch.Tensor, v: torch.Tensor, reflection: bool) -> torch.Tensor:
     (g,) = torch.autograd.grad(y, x, v.detach(), retain_graph=True)
     return 2 * g - v.detach() if reflection else g
+
+
+def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _shape(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return t.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+@contextmanager
+def batch_stat_bn(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
+    """Within the block every BatchNorm layer of `model` is the affine map of eval mode with its
+    running statistics replaced by the batch statistics of x (N, ...) at that layer: mean and
+    (biased) variance are computed by one forward pass of x.detach() now, differentiable w.r.t. the
+    parameters, and are constants w.r.t. the input of later calls. Running statistics, momentum
+    counters and train/eval flags are untouched (nothing is written to the buffers)."""
+    layers = _bn_layers(model)
+    if not layers:
+        yield
+        return
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def affine(m: nn.modules.batchnorm._BatchNorm, h: torch.Tensor) -> torch.Tensor:
+        mean, var = stats[id(m)]
+        scale = torch.rsqrt(var + m.eps)
+        if m.weight is not None:
+            scale = scale * m.weight
+        out = (h - _shape(mean, h)) * _shape(scale, h)
+        return out + _shape(m.bias, h) if m.bias is not None else out
+
+    def collect(m: nn.modules.batchnorm._BatchNorm) -> Callable[[torch.Tensor], torch.Tensor]:
+        def fwd(h: torch.Tensor) -> torch.Tensor:
+            dims = [0, *range(2, h.dim())]
+            stats[id(m)] = (h.mean(dims), h.var(dims, unbiased=False))
+            return affine(m, h)
+
+        return fwd
+
+    try:
+        for m in layers:
+            m.forward = collect(m)  # type: ignore[method-assign]
+        with preserved_modes(model):
+            model.eval()
+            model(x.detach())
+        for m in layers:
+            m.forward = partial(affine, m)  # type: ignore[method-assign]
+        yield
+    finally:
+        for m in layers:
+            m.__dict__.pop("forward", None)
 
 
 class LipschitzPenalty:
@@ -185,7 +253,8 @@ class LipschitzPenalty:
         cfg = self.config
         refl = cfg.target == "reflection"
         pts = self._points(x)
-        with preserved_modes(model), torch.enable_grad():
+        bn = batch_stat_bn(model, pts) if cfg.bn == "batch" else nullcontext()
+        with preserved_modes(model), torch.enable_grad(), bn:
             model.eval()
             u = self._start_vector(pts)
             xg = pts.requires_grad_(True)
