@@ -232,8 +232,8 @@ class SweepSpec:
     [train]                     # any TrainConfig field except model/data/lam/seed
     epochs = 4
     [model]                     # optional create_model_for overrides (e.g. width)
-    [certify]                   # optional, kept for the evaluation steps
-    [attack]                    # optional, kept for the evaluation steps
+    [certify]                   # optional settings for `rlip certify` (parsed, not used by training)
+    [attack]                    # optional settings for `rlip attack` (parsed, not used by training)
     ```
     One run per (model, λ, seed), named `<spec name>-<model>-lam<λ>-s<seed>`.
     """
