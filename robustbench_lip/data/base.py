@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -127,6 +127,32 @@ def derived_seed(*parts: Any) -> int:
     """A 63-bit seed derived from `parts` by SHA-256 (stable across processes and platforms)."""
     text = ":".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+Chunk = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def generate_chunked(
+    name: str,
+    chunk: Callable[[int, int, torch.Generator], Chunk],
+    chunk_size: int,
+    n: int,
+    image_size: int,
+    seed: int,
+    split: str,
+) -> Chunk:
+    """The first `n` samples of a generated dataset, built in full chunks of `chunk_size` images.
+
+    Chunk c is drawn by `chunk(chunk_size, image_size, generator)` with a generator seeded by
+    derived_seed(name, seed, split, image_size, c), so the first n samples never depend on n.
+    """
+    parts = []
+    for c in range((n + chunk_size - 1) // chunk_size):
+        g = torch.Generator(device="cpu")
+        g.manual_seed(derived_seed(name, seed, split, image_size, c))
+        parts.append(chunk(chunk_size, image_size, g))
+    imgs, labels, masks = zip(*parts, strict=True)
+    return torch.cat(imgs)[:n], torch.cat(labels)[:n], torch.cat(masks)[:n]
 
 
 def check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from robustbench_lip.data.base import derived_seed
+from robustbench_lip.data.base import generate_chunked
 
 CLASS_NAMES: tuple[str, ...] = (
     "circle",
@@ -187,11 +187,4 @@ def generate(
     n: int, image_size: int = 32, seed: int = 0, split: str = "train"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`n` shapes samples: images uint8 (n,3,S,S), labels int64 (n,), masks uint8 (n,S,S)."""
-    cs = chunk_size(image_size)
-    parts = []
-    for c in range((n + cs - 1) // cs):
-        g = torch.Generator(device="cpu")
-        g.manual_seed(derived_seed("shapes", seed, split, image_size, c))
-        parts.append(generate_chunk(cs, image_size, g))  # full chunks: the first n never depend on n
-    imgs, labels, masks = zip(*parts, strict=True)
-    return torch.cat(imgs)[:n], torch.cat(labels)[:n], torch.cat(masks)[:n]
+    return generate_chunked("shapes", generate_chunk, chunk_size(image_size), n, image_size, seed, split)
