@@ -1,10 +1,48 @@
-"""robustbench-lip: train, certify and attack Lipschitz-regularised image models."""
+"""robustbench-lip: train, certify and attack Lipschitz-regularised image models.
+
+The public API, imported on first use (so `rlip --version` stays fast):
+data (`get_dataset`, `dataset_info`, `list_datasets`), models (`create_model`, `create_model_for`,
+`list_models`, `load_model`, `save_model`), training (`train`, `TrainConfig`, `SweepSpec`,
+`run_sweep`), Lipschitz (`spectral_norm`, `upper_bound`, `certify`), attacks (`evaluate_attacks`),
+reports (`build_leaderboard`, `write_reports`).
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
 from robustbench_lip.config import DatasetInfo, ModelConfig
 from robustbench_lip.errors import RlipError
 
-__all__ = ["DatasetInfo", "ModelConfig", "RlipError", "__version__"]
+_LAZY: dict[str, tuple[str, str]] = {
+    "get_dataset": ("robustbench_lip.data", "get_dataset"),
+    "dataset_info": ("robustbench_lip.data", "dataset_info"),
+    "list_datasets": ("robustbench_lip.data", "list_datasets"),
+    "create_model": ("robustbench_lip.models", "create_model"),
+    "create_model_for": ("robustbench_lip.models", "create_model_for"),
+    "list_models": ("robustbench_lip.models", "list_models"),
+    "load_model": ("robustbench_lip.checkpoint", "load_model"),
+    "save_model": ("robustbench_lip.checkpoint", "save_model"),
+    "train": ("robustbench_lip.train", "train"),
+    "TrainConfig": ("robustbench_lip.config", "TrainConfig"),
+    "SweepSpec": ("robustbench_lip.config", "SweepSpec"),
+    "run_sweep": ("robustbench_lip.zoo", "run_sweep"),
+    "spectral_norm": ("robustbench_lip.lipschitz.jacobian", "spectral_norm"),
+    "upper_bound": ("robustbench_lip.lipschitz.bounds", "upper_bound"),
+    "certify": ("robustbench_lip.certify", "certify"),
+    "evaluate_attacks": ("robustbench_lip.attacks.evaluate", "evaluate"),
+    "build_leaderboard": ("robustbench_lip.leaderboard", "build_leaderboard"),
+    "write_reports": ("robustbench_lip.leaderboard", "write_reports"),
+}
+
+__all__ = ["DatasetInfo", "ModelConfig", "RlipError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'robustbench_lip' has no attribute {name!r}")

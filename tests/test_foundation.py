@@ -161,3 +161,12 @@ def test_python_dash_m_entry_point() -> None:
         [sys.executable, "-m", "robustbench_lip", "--version"], capture_output=True, text=True, check=True
     )
     assert __version__ in out.stdout
+
+
+def test_public_api_names_resolve() -> None:
+    import robustbench_lip
+
+    for name in robustbench_lip.__all__:
+        assert getattr(robustbench_lip, name) is not None, name
+    with pytest.raises(AttributeError):
+        robustbench_lip.no_such_name  # noqa: B018
