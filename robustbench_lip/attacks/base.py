@@ -37,6 +37,20 @@ def check_budget(eps: float, norm: str) -> float:
     return eps
 
 
+def check_attack(
+    kind: str, name: str, known: tuple[str, ...], norm: str, eps: float, steps: int
+) -> tuple[str, str, float, int]:
+    """Validated (name, norm, eps, steps) of a `kind` attack; FGSM always takes one step."""
+    name = str(name).lower()
+    if name not in known:
+        raise RlipError(f"unknown {kind} attack {name!r}; expected one of {', '.join(known)}")
+    norm = check_norm(norm)
+    n_steps = 1 if name == "fgsm" else int(steps)
+    if n_steps < 1:
+        raise RlipError(f"steps must be ≥ 1, got {steps}")
+    return name, norm, check_budget(eps, norm), n_steps
+
+
 def default_alpha(eps: float, steps: int) -> float:
     """Step size 2.5·ε/steps (Madry et al.'s rule), for both norms."""
     return 2.5 * eps / max(int(steps), 1)

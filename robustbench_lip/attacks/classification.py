@@ -15,7 +15,12 @@ from __future__ import annotations
 import torch
 import torchattacks
 
-from robustbench_lip.attacks.base import check_budget, check_norm, default_alpha, isolated, make_generator
+from robustbench_lip.attacks.base import (
+    check_attack,
+    default_alpha,
+    isolated,
+    make_generator,
+)
 from robustbench_lip.errors import RlipError
 
 CLASSIFICATION_ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "apgd", "autoattack")
@@ -45,18 +50,10 @@ class ClassificationAttack:
         seed: int = 0,
         num_classes: int | None = None,
     ) -> None:
-        name = str(name).lower()
-        if name not in CLASSIFICATION_ATTACKS:
-            raise RlipError(
-                f"unknown classification attack {name!r}; expected one of {', '.join(CLASSIFICATION_ATTACKS)}"
-            )
+        self.name, self.norm, self.eps, self.steps = check_attack(
+            "classification", name, CLASSIFICATION_ATTACKS, norm, eps, steps
+        )
         self.model = model
-        self.name = name
-        self.norm = check_norm(norm)
-        self.eps = check_budget(eps, self.norm)
-        self.steps = 1 if name == "fgsm" else int(steps)
-        if self.steps < 1:
-            raise RlipError(f"steps must be ≥ 1, got {steps}")
         self.alpha = float(alpha) if alpha is not None else default_alpha(self.eps, self.steps)
         self.random_start = bool(random_start)
         self.seed = int(seed)

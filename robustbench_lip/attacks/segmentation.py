@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.attacks.base import (
     ascent_direction,
-    check_budget,
-    check_norm,
+    check_attack,
     default_alpha,
     fast_argmax,
     isolated,
@@ -134,27 +133,19 @@ class SegmentationAttack:
         ignore_index: int | None = IGNORE_INDEX,
         logits_fn: LogitsFn | None = None,
     ) -> None:
-        name = str(name).lower()
-        if name not in SEGMENTATION_ATTACKS:
-            raise RlipError(
-                f"unknown segmentation attack {name!r}; expected one of {', '.join(SEGMENTATION_ATTACKS)}"
-            )
+        self.name, self.norm, self.eps, self.steps = check_attack(
+            "segmentation", name, SEGMENTATION_ATTACKS, norm, eps, steps
+        )
         self.model = model
-        self.name = name
-        self.norm = check_norm(norm)
-        self.eps = check_budget(eps, self.norm)
-        fgsm = name == "fgsm"
-        self.steps = 1 if fgsm else int(steps)
-        if self.steps < 1:
-            raise RlipError(f"steps must be ≥ 1, got {steps}")
+        fgsm = self.name == "fgsm"
         self.alpha = (
-            self.eps if fgsm else (float(alpha) if alpha is not None else default_alpha(eps, self.steps))
+            self.eps if fgsm else (float(alpha) if alpha is not None else default_alpha(self.eps, self.steps))
         )
         self.random_start = False if fgsm else bool(random_start)
         self.seed = int(seed)
         self.ignore_index = ignore_index
         self.logits_fn = logits_fn if logits_fn is not None else pixel_logits_fn(model)
-        self.loss = LOSSES[name]
+        self.loss = LOSSES[self.name]
         self._gen = make_generator(self.seed)
 
     def __call__(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
