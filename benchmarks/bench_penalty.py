@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--width-model", default="mresnet18_w16")
     ap.add_argument("--extra", action="store_true", help="also time other cheap variants")
+    ap.add_argument("--only", default="", help="with --extra: comma-separated extra variants to run")
     args = ap.parse_args()
     steps = args.steps or (6 if args.quick else 20)
     args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else (15 if args.quick else 30)
@@ -96,8 +97,14 @@ def main() -> None:
                 "subbatch32": replace(base, subbatch=32),
                 "forward_mode": replace(base, method="forward"),
                 "interp": replace(base, points="interp"),
+                "hard8": replace(base, hard=8),
+                "hard8_every2": replace(base, hard=8, every=2),
+                "hard8_sub32_every2": replace(base, hard=8, subbatch=32, every=2),
             }
         )
+    if args.extra and args.only:
+        keep = set(args.only.split(",")) | cfgs_main
+        cfgs = {k: c for k, c in cfgs.items() if k in keep}
     variants = {k: Variant(warm.model, c, args.lr) for k, c in cfgs.items()}
     names = list(variants)
     for i, (x, y) in enumerate(batches[args.warmup_steps :]):

@@ -118,7 +118,11 @@ class TrainConfig:
     where the model defines it, else A); reg_* are the penalty options (lipschitz/penalty.py);
     data_options go to `get_dataset` (n_train, n_test, image_size, seed, ...); model_options to
     `create_model_for` (e.g. width). augment None → flip/crop for natural images (cifar10, coco),
-    none for generated ones. amp None → on with CUDA. schedule "cosine" (after a linear warm-up over
+    none for generated ones. reg_bn "batch" | "running": the BatchNorm statistics of the penalty
+    (PenaltyConfig.bn); reg_hard: sub-batch slots for the hardest points so far (PenaltyConfig.hard).
+    logit_scale T > 0: segmenters' losses see T·logits (the predicted mask,
+    the argmax, is unchanged) — a firmly non-expansive image-to-image map has margins in image units,
+    which T turns into usable logits. amp None → on with CUDA. schedule "cosine" (after a linear warm-up over
     the fraction `warmup` of the steps) or "constant". sigma_points/sigma_iters: held-out points and
     power iterations of the per-epoch σ measurement (sigma_final_iters after the last epoch).
     device "auto" | "cpu" | "cuda[:N]".
@@ -138,6 +142,8 @@ class TrainConfig:
     reg_subbatch: int = 16
     reg_every: int = 1
     reg_warm: bool = False
+    reg_bn: str = "batch"
+    reg_hard: int = 0
     epochs: int = 5
     batch_size: int = 64
     optimizer: str = "sgd"
@@ -147,6 +153,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: float = 0.0
     dice: bool = False
+    logit_scale: float = 1.0
     augment: bool | None = None
     seed: int = 0
     device: str = "auto"
@@ -176,7 +183,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise bad(f"{name} must be an integer ≥ 1, got {v!r}")
-        for name in ("reg_subbatch", "sigma_points", "seed"):
+        for name in ("reg_subbatch", "reg_hard", "sigma_points", "seed"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise bad(f"{name} must be an integer ≥ 0, got {v!r}")
@@ -196,6 +203,11 @@ class TrainConfig:
             raise bad(f"reg_points must be data or interp, got {self.reg_points!r}")
         if self.reg_reduce not in ("max", "mean"):
             raise bad(f"reg_reduce must be max or mean, got {self.reg_reduce!r}")
+        if self.reg_bn not in ("batch", "running"):
+            raise bad(f"reg_bn must be batch or running, got {self.reg_bn!r}")
+        ls = self.logit_scale
+        if isinstance(ls, bool) or not isinstance(ls, (int, float)) or not (0 < ls < float("inf")):
+            raise bad(f"logit_scale must be a finite number > 0, got {ls!r}")
         if not isinstance(self.data_options, dict) or not isinstance(self.model_options, dict):
             raise bad("data_options and model_options must be tables")
 

@@ -119,6 +119,8 @@ def penalty_config(cfg: TrainConfig, target: str) -> PenaltyConfig:
         subbatch=cfg.reg_subbatch or None,
         every=cfg.reg_every,
         warm_start=cfg.reg_warm,
+        bn=cfg.reg_bn,
+        hard=cfg.reg_hard,
     )
 
 
@@ -161,16 +163,22 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def task_loss(
-    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor | None, dice: bool
-):
-    """The supervised loss of one batch for the model's task (see the module docstring)."""
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor | None,
+    dice: bool,
+    logit_scale: float = 1.0,
+) -> torch.Tensor:
+    """The supervised loss of one batch for the model's task (see the module docstring); segmenters'
+    mask logits are multiplied by `logit_scale` first."""
     if model.config.task == "classification":
         return F.cross_entropy(model(x), labels)
     from robustbench_lip.models import mask_logits
 
     if masks is None:
         raise RlipError(f"{model.config.arch} needs masks to train")
-    z = mask_logits(model, x)
+    z = mask_logits(model, x) * logit_scale
     loss = F.cross_entropy(z.float(), masks)
     return loss + soft_dice_loss(z, masks) if dice else loss
 
@@ -471,7 +479,7 @@ def _train(
             if do_augment:
                 x, m = augment(x, m, aug_gen)
             with torch.autocast(device_type=device.type, enabled=amp):
-                loss = task_loss(model, x, y, m, cfg.dice)
+                loss = task_loss(model, x, y, m, cfg.dice, cfg.logit_scale)
             p = pen(model, x)
             total = loss.float() + p.value
             if not bool(torch.isfinite(total)):

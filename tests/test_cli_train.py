@@ -32,6 +32,7 @@ def test_train_command_writes_a_run(tmp_path: Path) -> None:
     rec = json.loads((out / "results" / "train.json").read_text())
     assert rec["status"] == "finished" and rec["settings"]["reg_target"] == "reflection"
     assert rec["settings"]["data_options"] == {"n_train": 32, "n_test": 8, "image_size": 16}
+    assert rec["settings"]["logit_scale"] == 1.0 and rec["settings"]["reg_bn"] == "batch"
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert "sigma_R_max" in r.stdout
     again = runner.invoke(app, args + TINY + FAST)
@@ -46,6 +47,8 @@ def test_train_command_writes_a_run(tmp_path: Path) -> None:
         (["--model", "mresnet18_tiny", "--data", "shapes", "--lam", "-1"], ["λ"]),
         (["--model", "mresnet18_tiny", "--data", "shapes", "--reg-target", "reflection"], ["reflection"]),
         (["--model", "mresnet18_tiny", "--data", "shapes", "--model-opt", "width"], ["KEY=VALUE"]),
+        (["--model", "unet_i2i_tiny", "--data", "lesions", "--logit-scale", "0"], ["logit_scale"]),
+        (["--model", "mresnet18_tiny", "--data", "shapes", "--reg-hard", "16"], ["hard", "subbatch"]),
     ],
 )
 def test_train_bad_input(tmp_path: Path, extra: list[str], words: list[str]) -> None:

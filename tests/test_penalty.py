@@ -163,3 +163,25 @@ def test_default_sigma_is_a_real_estimate_in_one_step() -> None:
     u0 = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
     _, v0 = forward_jvp(with_batch_stats(f, x), x, u0 / u0.flatten(1).norm(dim=1).view(-1, 1, 1, 1), False)
     assert float(v0.flatten(1).norm(dim=1).max()) < float(out.sigma.max())
+
+
+def test_hard_points_carry_the_worst_points_between_steps() -> None:
+    """hard=2: the two points of highest σ of step 1 are re-evaluated at step 2 (σ against the dense
+    Jacobian of the running-statistics network), beside the first subbatch−2 points of the new batch."""
+    f = _i2i().eval()
+    x1, x2 = _x(6, seed=5), _x(6, seed=6)
+    cfg = PenaltyConfig(lam=1.0, subbatch=5, hard=2, iters=60, bn="running", target="A")
+    pen = LipschitzPenalty(cfg, seed=0)
+    first = pen(f, x1)
+    assert first.sigma.shape == (5,)  # no hard points yet: the batch's first 5
+    truth1 = dense_sigma(f, x1[:5], False)
+    top = torch.argsort(truth1, descending=True)[:2]
+    second = pen(f, x2)
+    assert second.sigma.shape == (5,)
+    torch.testing.assert_close(second.sigma[:2], truth1[top], rtol=1e-4, atol=0)
+    torch.testing.assert_close(second.sigma[2:], dense_sigma(f, x2[:3], False), rtol=1e-4, atol=0)
+    clone = LipschitzPenalty(cfg, seed=9)
+    clone.load_state_dict(pen.state_dict())
+    torch.testing.assert_close(clone(f, x1).value, pen(f, x1).value, rtol=0, atol=0)
+    with pytest.raises(RlipError, match="hard"):
+        PenaltyConfig(subbatch=4, hard=4)

@@ -214,3 +214,32 @@ def test_large_lambda_with_batchnorm_keeps_sigma_down(tmp_path: Path) -> None:
     assert all(bool(torch.isfinite(v).all()) for k, v in sd.items() if "running" in k)
     assert reg.final["sigma_A_max"] < 0.75 * plain.final["sigma_A_max"]
     assert all(h["sigma_A_max"] < plain.final["sigma_A_max"] for h in reg.history[1:])
+
+
+def test_logit_scale_scales_the_mask_logits_of_the_loss() -> None:
+    """Binary image-to-image model: CE over cat([0, T·z]) is the logistic loss of T·z (closed form)."""
+    from robustbench_lip.data import get_dataset
+    from robustbench_lip.models import create_model_for
+    from robustbench_lip.train import task_loss
+
+    ds = get_dataset("lesions", "train", n_train=4, n_test=2, image_size=16)
+    x, y, m = ds.tensors()
+    torch.manual_seed(0)
+    model = create_model_for("unet_i2i_tiny", ds.info).eval()
+    with torch.no_grad():
+        z = model(x)[:, 0]
+        for t in (1.0, 7.5):
+            want = torch.nn.functional.binary_cross_entropy_with_logits(t * z, m.float())
+            got = task_loss(model, x, y, m.long(), False, t)
+            assert float(got) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(RlipError, match="logit_scale"):
+        _cfg(logit_scale=0.0)
+
+
+def test_reg_bn_reaches_the_penalty() -> None:
+    from robustbench_lip.train import penalty_config
+
+    assert penalty_config(_cfg(), "A").bn == "batch"
+    assert penalty_config(_cfg(reg_bn="running"), "A").bn == "running"
+    with pytest.raises(RlipError, match="reg_bn"):
+        _cfg(reg_bn="frozen")

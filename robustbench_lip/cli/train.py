@@ -25,6 +25,11 @@ class RegPoints(str, Enum):
     interp = "interp"
 
 
+class RegBn(str, Enum):
+    batch = "batch"
+    running = "running"
+
+
 class Reduce(str, Enum):
     max = "max"
     mean = "mean"
@@ -122,6 +127,13 @@ def train_cmd(
     reg_warm: Annotated[
         bool, typer.Option("--reg-warm", help="Start the power iteration from the previous step's vectors.")
     ] = False,
+    reg_bn: Annotated[
+        RegBn,
+        typer.Option("--reg-bn", help="BatchNorm statistics in the penalty: the penalty points' or running."),
+    ] = RegBn.batch,
+    reg_hard: Annotated[
+        int, typer.Option("--reg-hard", help="Sub-batch slots kept for the hardest points so far.")
+    ] = 0,
     epochs: Annotated[int, typer.Option("--epochs")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,
@@ -130,6 +142,9 @@ def train_cmd(
     schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.cosine,
     warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = 0.0,
     dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = False,
+    logit_scale: Annotated[
+        float, typer.Option("--logit-scale", help="Segmenters: the loss sees scale·logits (mask unchanged).")
+    ] = 1.0,
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
     ] = None,
@@ -171,6 +186,8 @@ def train_cmd(
         reg_subbatch=reg_subbatch,
         reg_every=reg_every,
         reg_warm=reg_warm,
+        reg_bn=reg_bn.value,
+        reg_hard=reg_hard,
         epochs=epochs,
         batch_size=batch_size,
         optimizer=optimizer.value,
@@ -179,6 +196,7 @@ def train_cmd(
         schedule=schedule.value,
         warmup=warmup,
         dice=dice,
+        logit_scale=logit_scale,
         augment=augment,
         seed=seed,
         device=device,

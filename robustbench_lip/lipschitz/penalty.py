@@ -29,6 +29,10 @@ With iters=5, subbatch=None it is the published reference: a fresh random u and 
 iterations on the full batch before the final product.
 Sub-batches (the first `subbatch` points of the batch) and applying the penalty only every
 `every`-th step (with weight every·λ, so the average weight stays λ) cut the cost further.
+Hard points (hard = k > 0): the k points of highest σ seen so far (a buffer carried between steps,
+with their power vectors, re-ranked every step) take k of the `subbatch` slots, so that the max over
+a small sub-batch tracks the worst points of many batches — as a full-batch max does — at the cost
+of a small one. Their σ is re-measured at every step with the current weights.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class PenaltyConfig:
     below σ = 1); iters ≥ 1: power iterations per step; points "data" | "interp"; reduce "max" |
     "mean"; subbatch: number of batch points used (None/0 = all); every ≥ 1: apply every k-th
     step; warm_start: start from the previous step's vectors; method "double_backward" | "forward";
-    bn "batch" | "running": the BatchNorm statistics used (see the module docstring).
+    bn "batch" | "running": the BatchNorm statistics used; hard ≥ 0: slots of the sub-batch kept
+    for the hardest points seen so far (see the module docstring).
     """
 
     lam: float = 0.0
@@ -75,6 +80,7 @@ class PenaltyConfig:
     warm_start: bool = False
     method: str = "double_backward"
     bn: str = "batch"
+    hard: int = 0
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0) or self.lam != self.lam or self.lam == float("inf"):
@@ -97,6 +103,8 @@ class PenaltyConfig:
             raise RlipError(f"unknown penalty method {self.method!r}; expected forward or double_backward")
         if self.bn not in ("batch", "running"):
             raise RlipError(f"unknown penalty bn mode {self.bn!r}; expected batch or running")
+        if self.hard < 0 or (self.hard and self.subbatch and self.hard >= self.subbatch):
+            raise RlipError(f"reg hard must be ≥ 0 and < reg subbatch ({self.subbatch}), got {self.hard}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +214,8 @@ class LipschitzPenalty:
         self.config = config
         self._gen = torch.Generator().manual_seed(int(seed))
         self._u: torch.Tensor | None = None
+        self._hard_x: torch.Tensor | None = None  # (h, ...) hardest points so far
+        self._hard_u: torch.Tensor | None = None  # (h, ...) their power vectors
         self.step = 0
 
     # --- state -------------------------------------------------------------------------------
@@ -214,32 +224,45 @@ class LipschitzPenalty:
             "u": None if self._u is None else self._u.detach().cpu().clone(),
             "gen": self._gen.get_state(),
             "step": self.step,
+            "hard_x": None if self._hard_x is None else self._hard_x.detach().cpu().clone(),
+            "hard_u": None if self._hard_u is None else self._hard_u.detach().cpu().clone(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._u = state["u"]
         self._gen.set_state(state["gen"])
         self.step = int(state["step"])
+        self._hard_x, self._hard_u = state.get("hard_x"), state.get("hard_u")
 
     # --- points ------------------------------------------------------------------------------
+    def _hard_count(self, x: torch.Tensor) -> int:
+        h = self._hard_x
+        return 0 if h is None or h.shape[1:] != x.shape[1:] else h.shape[0]
+
     def _points(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         n = x.shape[0]
         k = n if not cfg.subbatch else min(cfg.subbatch, n)
+        k = min(k, max(1, (cfg.subbatch or n) - self._hard_count(x)))
         pts = x[:k].detach()
         if cfg.points == "interp":
             perm = torch.randperm(n, generator=self._gen)[:k].to(x.device)
             tau = torch.rand(k, generator=self._gen).to(device=x.device, dtype=x.dtype)
             tau = tau.view(-1, *([1] * (x.dim() - 1)))
             pts = tau * pts + (1 - tau) * x.detach()[perm]
+        if self._hard_count(x):
+            pts = torch.cat([self._hard_x.to(pts), pts])  # type: ignore[union-attr]
         return pts
 
     def _start_vector(self, pts: torch.Tensor) -> torch.Tensor:
         k = pts.shape[0]
         fresh = torch.randn(pts.shape, generator=self._gen).to(pts)
+        h = self._hard_count(pts)
         if self.config.warm_start and self._u is not None and self._u.shape[1:] == pts.shape[1:]:
-            m = min(k, self._u.shape[0])
-            fresh[:m] = self._u[:m].to(pts)
+            m = min(k - h, self._u.shape[0])
+            fresh[h : h + m] = self._u[:m].to(pts)
+        if h:
+            fresh[:h] = self._hard_u.to(pts)  # type: ignore[union-attr]
         return _unit(fresh)
 
     # --- the penalty -------------------------------------------------------------------------
@@ -279,9 +302,14 @@ class LipschitzPenalty:
                 v = jvp(u, False)
                 u = _unit(_vjp(y, xg, v, refl))
             v = jvp(u, True)
+            sigma = _norms(v)
+            h = self._hard_count(pts)
             if cfg.warm_start:
-                self._store(u)
-        return _norms(v)
+                self._store(u[h:])
+            if cfg.hard:
+                top = torch.argsort(sigma.detach(), descending=True)[: cfg.hard]
+                self._hard_x, self._hard_u = pts[top].detach().clone(), u[top].detach().clone()
+        return sigma
 
     def _store(self, u: torch.Tensor) -> None:
         u = u.detach()
