@@ -139,11 +139,11 @@ class TrainConfig:
     reg_iters: int = 1
     reg_points: str = "data"
     reg_reduce: str = "max"
-    reg_subbatch: int = 16
+    reg_subbatch: int = 8
     reg_every: int = 1
     reg_warm: bool = False
     reg_bn: str = "batch"
-    reg_hard: int = 0
+    reg_hard: int = 4
     epochs: int = 5
     batch_size: int = 64
     optimizer: str = "sgd"

@@ -48,7 +48,7 @@ def test_train_command_writes_a_run(tmp_path: Path) -> None:
         (["--model", "mresnet18_tiny", "--data", "shapes", "--reg-target", "reflection"], ["reflection"]),
         (["--model", "mresnet18_tiny", "--data", "shapes", "--model-opt", "width"], ["KEY=VALUE"]),
         (["--model", "unet_i2i_tiny", "--data", "lesions", "--logit-scale", "0"], ["logit_scale"]),
-        (["--model", "mresnet18_tiny", "--data", "shapes", "--reg-hard", "16"], ["hard", "subbatch"]),
+        (["--model", "mresnet18_tiny", "--data", "shapes", "--reg-hard", "-1"], ["hard"]),
     ],
 )
 def test_train_bad_input(tmp_path: Path, extra: list[str], words: list[str]) -> None:

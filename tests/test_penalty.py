@@ -68,7 +68,7 @@ def test_warm_started_penalty_converges_to_dense_sigma(target: str, bn: str) -> 
     x = _x(4)
     lam, eps = 0.3, 0.2
     pen = LipschitzPenalty(
-        PenaltyConfig(lam=lam, target=target, eps=eps, subbatch=None, warm_start=True, bn=bn), seed=0
+        PenaltyConfig(lam=lam, target=target, eps=eps, subbatch=None, warm_start=True, bn=bn, hard=0), seed=0
     )
     for _ in range(300):  # one warm-started power iteration per step on the same batch
         out = pen(f, x)
@@ -130,7 +130,7 @@ def test_interp_points_and_state_round_trip() -> None:
     x = _x(6, seed=2)
     cfg = PenaltyConfig(lam=1.0, points="interp", subbatch=3, target="reflection")
     a = LipschitzPenalty(cfg, seed=7)
-    pts = a._points(x)
+    pts = a._points(x, 0)
     assert pts.shape == (3, 1, 4, 4)
     assert not torch.allclose(pts, x[:3])
     assert bool((pts >= x.min(0).values - 1e-12).all() and (pts <= x.max(0).values + 1e-12).all())
@@ -184,4 +184,4 @@ def test_hard_points_carry_the_worst_points_between_steps() -> None:
     clone.load_state_dict(pen.state_dict())
     torch.testing.assert_close(clone(f, x1).value, pen(f, x1).value, rtol=0, atol=0)
     with pytest.raises(RlipError, match="hard"):
-        PenaltyConfig(subbatch=4, hard=4)
+        PenaltyConfig(hard=-1)

@@ -122,7 +122,7 @@ def train_cmd(
     reg_reduce: Annotated[Reduce, typer.Option("--reg-reduce", help="max or mean over points.")] = Reduce.max,
     reg_subbatch: Annotated[
         int, typer.Option("--reg-subbatch", help="Penalty points per step (0 = all).")
-    ] = 16,
+    ] = 8,
     reg_every: Annotated[int, typer.Option("--reg-every", help="Apply the penalty every k-th step.")] = 1,
     reg_warm: Annotated[
         bool, typer.Option("--reg-warm", help="Start the power iteration from the previous step's vectors.")
@@ -133,7 +133,7 @@ def train_cmd(
     ] = RegBn.batch,
     reg_hard: Annotated[
         int, typer.Option("--reg-hard", help="Sub-batch slots kept for the hardest points so far.")
-    ] = 0,
+    ] = 4,
     epochs: Annotated[int, typer.Option("--epochs")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,

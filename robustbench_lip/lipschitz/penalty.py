@@ -33,6 +33,9 @@ Hard points (hard = k > 0): the k points of highest σ seen so far (a buffer car
 with their power vectors, re-ranked every step) take k of the `subbatch` slots, so that the max over
 a small sub-batch tracks the worst points of many batches — as a full-batch max does — at the cost
 of a small one. Their σ is re-measured at every step with the current weights.
+Defaults (8 points, 4 of them hard, 1 iteration, every step), chosen by benchmarks/bench_penalty.py on
+mResNet-18 w16, batch 128: a step ≈1.5× a plain one, held-out σ after 20 steps within ≈5 % of the
+reference's; without hard points (16 points) 1.7× and +39 %.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class PenaltyConfig:
     "mean"; subbatch: number of batch points used (None/0 = all); every ≥ 1: apply every k-th
     step; warm_start: start from the previous step's vectors; method "double_backward" | "forward";
     bn "batch" | "running": the BatchNorm statistics used; hard ≥ 0: slots of the sub-batch kept
-    for the hardest points seen so far (see the module docstring).
+    for the hardest points seen so far, at most all slots but one (see the module docstring).
     """
 
     lam: float = 0.0
@@ -75,12 +78,12 @@ class PenaltyConfig:
     iters: int = 1
     points: str = "data"
     reduce: str = "max"
-    subbatch: int | None = 16
+    subbatch: int | None = 8
     every: int = 1
     warm_start: bool = False
     method: str = "double_backward"
     bn: str = "batch"
-    hard: int = 0
+    hard: int = 4
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0) or self.lam != self.lam or self.lam == float("inf"):
@@ -103,15 +106,15 @@ class PenaltyConfig:
             raise RlipError(f"unknown penalty method {self.method!r}; expected forward or double_backward")
         if self.bn not in ("batch", "running"):
             raise RlipError(f"unknown penalty bn mode {self.bn!r}; expected batch or running")
-        if self.hard < 0 or (self.hard and self.subbatch and self.hard >= self.subbatch):
-            raise RlipError(f"reg hard must be ≥ 0 and < reg subbatch ({self.subbatch}), got {self.hard}")
+        if self.hard < 0:
+            raise RlipError(f"reg hard must be ≥ 0, got {self.hard}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 REFERENCE = PenaltyConfig(
-    iters=5, subbatch=None, every=1, warm_start=False, method="double_backward", bn="batch"
+    iters=5, subbatch=None, every=1, warm_start=False, method="double_backward", bn="batch", hard=0
 )
 """The published recipe: fresh power iteration, 5 iterations, full batch, double backward."""
 
@@ -235,34 +238,38 @@ class LipschitzPenalty:
         self._hard_x, self._hard_u = state.get("hard_x"), state.get("hard_u")
 
     # --- points ------------------------------------------------------------------------------
-    def _hard_count(self, x: torch.Tensor) -> int:
+    def _hard_used(self, x: torch.Tensor) -> int:
+        """Hard points used at this step: the buffer, at most min(hard, slots − 1) of it."""
+        cfg = self.config
         h = self._hard_x
-        return 0 if h is None or h.shape[1:] != x.shape[1:] else h.shape[0]
+        if not cfg.hard or h is None or h.shape[1:] != x.shape[1:]:
+            return 0
+        slots = min(cfg.subbatch, x.shape[0]) if cfg.subbatch else x.shape[0]
+        return max(0, min(h.shape[0], cfg.hard, slots - 1))
 
-    def _points(self, x: torch.Tensor) -> torch.Tensor:
+    def _points(self, x: torch.Tensor, h: int) -> torch.Tensor:
+        """The penalty points (k, ...): h hard points first, then the first k − h of x (or interp)."""
         cfg = self.config
         n = x.shape[0]
-        k = n if not cfg.subbatch else min(cfg.subbatch, n)
-        k = min(k, max(1, (cfg.subbatch or n) - self._hard_count(x)))
+        k = (n if not cfg.subbatch else min(cfg.subbatch, n)) - h
         pts = x[:k].detach()
         if cfg.points == "interp":
             perm = torch.randperm(n, generator=self._gen)[:k].to(x.device)
             tau = torch.rand(k, generator=self._gen).to(device=x.device, dtype=x.dtype)
             tau = tau.view(-1, *([1] * (x.dim() - 1)))
             pts = tau * pts + (1 - tau) * x.detach()[perm]
-        if self._hard_count(x):
-            pts = torch.cat([self._hard_x.to(pts), pts])  # type: ignore[union-attr]
+        if h:
+            pts = torch.cat([self._hard_x[:h].to(pts), pts])  # type: ignore[index]
         return pts
 
-    def _start_vector(self, pts: torch.Tensor) -> torch.Tensor:
+    def _start_vector(self, pts: torch.Tensor, h: int) -> torch.Tensor:
         k = pts.shape[0]
         fresh = torch.randn(pts.shape, generator=self._gen).to(pts)
-        h = self._hard_count(pts)
         if self.config.warm_start and self._u is not None and self._u.shape[1:] == pts.shape[1:]:
             m = min(k - h, self._u.shape[0])
             fresh[h : h + m] = self._u[:m].to(pts)
         if h:
-            fresh[:h] = self._hard_u.to(pts)  # type: ignore[union-attr]
+            fresh[:h] = self._hard_u[:h].to(pts)  # type: ignore[index]
         return _unit(fresh)
 
     # --- the penalty -------------------------------------------------------------------------
@@ -275,11 +282,12 @@ class LipschitzPenalty:
         """
         cfg = self.config
         refl = cfg.target == "reflection"
-        pts = self._points(x)
+        h = self._hard_used(x)
+        pts = self._points(x, h)
         bn = batch_stat_bn(model, pts) if cfg.bn == "batch" else nullcontext()
         with preserved_modes(model), torch.enable_grad(), bn:
             model.eval()
-            u = self._start_vector(pts)
+            u = self._start_vector(pts, h)
             xg = pts.requires_grad_(True)
             if cfg.method == "double_backward":
                 y = model(xg)
@@ -303,7 +311,6 @@ class LipschitzPenalty:
                 u = _unit(_vjp(y, xg, v, refl))
             v = jvp(u, True)
             sigma = _norms(v)
-            h = self._hard_count(pts)
             if cfg.warm_start:
                 self._store(u[h:])
             if cfg.hard:
