@@ -38,7 +38,7 @@ from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.device import preserved_modes, preserved_rng
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
-from robustbench_lip.lipschitz.jacobian import spectral_norm
+from robustbench_lip.lipschitz.jacobian import sample_norms, spectral_norm
 from robustbench_lip.metrics import ConfusionMatrix
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,6 @@ def _g(f: Callable[[torch.Tensor], torch.Tensor], target: str) -> Callable[[torc
     return f if target == "A" else (lambda z: 2 * f(z) - z)
 
 
-def _flat_norm(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
-
-
 def _power(f, x: torch.Tensor, target: str, iters: int, gen: torch.Generator, batch: int = 64):
     sig, vec, conv = [], [], []
     for i in range(0, x.shape[0], batch):
@@ -163,7 +159,7 @@ def _jac_norm_along(f, x: torch.Tensor, u: torch.Tensor, target: str) -> torch.T
     (ju,) = torch.autograd.grad(g, w, u, create_graph=True)
     if target == "reflection":
         ju = 2 * ju - u
-    return _flat_norm(ju)
+    return sample_norms(ju)
 
 
 def _adversarial_jacobian(f, x0, u0, target: str, steps: int, iters: int, gen: torch.Generator) -> float:
@@ -182,9 +178,9 @@ def _adversarial_jacobian(f, x0, u0, target: str, steps: int, iters: int, gen: t
             grad = torch.autograd.grad(s.sum(), xr, allow_unused=True)[0] if s.requires_grad else None
         if grad is None:
             grad = torch.zeros_like(x)
-        gn = _flat_norm(grad).view(-1, *([1] * (x.dim() - 1)))
+        gn = sample_norms(grad).view(-1, *([1] * (x.dim() - 1)))
         rnd = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-        rnd = rnd / _flat_norm(rnd).view_as(gn)
+        rnd = rnd / sample_norms(rnd).view_as(gn)
         direction = torch.where(gn > 1e-12, grad / gn.clamp_min(1e-12), rnd)
         cand = (x + step * direction).clamp(0, 1)
         r = spectral_norm(f, cand, target=target, iters=iters, u0=u)  # type: ignore[arg-type]
@@ -208,7 +204,7 @@ def _pairwise(
     h = 1e-2
     x = x0.clone()
     y = (x0 + h * u0).clamp(0, 1)
-    same = _flat_norm(x - y) < 1e-6
+    same = sample_norms(x - y) < 1e-6
     if bool(same.any()):
         y[same] = (x0[same] - h * u0[same]).clamp(0, 1)
     g = _g(f, target)
@@ -218,8 +214,8 @@ def _pairwise(
     best, bx, by = -1.0, x.detach().clone(), y.detach().clone()
     for it in range(steps + 1):
         with torch.enable_grad():
-            d = _flat_norm(x - y)
-            q = _flat_norm(g(x) - g(y)) / d.clamp_min(1e-12)
+            d = sample_norms(x - y)
+            q = sample_norms(g(x) - g(y)) / d.clamp_min(1e-12)
             q = torch.where(d > 1e-9, q, torch.zeros_like(q))
         qd = q.detach()
         i = int(qd.argmax())

@@ -33,12 +33,14 @@ class SpectralNormResult:
     iters: int
 
 
-def _norms(t: torch.Tensor) -> torch.Tensor:
+def sample_norms(t: torch.Tensor) -> torch.Tensor:
+    """(N,) Euclidean norm of each sample of t (N, ...)."""
     return t.flatten(1).norm(dim=1)
 
 
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    n = _norms(t).clamp_min(1e-30)
+def unit_samples(t: torch.Tensor) -> torch.Tensor:
+    """t (N, ...) with each sample scaled to unit Euclidean norm (zero samples stay ≈ 0)."""
+    n = sample_norms(t).clamp_min(1e-30)
     return t / n.view(-1, *([1] * (t.dim() - 1)))
 
 
@@ -94,20 +96,20 @@ def spectral_norm(
             if u0.shape != x.shape:
                 raise ValueError(f"u0 shape {tuple(u0.shape)} != x shape {tuple(x.shape)}")
             u = u0.detach().to(x)
-        u = _unit(u)
+        u = unit_samples(u)
         sigma_prev = torch.full((x.shape[0],), float("nan"), device=x.device, dtype=x.dtype)
         converged = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         done = 0
         for done in range(1, iters + 1):  # noqa: B007 - `done` is reported
             v = jvp(u)
-            sigma = _norms(v)
-            u = _unit(vjp(v))
+            sigma = sample_norms(v)
+            u = unit_samples(vjp(v))
             converged = (sigma - sigma_prev).abs() <= tol * sigma.clamp_min(1e-12)
             sigma_prev = sigma
             if bool(converged.all()):
                 break
         u = u.detach()
-        sigma = _norms(jvp(u, keep=create_graph))
+        sigma = sample_norms(jvp(u, keep=create_graph))
     if not create_graph:
         sigma = sigma.detach()
     return SpectralNormResult(sigma=sigma, vector=u, converged=converged.detach(), iters=done)

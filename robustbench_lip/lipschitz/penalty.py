@@ -52,7 +52,7 @@ from torch import nn
 
 from robustbench_lip.device import preserved_modes
 from robustbench_lip.errors import RlipError
-from robustbench_lip.lipschitz.jacobian import check_target
+from robustbench_lip.lipschitz.jacobian import check_target, sample_norms, unit_samples
 
 Points = Literal["data", "interp"]
 Reduce = Literal["max", "mean"]
@@ -127,14 +127,6 @@ class PenaltyOutput:
     value: torch.Tensor
     sigma: torch.Tensor
     applied: bool
-
-
-def _norms(t: torch.Tensor) -> torch.Tensor:
-    return t.flatten(1).norm(dim=1)
-
-
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    return t / _norms(t).clamp_min(1e-30).view(-1, *([1] * (t.dim() - 1)))
 
 
 def forward_jvp(
@@ -270,7 +262,7 @@ class LipschitzPenalty:
             fresh[h : h + m] = self._u[:m].to(pts)
         if h:
             fresh[:h] = self._hard_u[:h].to(pts)  # type: ignore[index]
-        return _unit(fresh)
+        return unit_samples(fresh)
 
     # --- the penalty -------------------------------------------------------------------------
     def sigma(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -308,9 +300,9 @@ class LipschitzPenalty:
 
             for _ in range(cfg.iters):
                 v = jvp(u, False)
-                u = _unit(_vjp(y, xg, v, refl))
+                u = unit_samples(_vjp(y, xg, v, refl))
             v = jvp(u, True)
-            sigma = _norms(v)
+            sigma = sample_norms(v)
             if cfg.warm_start:
                 self._store(u[h:])
             if cfg.hard:
