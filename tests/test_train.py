@@ -251,3 +251,14 @@ def test_reg_bn_reaches_the_penalty() -> None:
     assert penalty_config(_cfg(reg_bn="running"), "A").bn == "running"
     with pytest.raises(RlipError, match="reg_bn"):
         _cfg(reg_bn="frozen")
+
+
+def test_penalty_defaults_agree_between_train_config_and_penalty_config() -> None:
+    """`rlip train` (defaults from TrainConfig) and the library's PenaltyConfig() train alike."""
+    from dataclasses import replace
+
+    from robustbench_lip.lipschitz.penalty import PenaltyConfig
+    from robustbench_lip.train import penalty_config
+
+    from_train = penalty_config(TrainConfig(model="m", data="d"), "A")
+    assert from_train == replace(PenaltyConfig(), target="A", lam=0.0)

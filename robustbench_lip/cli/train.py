@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -12,7 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.config import TrainConfig
 from robustbench_lip.errors import RlipError
+
+_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # one source of the defaults
 
 
 class RegTarget(str, Enum):
@@ -108,48 +112,60 @@ def train_cmd(
     model: Annotated[str, typer.Option("--model", help="Registered model name (rlip models list).")],
     data: Annotated[str, typer.Option("--data", help="Dataset name (rlip data list).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create or resume.")],
-    lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = 0.0,
+    lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = _DEFAULT["lam"],
     root: Annotated[str | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
     reg_target: Annotated[
         RegTarget | None,
         typer.Option("--reg-target", help="A or reflection (default: reflection if defined)."),
     ] = None,
-    reg_eps: Annotated[float, typer.Option("--reg-eps", help="Hinge: λ·max(σ², 1 − eps).")] = 0.0,
+    reg_eps: Annotated[float, typer.Option("--reg-eps", help="Hinge: λ·max(σ², 1 − eps).")] = _DEFAULT[
+        "reg_eps"
+    ],
     reg_iters: Annotated[
         int, typer.Option("--reg-iters", help="Power iterations per step before the final product.")
-    ] = 1,
-    reg_points: Annotated[RegPoints, typer.Option("--reg-points", help="data or interp.")] = RegPoints.data,
-    reg_reduce: Annotated[Reduce, typer.Option("--reg-reduce", help="max or mean over points.")] = Reduce.max,
+    ] = _DEFAULT["reg_iters"],
+    reg_points: Annotated[RegPoints, typer.Option("--reg-points", help="data or interp.")] = RegPoints(
+        _DEFAULT["reg_points"]
+    ),
+    reg_reduce: Annotated[Reduce, typer.Option("--reg-reduce", help="max or mean over points.")] = Reduce(
+        _DEFAULT["reg_reduce"]
+    ),
     reg_subbatch: Annotated[
         int, typer.Option("--reg-subbatch", help="Penalty points per step (0 = all).")
-    ] = 8,
-    reg_every: Annotated[int, typer.Option("--reg-every", help="Apply the penalty every k-th step.")] = 1,
+    ] = _DEFAULT["reg_subbatch"],
+    reg_every: Annotated[
+        int, typer.Option("--reg-every", help="Apply the penalty every k-th step.")
+    ] = _DEFAULT["reg_every"],
     reg_warm: Annotated[
         bool, typer.Option("--reg-warm", help="Start the power iteration from the previous step's vectors.")
-    ] = False,
+    ] = _DEFAULT["reg_warm"],
     reg_bn: Annotated[
         RegBn,
         typer.Option("--reg-bn", help="BatchNorm statistics in the penalty: the penalty points' or running."),
-    ] = RegBn.batch,
+    ] = RegBn(_DEFAULT["reg_bn"]),
     reg_hard: Annotated[
         int, typer.Option("--reg-hard", help="Sub-batch slots kept for the hardest points so far.")
-    ] = 4,
-    epochs: Annotated[int, typer.Option("--epochs")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
-    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim.sgd,
-    lr: Annotated[float, typer.Option("--lr")] = 0.05,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 5e-4,
-    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule.cosine,
-    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = 0.0,
-    dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = False,
+    ] = _DEFAULT["reg_hard"],
+    epochs: Annotated[int, typer.Option("--epochs")] = _DEFAULT["epochs"],
+    batch_size: Annotated[int, typer.Option("--batch-size")] = _DEFAULT["batch_size"],
+    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim(_DEFAULT["optimizer"]),
+    lr: Annotated[float, typer.Option("--lr")] = _DEFAULT["lr"],
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = _DEFAULT["weight_decay"],
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule(_DEFAULT["schedule"]),
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = _DEFAULT[
+        "warmup"
+    ],
+    dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = _DEFAULT[
+        "dice"
+    ],
     logit_scale: Annotated[
         float, typer.Option("--logit-scale", help="Segmenters: the loss sees scale·logits (mask unchanged).")
-    ] = 1.0,
+    ] = _DEFAULT["logit_scale"],
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = _DEFAULT["seed"],
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _DEFAULT["device"],
     n_train: Annotated[
         int | None, typer.Option("--n-train", help="Built-in datasets: training images.")
     ] = None,
@@ -161,10 +177,11 @@ def train_cmd(
     model_opt: Annotated[
         list[str] | None, typer.Option("--model-opt", help="Model option KEY=VALUE (e.g. width=8).")
     ] = None,
-    sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = 64,
+    sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = _DEFAULT[
+        "sigma_points"
+    ],
 ) -> None:
     """Train MODEL on DATA with the Lipschitz penalty λ into the run directory --out (resumes)."""
-    from robustbench_lip.config import TrainConfig
     from robustbench_lip.train import train
 
     data_options = parse_options(data_opt, "--data-opt")
