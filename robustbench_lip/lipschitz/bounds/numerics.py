@@ -59,9 +59,7 @@ def _onehots(idx: torch.Tensor, fixed: int, axis: int, hw: tuple[int, int]) -> t
 AxisFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _axis_matrices(
-    fn: AxisFn, hw: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+def _axis_matrices(fn: AxisFn, hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """(M̃_h, M̃_w, s) with M = M̃_h ⊗ M̃_w / s, from single-pixel probes of the full 2-D map."""
     h, w = hw
     i0, j0 = h // 2, w // 2

@@ -1,0 +1,176 @@
+"""Propagation of certified bounds through a lowered graph, one registered rule per node.
+
+Each node that depends on the input x gets a Bound: a float L with ‖Δnode‖ ≤ L·‖δx‖ (composition:
+a rule multiplies its own factor into the bounds of its inputs), or an Affine α·x + g(x) for nodes
+of x's own shape, which lets R = 2A − I be bounded by |2α − 1| + 2·Lip(g) instead of 2·U(A) + 1.
+A node without a rule, or whose rule raises Unsupported, has no bound, nor has anything
+downstream of it; the reasons on the way to the output are collected. Nothing is ever skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robustbench_lip.lipschitz.bounds.graph import LoweredGraph
+from robustbench_lip.lipschitz.bounds.rules.registry import (
+    Affine,
+    NonLipschitz,
+    OpContext,
+    Unsupported,
+    get_rule,
+    op_key,
+)
+
+
+@dataclass
+class LayerBound:
+    """One node: `factor` its own bound (cumulative / input's; None when not a 1-input node),
+    `cumulative` the bound of x ↦ node (None when unbounded), how it was obtained, its shape."""
+
+    name: str
+    op: str
+    factor: float | None
+    cumulative: float | None
+    method: str
+    out_shape: list[int] | None = None
+
+
+@dataclass
+class Problem:
+    """Why a node has no bound: its op key, node name, reason, and whether the op is non-Lipschitz."""
+
+    op: str
+    node: str
+    reason: str
+    non_lipschitz: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "node": self.node, "reason": self.reason, "non_lipschitz": self.non_lipschitz}
+
+
+@dataclass
+class Propagation:
+    """The output's bound (None: unbounded), per-node layers and the problems on the way to it."""
+
+    out: Affine | None
+    out_shape: tuple[int, ...] | None
+    layers: list[LayerBound] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _is_float_tensor(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+
+
+def _total(b: Any) -> float | None:
+    if b is None or isinstance(b, tuple):
+        return None
+    return b.total if isinstance(b, Affine) else float(b)
+
+
+def _clean(b: Any, out: Any, input_shape: tuple[int, ...]) -> Any:
+    """Validate a rule's result: finite, non-negative; Affine only on x's own shape."""
+    if isinstance(b, tuple):
+        outs = out if isinstance(out, (tuple, list)) else [None] * len(b)
+        return tuple(None if e is None else _clean(e, o, input_shape) for e, o in zip(b, outs, strict=False))
+    if isinstance(b, Affine):
+        if not (math.isfinite(b.alpha) and math.isfinite(b.lip)) or b.lip < 0:
+            raise Unsupported(f"non-finite bound {b}")
+        if not (isinstance(out, torch.Tensor) and tuple(out.shape) == input_shape):
+            return Affine(0.0, b.total)
+        return b
+    v = float(b)
+    if not math.isfinite(v) or v < 0:
+        raise Unsupported(f"non-finite bound {v}")
+    return Affine(0.0, v)
+
+
+def propagate(g: LoweredGraph, values: dict[torch.fx.Node, Any], mode: str) -> Propagation:
+    """Bound every node of g (values: recorded node values on one example batch)."""
+    x_val = values[g.x_node]
+    input_shape = tuple(x_val.shape)
+    dep: dict[torch.fx.Node, bool] = {}
+    bounds: dict[torch.fx.Node, Any] = {}
+    problems: dict[torch.fx.Node, Problem] = {}
+    layers: list[LayerBound] = []
+    state: dict[str, Any] = {}
+    for n in g.gm.graph.nodes:
+        if n.op == "placeholder":
+            dep[n] = n is g.x_node
+            if dep[n]:
+                bounds[n] = Affine(1.0, 0.0)
+            continue
+        if n.op in ("get_attr", "output"):
+            dep[n] = False
+            continue
+        ins = [a for a in n.all_input_nodes if dep.get(a, False)]
+        dep[n] = bool(ins)
+        if not ins:
+            continue
+        if any(bounds.get(a) is None for a in ins):
+            bounds[n] = None
+            continue
+        key = op_key(n.target)
+        entry = get_rule(key) if n.op == "call_function" else None
+        v = values.get(n)
+        if entry is None:
+            if isinstance(v, torch.Tensor) and not _is_float_tensor(v):
+                problems[n] = Problem(key, n.name, "discrete (integer or boolean) values of the input", True)
+            else:
+                problems[n] = Problem(key, n.name, "no bound rule for this op")
+            bounds[n] = None
+            continue
+        ctx = OpContext(n, key, values, bounds, dep, mode, state, input_shape)
+        try:
+            b = _clean(entry.fn(ctx), v, input_shape)
+        except NonLipschitz as e:
+            problems[n] = Problem(key, n.name, str(e), True)
+            bounds[n] = None
+            continue
+        except Unsupported as e:
+            problems[n] = Problem(key, n.name, str(e))
+            bounds[n] = None
+            continue
+        except Exception as e:  # a rule meeting arguments it was not written for: no bound, never a crash
+            text = str(e).strip().splitlines()
+            problems[n] = Problem(key, n.name, f"rule failed: {text[0] if text else type(e).__name__}")
+            bounds[n] = None
+            continue
+        bounds[n] = b
+        cum = _total(b)
+        factor = None
+        if len(ins) == 1 and cum is not None:
+            li = _total(bounds.get(ins[0]))
+            factor = cum / li if li else None
+        shape = list(v.shape) if isinstance(v, torch.Tensor) else None
+        layers.append(LayerBound(n.name, key, factor, cum, ctx.method, shape))
+
+    o = g.out_node
+    ov = values.get(o)
+    out_shape = tuple(ov.shape[1:]) if isinstance(ov, torch.Tensor) else None
+    anc: set[torch.fx.Node] = set()
+    stack = [o]
+    while stack:
+        m = stack.pop()
+        if m in anc:
+            continue
+        anc.add(m)
+        stack.extend(m.all_input_nodes)
+    on_path = [p for node, p in problems.items() if node in anc]
+    if not dep.get(o, False):
+        return Propagation(Affine(0.0, 0.0), out_shape, layers, on_path)
+    b = bounds.get(o)
+    if isinstance(b, tuple):
+        on_path.append(Problem(op_key(o.target), o.name, "the output is a tuple"))
+        b = None
+    if b is not None and not _is_float_tensor(ov):
+        on_path.append(Problem(op_key(o.target), o.name, "the output is not a floating-point tensor", True))
+        b = None
+    return Propagation(b, out_shape, layers, on_path)
+
+
+__all__ = ["LayerBound", "Problem", "Propagation", "propagate"]

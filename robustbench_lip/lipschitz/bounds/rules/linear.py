@@ -1,0 +1,291 @@
+"""Rules of the linear family: convolutions, matrix products, BatchNorm, sums, scalings, reductions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
+from robustbench_lip.lipschitz.bounds.numerics import SAFETY, bn_scale, linear_bound, spectral_norm_dense
+from robustbench_lip.lipschitz.bounds.rules.registry import (
+    Affine,
+    NonLipschitz,
+    OpContext,
+    Unsupported,
+    broadcast_factor,
+    register_rule,
+)
+
+FAMILY = "linear"
+BN_EVAL = "aten._native_batch_norm_legit_no_training.default"
+
+
+def _fold_scale(ctx: OpContext, channels: int) -> torch.Tensor | None:
+    """The per-channel scale of an eval BatchNorm that is the only user of this node and normalises
+    its channel axis 1 (which is the output-channel axis of a conv, or the feature axis of a 2-D
+    linear output); marks the BatchNorm folded. None when the pattern does not hold exactly."""
+    users = list(ctx.node.users)
+    if len(users) != 1:
+        return None
+    bn = users[0]
+    if str(bn.target) != BN_EVAL or not bn.args or bn.args[0] is not ctx.node:
+        return None
+    weight, _bias, _mean, var = (bn.args + (None,) * 5)[1:5]
+    eps = float(bn.args[6]) if len(bn.args) > 6 else 1e-5
+    if any(ctx.depends(a) for a in (weight, var) if a is not None):
+        return None
+    rv = ctx.value(var)
+    w = ctx.value(weight) if weight is not None else None
+    if not isinstance(rv, torch.Tensor) or rv.numel() != channels:
+        return None
+    out = ctx.out
+    if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[1] != channels:
+        return None
+    ctx.state.setdefault("folded", set()).add(bn)
+    return bn_scale(rv, w, eps)
+
+
+@register_rule("aten.convolution.default", family=FAMILY)
+def convolution(ctx: OpContext) -> float:
+    """Conv (1-d, 2-d; transposed): certified operator norm at the input's size (see conv2d_bound).
+    An eval BatchNorm right after a non-transposed conv is folded into its weight."""
+    if ctx.depends("weight"):
+        raise NonLipschitz("convolution with an input-dependent weight is not globally Lipschitz")
+    x = ctx.arg("input")
+    w = ctx.arg("weight").detach().to(torch.float64)
+    stride, padding, dilation = list(ctx.arg("stride")), list(ctx.arg("padding")), list(ctx.arg("dilation"))
+    transposed, groups = bool(ctx.arg("transposed")), int(ctx.arg("groups"))
+    if w.dim() == 3:  # conv1d as a conv2d over a height-1 image
+        w = w.unsqueeze(2)
+        stride, padding, dilation = [1, *stride], [0, *padding], [1, *dilation]
+        x = x.unsqueeze(2)
+    if w.dim() != 4 or x.dim() != 4:
+        raise Unsupported(f"convolution with a {w.dim()}-d weight (only 1-d and 2-d convolutions)")
+    note = ""
+    if transposed:
+        out = ctx.out if ctx.out.dim() == 4 else ctx.out.unsqueeze(2)
+        hw = tuple(out.shape[-2:])  # the adjoint conv acts on the output grid
+    else:
+        hw = tuple(x.shape[-2:])
+        scale = _fold_scale(ctx, w.shape[0])
+        if scale is not None:
+            w = w * scale.view(-1, 1, 1, 1).to(w)
+            note = " (BatchNorm folded)"
+    b, method = conv2d_bound(w, hw, stride, padding, dilation, groups, "zeros", ctx.mode)  # type: ignore[arg-type]
+    ctx.note(("transposed " if transposed else "") + method + note)
+    return b * ctx.lip("input")
+
+
+@register_rule("aten.linear.default", family=FAMILY)
+def linear(ctx: OpContext) -> float:
+    """x Wᵀ + b on the last axis: ‖W‖₂ (exact σ_max); a following BatchNorm1d is folded when the
+    output is 2-d (features on axis 1)."""
+    if ctx.depends("weight"):
+        raise NonLipschitz("linear with an input-dependent weight is not globally Lipschitz")
+    w = ctx.arg("weight").detach().to(torch.float64)
+    if w.dim() == 1:
+        w = w.view(1, -1)
+    note = ""
+    if ctx.out.dim() == 2:
+        scale = _fold_scale(ctx, w.shape[0])
+        if scale is not None:
+            w = w * scale.view(-1, 1).to(w)
+            note = " (BatchNorm folded)"
+    ctx.note("exact-svd" + note)
+    return linear_bound(w) * ctx.lip("input") + (ctx.lip("bias") if ctx.depends("bias") else 0.0)
+
+
+def _matrix_norm_of(c: Any) -> float:
+    if not isinstance(c, torch.Tensor):
+        raise Unsupported("matrix product with a non-tensor")
+    if c.dim() == 1:
+        c = c.view(1, -1)
+    return SAFETY * spectral_norm_dense(c.detach())
+
+
+@register_rule("aten.mm.default", "aten.bmm.default", family=FAMILY)
+def mm(ctx: OpContext) -> float:
+    """A @ B with one factor constant: the constant's σ_max (max over a batch) times the other's bound."""
+    a_dep, b_dep = ctx.depends("self"), ctx.depends("mat2")
+    if a_dep and b_dep:
+        raise NonLipschitz("product of two input-dependent tensors is not globally Lipschitz")
+    var, const = ("self", "mat2") if a_dep else ("mat2", "self")
+    ctx.note("exact-svd")
+    return _matrix_norm_of(ctx.arg(const)) * ctx.lip(var)
+
+
+@register_rule("aten.addmm.default", family=FAMILY)
+def addmm(ctx: OpContext) -> float:
+    """beta·bias + alpha·(m1 @ m2) with one of m1, m2 constant."""
+    a_dep, b_dep = ctx.depends("mat1"), ctx.depends("mat2")
+    if a_dep and b_dep:
+        raise NonLipschitz("product of two input-dependent tensors is not globally Lipschitz")
+    prod = 0.0
+    if a_dep or b_dep:
+        var, const = ("mat1", "mat2") if a_dep else ("mat2", "mat1")
+        prod = abs(float(ctx.arg("alpha"))) * _matrix_norm_of(ctx.arg(const)) * ctx.lip(var)
+    bias = 0.0
+    if ctx.depends("self"):
+        bias = abs(float(ctx.arg("beta"))) * ctx.lip("self") * broadcast_factor(ctx.arg("self"), ctx.out)
+    ctx.note("exact-svd")
+    return prod + bias
+
+
+@register_rule(BN_EVAL, family=FAMILY)
+def batch_norm_eval(ctx: OpContext) -> tuple[float, float, float]:
+    """Eval BatchNorm: per-channel scaling, max|γ|/√(var+ε) (1 when folded into its producer)."""
+    if ctx.depends("weight") or ctx.depends("running_var"):
+        raise NonLipschitz("BatchNorm with input-dependent parameters")
+    if ctx.node in ctx.state.get("folded", set()):
+        ctx.note("folded into its producer")
+        return (ctx.lip("input"), 0.0, 0.0)
+    w = ctx.arg("weight")
+    s = float(bn_scale(ctx.arg("running_var"), w, float(ctx.arg("eps"))).abs().max()) * SAFETY
+    ctx.note("max|γ|/√(var+ε)")
+    return (s * ctx.lip("input"), 0.0, 0.0)
+
+
+@register_rule(
+    "aten._native_batch_norm_legit_functional.default",
+    "aten._native_batch_norm_legit.default",
+    "aten.native_batch_norm.default",
+    family=FAMILY,
+)
+def batch_norm_train(ctx: OpContext) -> Any:
+    """BatchNorm with batch statistics: a sample's output depends on the whole batch."""
+    if ctx.arg("training") is False and ctx.arg("running_var") is not None:
+        if ctx.depends("weight") or ctx.depends("running_var"):
+            raise NonLipschitz("BatchNorm with input-dependent parameters")
+        s = float(bn_scale(ctx.arg("running_var"), ctx.arg("weight"), float(ctx.arg("eps"))).abs().max())
+        ctx.note("max|γ|/√(var+ε)")
+        return (SAFETY * s * ctx.lip("input"), 0.0, 0.0)
+    raise Unsupported(
+        "BatchNorm uses batch statistics (the model was exported in train mode); re-export it in eval mode"
+    )
+
+
+def _alpha_of(ctx: OpContext) -> float:
+    a = ctx.arg("alpha")
+    return 1.0 if a is None else float(a)
+
+
+def _add(ctx: OpContext, sign: float, other_name: str = "other") -> Affine | float:
+    alpha = sign * _alpha_of(ctx)
+    da, db = ctx.depends("self"), ctx.depends(other_name)
+    ba = ctx.bound("self") if da else Affine(0.0, 0.0)
+    bb = ctx.bound(other_name) if db else Affine(0.0, 0.0)
+    out = ctx.out
+    same = (not da or ctx.aligned("self")) and (not db or ctx.aligned(other_name)) and ctx.aligned(ctx.node)
+    ctx.note("sum")
+    if same:
+        return Affine(ba.alpha + alpha * bb.alpha, ba.lip + abs(alpha) * bb.lip)
+    la = ba.total * broadcast_factor(ctx.arg("self"), out) if da else 0.0
+    lb = abs(alpha) * bb.total * broadcast_factor(ctx.arg(other_name), out) if db else 0.0
+    return la + lb
+
+
+@register_rule("aten.add.Tensor", "aten.add.Scalar", family=FAMILY)
+def add(ctx: OpContext) -> Affine | float:
+    """a + alpha·b: bounds add (the identity coefficients too, for tensors of x's shape)."""
+    return _add(ctx, 1.0)
+
+
+@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=FAMILY)
+def sub(ctx: OpContext) -> Affine | float:
+    """a − alpha·b."""
+    return _add(ctx, -1.0)
+
+
+@register_rule("aten.rsub.Scalar", "aten.rsub.Tensor", family=FAMILY)
+def rsub(ctx: OpContext) -> Affine | float:
+    """other − alpha·self."""
+    alpha = _alpha_of(ctx)
+    b = ctx.bound("self")
+    if ctx.aligned("self") and ctx.aligned(ctx.node):
+        return Affine(-alpha * b.alpha, abs(alpha) * b.lip)
+    return abs(alpha) * b.total * broadcast_factor(ctx.arg("self"), ctx.out)
+
+
+def _abs_max(c: Any) -> float:
+    if isinstance(c, torch.Tensor):
+        return float(c.detach().abs().max()) if c.numel() else 0.0
+    return abs(float(c))
+
+
+def _scalar_of(c: Any) -> float | None:
+    if isinstance(c, torch.Tensor):
+        return float(c) if c.numel() == 1 else None
+    return float(c)
+
+
+@register_rule("aten.mul.Tensor", "aten.mul.Scalar", family=FAMILY)
+def mul(ctx: OpContext) -> Affine | float:
+    """x·c with c constant: |c| (max|c| for tensors, times the broadcast factor of x)."""
+    da, db = ctx.depends("self"), ctx.depends("other")
+    if da and db:
+        raise NonLipschitz("product of two input-dependent tensors is not globally Lipschitz")
+    var, const = ("self", "other") if da else ("other", "self")
+    c = ctx.arg(const)
+    b = ctx.bound(var)
+    cs = _scalar_of(c)
+    if cs is not None and ctx.aligned(var) and ctx.aligned(ctx.node):
+        ctx.note(f"scale {cs:.6g}")
+        return Affine(cs * b.alpha, abs(cs) * b.lip)
+    ctx.note("scale max|c|")
+    return _abs_max(c) * b.total * broadcast_factor(ctx.arg(var), ctx.out)
+
+
+@register_rule("aten.div.Tensor", "aten.div.Scalar", family=FAMILY)
+def div(ctx: OpContext) -> Affine | float:
+    """x / c with c constant and non-zero: 1/min|c|."""
+    if ctx.depends("other"):
+        raise NonLipschitz("division by an input-dependent tensor is not globally Lipschitz")
+    c = ctx.arg("other")
+    m = float(c.detach().abs().min()) if isinstance(c, torch.Tensor) else abs(float(c))
+    if not m > 0:
+        raise NonLipschitz("division by zero")
+    b = ctx.bound("self")
+    cs = _scalar_of(c)
+    if cs is not None and ctx.aligned("self") and ctx.aligned(ctx.node):
+        ctx.note(f"scale 1/{cs:.6g}")
+        return Affine(b.alpha / cs, b.lip / abs(cs))
+    ctx.note("scale 1/min|c|")
+    return b.total / m * broadcast_factor(ctx.arg("self"), ctx.out)
+
+
+@register_rule("aten.div.Tensor_mode", family=FAMILY)
+def div_mode(ctx: OpContext) -> float:
+    """Division with rounding ('floor' / 'trunc') is not Lipschitz; without a mode it is div."""
+    if ctx.arg("rounding_mode") is not None:
+        raise NonLipschitz(f"rounding division ({ctx.arg('rounding_mode')}) is not Lipschitz")
+    return div(ctx)  # type: ignore[return-value]
+
+
+@register_rule("aten.neg.default", family=FAMILY)
+def neg(ctx: OpContext) -> Affine:
+    """−x."""
+    b = ctx.bound("self")
+    return Affine(-b.alpha, b.lip)
+
+
+def _reduced_count(ctx: OpContext) -> float:
+    vin, vout = ctx.arg("self"), ctx.out
+    return vin.numel() / max(1, vout.numel())
+
+
+@register_rule("aten.sum.dim_IntList", "aten.sum.default", family=FAMILY)
+def sum_(ctx: OpContext) -> float:
+    """Sum over n entries: √n."""
+    n = _reduced_count(ctx)
+    ctx.note(f"sum over {round(n)}")
+    return math.sqrt(n) * ctx.lip("self")
+
+
+@register_rule("aten.mean.dim", "aten.mean.default", family=FAMILY)
+def mean(ctx: OpContext) -> float:
+    """Mean over n entries: 1/√n."""
+    n = _reduced_count(ctx)
+    ctx.note(f"mean over {round(n)}")
+    return ctx.lip("self") / math.sqrt(n)
