@@ -124,7 +124,7 @@ def test_linear_network_upper_bound_is_at_least_the_exact_constant(mode):
     assert ub.unsupported_ops == []
     assert ub.upper >= exact
     assert ub.output_shape == (5,)
-    assert ub.reflection_upper() == pytest.approx(2 * ub.upper + 1)
+    assert ub.reflection_upper() is None  # output shape differs from the input's
     assert any("folded" in layer.method for layer in ub.layers)
 
 
@@ -233,7 +233,7 @@ def test_unknown_operator_is_listed_and_upper_is_none():
     ub = upper_bound(Weird(), (1, 4, 4))
     assert ub.upper is None
     assert any("mul" in op for op in ub.unsupported_ops)
-    assert any("sort" in op for op in ub.unsupported_ops)
+    assert all(p.non_lipschitz for p in ub.problems)  # z·z; sorting is 1-Lipschitz and has a rule
 
 
 def test_branch_not_reaching_the_output_is_not_listed():
@@ -246,7 +246,7 @@ def test_branch_not_reaching_the_output_is_not_listed():
     assert ub.upper == pytest.approx(2.0) and ub.unsupported_ops == []
 
 
-def test_export_program_graph_matches_fx_graph():
+def test_exported_program_and_module_give_the_same_bound():
     gen = torch.Generator().manual_seed(6)
     net = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1),
@@ -260,11 +260,11 @@ def test_export_program_graph_matches_fx_graph():
         nn.Linear(4, 3),
     ).eval()
     _randomise_bn(net[1], gen)
-    ub_fx = upper_bound(net, (3, 8, 8))
+    ub_mod = upper_bound(net, (3, 8, 8))
     ep = torch.export.export(net, (torch.rand(1, 3, 8, 8),))
     ub_ep = upper_bound(ep, (3, 8, 8))
-    assert ub_fx.graph == "fx" and ub_ep.graph == "export"
-    assert ub_ep.upper == pytest.approx(ub_fx.upper, rel=1e-9)
+    assert ub_mod.graph == ub_ep.graph == "export-core-aten"
+    assert ub_ep.upper == pytest.approx(ub_mod.upper, rel=1e-9)
 
 
 @pytest.mark.slow  # `rlip certify` on a resnet18 .pt2 covers this path in the default run
