@@ -104,7 +104,7 @@ class Certificate:
         r = None
         if self.lower_R is not None:
             ru = self.bound.reflection_upper()
-            r = {"upper": ru, "upper_kind": "trivial", **self.lower_R.to_dict()}
+            r = {"upper": ru, "upper_kind": "certified" if ru is not None else None, **self.lower_R.to_dict()}
             r["gap"] = _gap(ru, self.lower_R.lower)
         out: dict[str, Any] = {
             "lipschitz": {"A": a, "R": r, "bound_mode": self.bound.mode, "graph": self.bound.graph},
@@ -116,6 +116,7 @@ class Certificate:
             "certified_pixel_accuracy": self.certified_pixel_accuracy,
             "clean": self.clean,
             "unsupported_ops": list(self.bound.unsupported_ops),
+            "bound_problems": [p.to_dict() for p in self.bound.problems],
             "timings": self.timings,
             "notes": self.notes,
         }
@@ -124,8 +125,8 @@ class Certificate:
         return out
 
 
-def _gap(upper: float | None, lower: float) -> float | None:
-    if upper is None or not lower > 0:
+def _gap(upper: float | None, lower: float | None) -> float | None:
+    if upper is None or lower is None or not lower > 0:
         return None
     return upper / lower
 
@@ -415,7 +416,11 @@ def _task_of(model: nn.Module, out: torch.Tensor, x: torch.Tensor) -> str:
         return cfg.task
     if out.dim() == 2:
         return "classification"
-    return "image2image" if out.shape == x.shape else "segmentation"
+    if out.shape == x.shape:
+        return "image2image"
+    if out.dim() == 4 and out.shape[2:] == x.shape[2:]:
+        return "segmentation"
+    return "features"
 
 
 def certify(
@@ -475,7 +480,15 @@ def certify(
         else:
             x = images.to(dev, torch.float32)
         with torch.no_grad():
-            out = torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)])
+            try:
+                out = torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)])
+            except RlipError:
+                raise
+            except Exception as e:  # a foreign model may raise anything
+                text = str(e).strip().splitlines()
+                raise RlipError(f"the model fails on inputs of shape {tuple(shape)}: {text[0] if text else e}") from None
+        if not bool(torch.isfinite(out).all()):
+            raise RlipError(f"the model returns non-finite values (NaN or inf) on inputs of shape {tuple(shape)}")
         same_shape = tuple(out.shape[1:]) == tuple(x.shape[1:])
         if target == "reflection" and not same_shape:
             raise RlipError(
@@ -485,8 +498,8 @@ def certify(
         t0 = time.perf_counter()
         ub = bound if bound is not None else upper_bound(model, shape, mode=mode, device=dev)
         timings["upper_s"] = time.perf_counter() - t0
-        if ub.unsupported_ops:
-            notes.append("unsupported operators: " + ", ".join(ub.unsupported_ops) + " — no certified bound")
+        if ub.upper is None:
+            notes.append("no certified bound: " + "; ".join(ub.reasons))
         f = model
         t0 = time.perf_counter()
         low_a, _, _ = lower_bounds(f, x, "A", iters=iters, steps=steps, generator=gen)
@@ -496,7 +509,12 @@ def certify(
         if same_shape:
             fne = fne_test(f, x, steps=steps, generator=gen)
             ru = ub.reflection_upper()
-            if ru is not None and ru <= 1 and not fne["violated"]:
+            if ru is not None and ru <= 1:  # R 1-Lipschitz ⇔ A firmly non-expansive
+                if fne["violated"]:
+                    raise RlipError(
+                        f"internal inconsistency: certified L(R) ≤ {ru:.6g} ≤ 1 but a pair violates firm "
+                        "non-expansiveness; please report this model"
+                    )
                 fne["verdict"] = "certified"
         else:
             fne = {
@@ -520,6 +538,10 @@ def certify(
             ca_est = certified_classification(out, lab, low_a.lower, eps)
             if masks is not None:
                 notes.append("CAM masks are not certified (only the classification is)")
+        elif task == "features":
+            notes.append(
+                f"the output {tuple(out.shape[1:])} is a feature map: Lipschitz bounds only, no certified radius"
+            )
         elif images is not None and masks is not None and out.dim() == 4:
             k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
             binary = out.shape[1] == 1 and (k in (None, 2))

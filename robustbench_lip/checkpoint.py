@@ -20,7 +20,8 @@ Foreign models (.pt2, torchvision) are wrapped in `ForeignModel`, which carries 
 task is inferred from one forward pass on a zero image of the input size: output (N, K) →
 classification; output shape == input shape → image2image (reflection defined; an ambiguous
 C-class segmenter with C input channels counts as image2image); (N, K, H, W) with the input's H, W →
-segmentation (mask classes = K, predict_mask = argmax). Dict outputs use their "out" entry
+segmentation (mask classes = K, predict_mask = argmax); any other output → features (bounds only,
+no certified radius). Dict outputs use their "out" entry
 (torchvision segmentation models).
 """
 
@@ -156,10 +157,8 @@ def infer_config(
     if out.dim() == 4 and tuple(out.shape[2:]) == size[1:]:
         k = int(out.shape[1])
         return ModelConfig(task="segmentation", num_classes=k, num_mask_classes=k, **common)
-    raise RlipError(
-        f"{arch} maps {size} to {tuple(out.shape[1:])}; supported outputs are (K,), (K, H, W) "
-        "with the input's H, W, or the input's shape"
-    )
+    # any other map (a strided feature map, a sequence): Lipschitz bounds only, no radius
+    return ModelConfig(task="features", num_classes=int(out.shape[1]) if out.dim() > 1 else 1, **common)
 
 
 def _torchvision_builder(name: str) -> Any:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from robustbench_lip.errors import RlipError
 
-Task = Literal["classification", "segmentation", "image2image"]
-TASKS: tuple[str, ...] = ("classification", "segmentation", "image2image")
+Task = Literal["classification", "segmentation", "image2image", "features"]
+TASKS: tuple[str, ...] = ("classification", "segmentation", "image2image", "features")
 
 
 def _tuple(x: Any) -> Any:
@@ -75,7 +75,8 @@ class ModelConfig:
     arch: registry name (or `torchvision:NAME`, `pt2` for foreign models); kwargs: the factory's
     keyword arguments; input_size: (C, H, W) the model expects; task: what forward returns —
     classification → logits (N, num_classes); segmentation → logits (N, num_classes, H, W);
-    image2image → a tensor of the input's shape. reflection_defined: R = 2A − I makes sense
+    image2image → a tensor of the input's shape; features → any other map (e.g. a strided feature
+    map (C′, H′, W′)): Lipschitz bounds only, no certified radius. reflection_defined: R = 2A − I makes sense
     (output shape equals input shape). mean/std: normalisation applied inside the model, so inputs
     are always in [0, 1]. num_mask_classes: labels of `predict_mask` (background 0 included), None
     when the model cannot segment.

@@ -180,7 +180,7 @@ def test_certify_image_to_image_reflection_and_random_inputs():
     cert = certify(net, input_shape=(1, 6, 6), n_random=4, steps=2, iters=10)
     p = cert.payload()
     r = p["lipschitz"]["R"]
-    assert r["upper_kind"] == "trivial" and r["upper"] == pytest.approx(2 * p["lipschitz"]["A"]["upper"] + 1)
+    assert r["upper_kind"] == "certified" and r["upper"] <= 2 * p["lipschitz"]["A"]["upper"] + 1 + 1e-9
     assert r["lower"] <= r["upper"]
     assert p["fne"]["violated"] in (True, False)
     assert p["certified_accuracy"] is None and p["certified_miou"] is None

@@ -58,7 +58,7 @@ def test_certify_lesions_i2i_unet_has_reflection_and_certified_miou(tmp_path):
     assert res.exit_code == 0, res.output
     (rec,) = _records(run)
     r = rec["lipschitz"]["R"]
-    assert r is not None and r["upper_kind"] == "trivial"
+    assert r is not None and r["upper_kind"] == "certified"
     assert r["upper"] == pytest.approx(2 * rec["lipschitz"]["A"]["upper"] + 1)
     assert rec["fne"]["violated"] in (True, False)
     assert set(rec["certified_miou"]) == {"0", "36/255"}
@@ -108,9 +108,10 @@ def test_unknown_operator_warns_and_exits_zero(tmp_path):
         app, ["certify", str(path), "--data", "none", "--input-shape", "1,4,4", *FAST, "--json", str(out)]
     )
     assert res.exit_code == 0, res.output
-    assert "unsupported" in res.output
+    assert "no certified upper bound" in res.output and "not globally Lipschitz" in res.output
     rec = json.loads(out.read_text())
-    assert rec["lipschitz"]["A"]["upper"] is None and rec["unsupported_ops"]
+    assert rec["lipschitz"]["A"]["upper"] is None and rec["unsupported_ops"] == ["aten.mul.Tensor"]
+    assert rec["bound_problems"][0]["non_lipschitz"]
 
 
 def test_no_model_certifies_finished_runs_once(tmp_path):

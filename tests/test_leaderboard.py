@@ -361,7 +361,7 @@ def test_table_values(runs: Path) -> None:
     assert r0[LAM] == 0.0 and r0["L(A) upper"] == 1000.0
     # the segmenter: R bound, FNE verdict, mIoU columns, certified mIoU
     u = _row(t, "lesions/unet")
-    assert (u["target"], u["FNE"], u["L(R) lower"], u["L(R) upper (trivial)"]) == ("R", "violated", 1.5, 81.0)
+    assert (u["target"], u["FNE"], u["L(R) lower"], u["L(R) upper"]) == ("R", "violated", 1.5, 81.0)
     assert u["mIoU"] == pytest.approx(0.55) and u["cert mIoU@0.1"] == pytest.approx(0.3)
     assert u["worst_linf@4/255 mIoU"] == pytest.approx(0.30)
     assert u["segpgd_linf@4/255 mIoU"] == pytest.approx(0.35)
@@ -531,7 +531,7 @@ def test_column_docs_cover_every_column(runs: Path) -> None:
         assert column_doc(c), c
     assert "worst" in column_doc("worst_linf@8/255 acc") and "8/255" in column_doc("pgd_linf@8/255 acc")
     assert all(d for d in COLUMN_DOCS.values())
-    assert "trivial" in column_doc("L(R) upper (trivial)").lower()
+    assert "identity coefficient" in column_doc("L(R) upper").lower()
     leg = legend(lb.columns)
     assert set(leg) >= {
         "run",

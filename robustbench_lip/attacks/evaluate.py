@@ -61,6 +61,10 @@ def model_kind(model: torch.nn.Module) -> str:
                 f"model {cfg.arch} ({task}) cannot be attacked: it predicts no labels or masks"
             ) from None
         return "segmenter"
+    if task == "features":
+        raise RlipError(
+            f"model {cfg.arch} returns a feature map {cfg.num_classes}×…, not labels or masks: nothing to attack"
+        )
     raise RlipError(f"model {type(model).__name__} has no .config.task; load it with rlip's load_model")
 
 

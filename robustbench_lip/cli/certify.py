@@ -50,7 +50,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> None:
     lip = payload["lipschitz"]
-    t = Table(title=f"certify {name}", caption="upper: certified (R: trivial 2U+1); lower: measured estimate")
+    t = Table(title=f"certify {name}", caption="upper: certified; lower: witnessed (a quotient of two evaluations), an estimate")
     for col in ("map", "upper", "lower", "gap = upper/lower", "lower mean", "converged"):
         t.add_column(col, justify="left" if col == "map" else "right")
     for key in ("A", "R"):
@@ -199,11 +199,9 @@ def certify_one(
         device=dev,  # type: ignore[arg-type]
     )
     payload = cert.payload(layers=layers)
-    if cert.bound.unsupported_ops:
+    if cert.bound.upper is None:
         err_console.print(
-            "[yellow]warning:[/yellow] unsupported operator(s) "
-            + ", ".join(cert.bound.unsupported_ops)
-            + " — no certified upper bound (upper = null)",
+            "[yellow]warning:[/yellow] no certified upper bound (upper = null): " + "; ".join(cert.bound.reasons),
             highlight=False,
         )
     settings = settings_for(ds_name, n, target, eps, seed, steps, mode, shape)
