@@ -154,3 +154,10 @@ def test_parse_shape():
     for bad in ("3,32", "0,4,4", "x"):
         with pytest.raises(RlipError):
             parse_shape(bad)
+
+
+def test_list_rules_prints_every_family():
+    res = runner.invoke(app, ["certify", "--list-rules"])
+    assert res.exit_code == 0, res.output
+    for word in ("linear", "activations", "spatial", "structural", "non-Lipschitz", "aten.convolution.default"):
+        assert word in res.output

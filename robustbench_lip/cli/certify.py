@@ -259,8 +259,20 @@ def certify_cmd(
         ModeOpt.fast
     ),
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    list_rules: Annotated[
+        bool, typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit.")
+    ] = False,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
+    if list_rules:
+        from robustbench_lip.lipschitz.bounds import registered_ops
+
+        for family in ("linear", "activations", "spatial", "structural", "nonlipschitz", "user"):
+            ops = registered_ops(family)
+            if ops:
+                label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
+                console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+        return
     from robustbench_lip.attacks.eps import parse_eps_list
 
     eps_list = parse_eps_list(eps, norm="l2")
