@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.device import preserved_modes, preserved_rng
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
-from robustbench_lip.lipschitz.jacobian import sample_norms, spectral_norm
+from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
 from robustbench_lip.metrics import ConfusionMatrix
 
 log = logging.getLogger(__name__)
@@ -46,38 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_EPS: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 TargetChoice = Literal["A", "reflection", "both"]
 SQRT2 = math.sqrt(2.0)
-
-
-@dataclass
-class LowerBound:
-    """Measured lower estimates of a map's Lipschitz constant (target "A" or "reflection").
-
-    lower: best of the sources; power_max / power_mean / converged: power iteration at the points;
-    adversarial: Jacobian-norm search from the worst points; pairwise: the best quotient
-    ‖g(x) − g(y)‖ / ‖x − y‖ over optimised pairs.
-    """
-
-    lower: float
-    power_max: float
-    power_mean: float
-    converged: bool
-    adversarial: float
-    pairwise: float
-    n_points: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lower": self.lower,
-            "lower_kind": "estimate",
-            "lower_mean": self.power_mean,
-            "converged": self.converged,
-            "lower_sources": {
-                "power_iteration": self.power_max,
-                "adversarial": self.adversarial,
-                "pairwise": self.pairwise,
-            },
-            "n_points": self.n_points,
-        }
 
 
 @dataclass
@@ -129,229 +97,6 @@ def _gap(upper: float | None, lower: float | None) -> float | None:
     if upper is None or lower is None or not lower > 0:
         return None
     return upper / lower
-
-
-# ----------------------------------------------------------------------------------------------
-# lower bounds
-# ----------------------------------------------------------------------------------------------
-
-
-def _g(f: Callable[[torch.Tensor], torch.Tensor], target: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    return f if target == "A" else (lambda z: 2 * f(z) - z)
-
-
-def _power(f, x: torch.Tensor, target: str, iters: int, gen: torch.Generator, batch: int = 64):
-    sig, vec, conv = [], [], []
-    for i in range(0, x.shape[0], batch):
-        xb = x[i : i + batch]
-        u0 = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)  # CPU generator, any device
-        r = spectral_norm(f, xb, target=target, iters=iters, u0=u0)  # type: ignore[arg-type]
-        sig.append(r.sigma)
-        vec.append(r.vector)
-        conv.append(r.converged)
-    return torch.cat(sig), torch.cat(vec), torch.cat(conv)
-
-
-def _jac_norm_along(f, x: torch.Tensor, u: torch.Tensor, target: str) -> torch.Tensor:
-    """‖J(x) u‖ per sample (or ‖(2J − I) u‖), differentiable with respect to x."""
-    y = f(x)
-    w = torch.zeros_like(y, requires_grad=True)
-    (g,) = torch.autograd.grad(y, x, w, create_graph=True)
-    (ju,) = torch.autograd.grad(g, w, u, create_graph=True)
-    if target == "reflection":
-        ju = 2 * ju - u
-    return sample_norms(ju)
-
-
-def _adversarial_jacobian(f, x0, u0, target: str, steps: int, iters: int, gen: torch.Generator) -> float:
-    """Hill climbing on σ_max(J(x)) from x0 in [0,1]: step along ∇‖J(x)u‖ (a random direction
-    where that gradient vanishes, e.g. piecewise-linear nets), keep improvements; returns the best
-    power-iteration value seen."""
-    x, u = x0.clone(), u0.clone()
-    best_sig = spectral_norm(f, x, target=target, iters=iters, u0=u)  # type: ignore[arg-type]
-    sig, u = best_sig.sigma, best_sig.vector
-    best = float(sig.max())
-    step = 0.25 * math.sqrt(x[0].numel()) / 16
-    for _ in range(steps):
-        xr = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            s = _jac_norm_along(f, xr, u, target)
-            grad = torch.autograd.grad(s.sum(), xr, allow_unused=True)[0] if s.requires_grad else None
-        if grad is None:
-            grad = torch.zeros_like(x)
-        gn = sample_norms(grad).view(-1, *([1] * (x.dim() - 1)))
-        rnd = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-        rnd = rnd / sample_norms(rnd).view_as(gn)
-        direction = torch.where(gn > 1e-12, grad / gn.clamp_min(1e-12), rnd)
-        cand = (x + step * direction).clamp(0, 1)
-        r = spectral_norm(f, cand, target=target, iters=iters, u0=u)  # type: ignore[arg-type]
-        better = r.sigma > sig
-        m = better.view(-1, *([1] * (x.dim() - 1)))
-        x = torch.where(m, cand, x)
-        u = torch.where(m, r.vector, u)
-        sig = torch.where(better, r.sigma, sig)
-        if not bool(better.any()):
-            step *= 0.5
-        best = max(best, float(sig.max()))
-    return best
-
-
-def _pairwise(
-    f, x0, u0, target: str, steps: int, lr: float = 0.01
-) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Maximise ‖g(x) − g(y)‖ / ‖x − y‖ over pairs in [0,1] with Adam, from y = x + h·u.
-
-    Returns (best quotient, x, y) of the best pair (quotients are evaluated at projected points)."""
-    h = 1e-2
-    x = x0.clone()
-    y = (x0 + h * u0).clamp(0, 1)
-    same = sample_norms(x - y) < 1e-6
-    if bool(same.any()):
-        y[same] = (x0[same] - h * u0[same]).clamp(0, 1)
-    g = _g(f, target)
-    x = x.detach().requires_grad_(True)
-    y = y.detach().requires_grad_(True)
-    opt = torch.optim.Adam([x, y], lr=lr)
-    best, bx, by = -1.0, x.detach().clone(), y.detach().clone()
-    for it in range(steps + 1):
-        with torch.enable_grad():
-            d = sample_norms(x - y)
-            q = sample_norms(g(x) - g(y)) / d.clamp_min(1e-12)
-            q = torch.where(d > 1e-9, q, torch.zeros_like(q))
-        qd = q.detach()
-        i = int(qd.argmax())
-        if float(qd[i]) > best:
-            best, bx, by = float(qd[i]), x.detach()[i].clone(), y.detach()[i].clone()
-        if it == steps:
-            break
-        opt.zero_grad()
-        (-q.sum()).backward()
-        opt.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
-            y.clamp_(0, 1)
-    return best, bx, by
-
-
-def lower_bounds(
-    f: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    target: str = "A",
-    iters: int = 30,
-    steps: int = 10,
-    top_k: int = 4,
-    generator: torch.Generator | None = None,
-) -> tuple[LowerBound, torch.Tensor, torch.Tensor]:
-    """Measured lower estimates of the Lipschitz constant of f (or 2f − I) from points x in [0,1].
-
-    Returns (LowerBound, sigma per point (N,), right singular vectors (N, ...))."""
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    sig, vec, conv = _power(f, x, target, iters, gen)
-    k = min(top_k, x.shape[0])
-    idx = torch.argsort(sig, descending=True)[:k]
-    adv = (
-        _adversarial_jacobian(f, x[idx], vec[idx], target, steps, max(5, iters // 3), gen)
-        if steps > 0
-        else 0.0
-    )
-    pw, _, _ = _pairwise(f, x[idx], vec[idx], target, max(steps, 1) * 3)
-    power_max = float(sig.max())
-    lb = LowerBound(
-        lower=max(power_max, adv, pw),
-        power_max=power_max,
-        power_mean=float(sig.mean()),
-        converged=bool(conv.all()),
-        adversarial=adv,
-        pairwise=pw,
-        n_points=int(x.shape[0]),
-    )
-    return lb, sig, vec
-
-
-def fne_test(
-    f: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    steps: int = 10,
-    generator: torch.Generator | None = None,
-    max_pairs: int = 256,
-    lr: float = 0.01,
-) -> dict[str, Any]:
-    """Firm non-expansiveness test on pairs: v = ⟨Ax − Ay, x − y⟩ − ‖Ax − Ay‖² (FNE ⇔ v ≥ 0 ∀x, y).
-
-    Pairs: random data pairs, then Adam minimising v / ‖x − y‖² from the worst of them (projected to
-    [0, 1]). Returns {"violated", "verdict", "min_value", "min_normalised", "pairs_tested", "witness"}
-    with the witness summarised (origin, indices, distance, v) — never whole tensors."""
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    n = x.shape[0]
-    if n < 2:
-        xs = torch.cat([x, torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)])
-    else:
-        xs = x
-    n = xs.shape[0]
-    m = min(max_pairs, n * (n - 1) // 2)
-    i = torch.randint(0, n, (m,), generator=gen)
-    j = (i + torch.randint(1, n, (m,), generator=gen)) % n
-
-    def value(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        da = f(a) - f(b)
-        dx = a - b
-        v = (da * dx).flatten(1).sum(1) - da.flatten(1).pow(2).sum(1)
-        return v, dx.flatten(1).pow(2).sum(1)
-
-    with torch.no_grad():
-        vs, ds = [], []
-        for s in range(0, m, 64):
-            v, d = value(xs[i[s : s + 64]], xs[j[s : s + 64]])
-            vs.append(v)
-            ds.append(d)
-        v, d = torch.cat(vs), torch.cat(ds)
-    k = int(v.argmin())
-    witness = {
-        "origin": "data pair",
-        "indices": [int(i[k]), int(j[k])],
-        "value": float(v[k]),
-        "normalised": float(v[k] / d[k].clamp_min(1e-30)),
-        "distance": float(d[k].sqrt()),
-    }
-    best = float(v[k])
-    # optimise the worst (normalised) pairs
-    if steps > 0:
-        order = torch.argsort(v / d.clamp_min(1e-30))[: min(4, m)]
-        a = xs[i[order]].clone().requires_grad_(True)
-        b = xs[j[order]].clone().requires_grad_(True)
-        opt = torch.optim.Adam([a, b], lr=lr)
-        for it in range(steps + 1):
-            with torch.enable_grad():
-                vv, dd = value(a, b)
-                q = vv / dd.clamp_min(1e-12)
-            vd = vv.detach()
-            kk = int(vd.argmin())
-            if float(vd[kk]) < best and float(dd[kk].detach()) > 1e-12:
-                best = float(vd[kk])
-                witness = {
-                    "origin": "optimised pair",
-                    "indices": [int(i[order[kk]]), int(j[order[kk]])],
-                    "value": best,
-                    "normalised": float(q[kk].detach()),
-                    "distance": float(dd[kk].detach().sqrt()),
-                }
-            if it == steps:
-                break
-            opt.zero_grad()
-            q.sum().backward()
-            opt.step()
-            with torch.no_grad():
-                a.clamp_(0, 1)
-                b.clamp_(0, 1)
-    violated = best < 0
-    return {
-        "violated": violated,
-        "verdict": "violated" if violated else "not violated on tested points",
-        "min_value": best,
-        "min_normalised": witness["normalised"],
-        "pairs_tested": int(m),
-        "witness": witness if violated else None,
-    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,6 +153,15 @@ def certified_segmentation(
 # ----------------------------------------------------------------------------------------------
 # the whole certificate
 # ----------------------------------------------------------------------------------------------
+
+
+def _check_order(what: str, low: LowerBound, upper: float | None) -> None:
+    """A witnessed lower bound above a certified upper bound means a bug: say so and stop."""
+    if upper is not None and low.lower is not None and low.lower > upper:
+        raise RlipError(
+            f"internal inconsistency: the witnessed lower bound of {what}, {low.lower:.9g}, exceeds the "
+            f"certified upper bound {upper:.9g}; no record written — please report this model"
+        )
 
 
 def _task_of(model: nn.Module, out: torch.Tensor, x: torch.Tensor) -> str:
@@ -486,9 +240,12 @@ def certify(
                 raise
             except Exception as e:  # a foreign model may raise anything
                 text = str(e).strip().splitlines()
-                raise RlipError(f"the model fails on inputs of shape {tuple(shape)}: {text[0] if text else e}") from None
+                first = text[0] if text else type(e).__name__
+                raise RlipError(f"the model fails on inputs of shape {tuple(shape)}: {first}") from None
         if not bool(torch.isfinite(out).all()):
-            raise RlipError(f"the model returns non-finite values (NaN or inf) on inputs of shape {tuple(shape)}")
+            raise RlipError(
+                f"the model returns non-finite values (NaN or inf) on inputs of shape {tuple(shape)}"
+            )
         same_shape = tuple(out.shape[1:]) == tuple(x.shape[1:])
         if target == "reflection" and not same_shape:
             raise RlipError(
@@ -502,12 +259,15 @@ def certify(
             notes.append("no certified bound: " + "; ".join(ub.reasons))
         f = model
         t0 = time.perf_counter()
-        low_a, _, _ = lower_bounds(f, x, "A", iters=iters, steps=steps, generator=gen)
+        low_a = lower_bounds(f, x, "A", iters=iters, steps=steps, generator=gen)
         low_r = None
         if same_shape and target in ("reflection", "both"):
-            low_r, _, _ = lower_bounds(f, x, "reflection", iters=iters, steps=steps, generator=gen)
+            low_r = lower_bounds(f, x, "reflection", iters=iters, steps=steps, generator=gen)
         if same_shape:
             fne = fne_test(f, x, steps=steps, generator=gen)
+        _check_order("L(A)", low_a, ub.upper)
+        if low_r is not None:
+            _check_order("L(R)", low_r, ub.reflection_upper())
             ru = ub.reflection_upper()
             if ru is not None and ru <= 1:  # R 1-Lipschitz ⇔ A firmly non-expansive
                 if fne["violated"]:
@@ -540,7 +300,8 @@ def certify(
                 notes.append("CAM masks are not certified (only the classification is)")
         elif task == "features":
             notes.append(
-                f"the output {tuple(out.shape[1:])} is a feature map: Lipschitz bounds only, no certified radius"
+                f"the output {tuple(out.shape[1:])} is a feature map: Lipschitz bounds only, "
+                "no certified radius"
             )
         elif images is not None and masks is not None and out.dim() == 4:
             k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)

@@ -50,7 +50,7 @@ def test_linear_network_lower_matches_exact_and_upper_is_above():
     net = LinearNet().double().eval()
     exact = dense_norm(net, (2, 4, 4))
     x = torch.rand(4, 2, 4, 4, dtype=torch.float64)
-    lb, _, _ = lower_bounds(net, x, iters=60, steps=2)
+    lb = lower_bounds(net, x, iters=60, steps=2)
     assert abs(lb.lower - exact) <= 1e-3 * exact
     assert lb.lower <= exact * (1 + 1e-6)
     ub = upper_bound(net, (2, 4, 4), mode="tight")
@@ -92,10 +92,10 @@ def test_every_lower_estimate_is_below_the_upper_bound(seed, act, width):
     net = _random_net(seed, act, width)
     x = torch.rand(6, 1, 5, 5, generator=torch.Generator().manual_seed(seed))
     ub = upper_bound(net, (1, 5, 5))
-    lb, _, _ = lower_bounds(net, x, iters=20, steps=3)
+    lb = lower_bounds(net, x, iters=20, steps=3)
     assert ub.upper is not None
-    for v in (lb.lower, lb.power_max, lb.adversarial, lb.pairwise):
-        assert v <= ub.upper * (1 + 1e-5)
+    for v in (lb.lower, *lb.sources.values()):
+        assert v is None or v <= ub.upper  # witnessed in float64: no rounding slack needed
 
 
 class Expansive(nn.Module):
