@@ -159,5 +159,80 @@ def test_parse_shape():
 def test_list_rules_prints_every_family():
     res = runner.invoke(app, ["certify", "--list-rules"])
     assert res.exit_code == 0, res.output
-    for word in ("linear", "activations", "spatial", "structural", "non-Lipschitz", "aten.convolution.default"):
+    for word in (
+        "linear",
+        "activations",
+        "spatial",
+        "structural",
+        "non-Lipschitz",
+        "aten.convolution.default",
+    ):
         assert word in res.output
+
+
+class _InstanceNormNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(1, 2, 3, padding=1)
+        self.n = nn.InstanceNorm2d(2, affine=True)
+
+    def forward(self, x):
+        return self.n(self.c(x)).mean(dim=(2, 3))
+
+
+class _DoubleInplaceRelu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(1, 1, 3, padding=1)
+        self.r = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.r(self.r(self.c(x)))
+
+
+def _odd_models():
+    return {
+        "hardsigmoid": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Hardsigmoid()).eval(), False),
+        "instancenorm": (_InstanceNormNet().eval(), False),
+        "double-relu": (_DoubleInplaceRelu().eval(), False),
+        "train-mode-bn": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2)).train(), True),
+        "strided-features": (nn.Conv2d(1, 3, 3, stride=2).eval(), False),
+    }
+
+
+@pytest.mark.parametrize("name", list(_odd_models()))
+def test_odd_models_give_a_value_or_null_with_a_reason_never_a_traceback(tmp_path, name):
+    model, train = _odd_models()[name]
+    path = tmp_path / f"{name}.pt2"
+    torch.export.save(torch.export.export(model, (torch.rand(1, 1, 6, 6),), strict=False), path)
+    out = tmp_path / "r.json"
+    res = runner.invoke(
+        app, ["certify", str(path), "--data", "none", "--input-shape", "1,6,6", *FAST, "--json", str(out)]
+    )
+    assert "Traceback" not in res.output
+    assert res.exit_code == 0, res.output
+    rec = json.loads(out.read_text())
+    a = rec["lipschitz"]["A"]
+    if a["upper"] is None:
+        assert rec["bound_problems"] and all(p["reason"] for p in rec["bound_problems"])
+        assert "no certified upper bound" in res.output
+    else:
+        assert a["upper_kind"] == "certified" and a["upper"] == a["upper"]  # finite, not NaN
+        assert a["lower"] is None or a["lower"] <= a["upper"]
+    if train:
+        assert a["upper"] is None and "batch statistics" in json.dumps(rec["bound_problems"])
+
+
+def test_nan_weight_is_refused_in_one_line(tmp_path):
+    conv = nn.Conv2d(1, 1, 3, padding=1).eval()
+    path = tmp_path / "nan.pt2"
+    torch.export.save(torch.export.export(conv, (torch.rand(1, 1, 6, 6),)), path)
+    ep = torch.export.load(path)
+    with torch.no_grad():
+        for v in ep.state_dict.values():
+            v.fill_(float("nan"))
+    torch.export.save(ep, path)
+    res = runner.invoke(app, ["certify", str(path), "--data", "none", "--input-shape", "1,6,6", *FAST])
+    assert res.exit_code != 0
+    assert "non-finite" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) <= 3

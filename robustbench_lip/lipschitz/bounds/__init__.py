@@ -138,7 +138,10 @@ def upper_bound(
     net = _as_module(model)
     check_finite(net)
     dev = torch.device(device) if device is not None else _model_device(net)
-    example = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0), dtype=_model_dtype(net))
+    # a program exported with a fixed batch B (rlip's ForeignModel.batch) runs on B samples at once;
+    # in eval mode the samples are independent, so the batch map has the per-sample constant
+    batch = getattr(net, "batch", None) or 1
+    example = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0), dtype=_model_dtype(net))
     example = example.to(dev)
     with preserved_modes(net), preserved_rng():
         try:
