@@ -178,8 +178,17 @@ def main() -> None:
     t_k = median_time(lambda: spectral_norm(model, x, iters=k + 1, tol=0.0), reps + 1)
     t_1 = median_time(lambda: spectral_norm(model, x, iters=1, tol=0.0), reps + 1)
     per_iter = (t_k - t_1) / k
+    class Up(nn.Module):
+        def forward(self, z):
+            return F.interpolate(z, scale_factor=2, mode="bilinear")
+
+    upsample = {}
+    for n in (64, 256):
+        t_up = median_time(lambda n=n: upper_bound(Up(), (3, n, n)), reps)
+        upsample[f"{n}x{n}"] = {"s": t_up, "value": upper_bound(Up(), (3, n, n)).upper, "goal_s": 1.0}
     out = {
         "quick": quick,
+        "upsample_bilinear_x2": upsample,
         "conv_ratio_min": tight["min"],
         "conv_ratio_median": tight["median"],
         "conv_ratio_max": tight["max"],

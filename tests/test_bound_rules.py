@@ -291,7 +291,13 @@ LIPSCHITZ_CASES = [
         (4,),
     ),
     ("hook-and-patched-forward", lambda: _hooked(), (2, 3, 3)),
+    ("fx-wrap-named-relu", lambda: Fn(lambda s, x: relu(x)), (3,)),
 ]
+
+
+@torch.fx.wrap
+def relu(x):  # named like an activation, wrapped so that symbolic tracing would not look inside
+    return 100 * x
 
 
 def _assign(x):
@@ -484,6 +490,10 @@ def test_fc_on_last_axis_then_bn_is_not_folded_along_the_wrong_axis():
     ub = upper_bound(model, (3, 2, 4))
     exact = _dense_sigma(_double(model), torch.rand(1, 3, 2, 4, dtype=torch.float64))
     assert exact > 100 and ub.upper >= exact
+
+
+def test_fx_wrapped_function_is_bounded_by_what_it_computes():
+    assert upper_bound(Fn(lambda s, x: relu(x)), (3,)).upper == pytest.approx(100.0, rel=1e-5)
 
 
 def test_in_place_normalisation_is_seen():
