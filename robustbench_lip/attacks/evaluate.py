@@ -63,7 +63,8 @@ def model_kind(model: torch.nn.Module) -> str:
         return "segmenter"
     if task == "features":
         raise RlipError(
-            f"model {cfg.arch} returns a feature map {cfg.num_classes}×…, not labels or masks: nothing to attack"
+            f"model {cfg.arch} returns a feature map {cfg.num_classes}×…, not labels or masks: "
+            "nothing to attack"
         )
     raise RlipError(f"model {type(model).__name__} has no .config.task; load it with rlip's load_model")
 

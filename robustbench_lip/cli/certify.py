@@ -50,7 +50,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> None:
     lip = payload["lipschitz"]
-    t = Table(title=f"certify {name}", caption="upper: certified; lower: witnessed (a quotient of two evaluations), an estimate")
+    t = Table(
+        title=f"certify {name}", caption="upper: certified; lower: witnessed (a quotient of two evaluations)"
+    )
     for col in ("map", "upper", "lower", "gap = upper/lower", "lower mean", "converged"):
         t.add_column(col, justify="left" if col == "map" else "right")
     for key in ("A", "R"):
@@ -201,7 +203,8 @@ def certify_one(
     payload = cert.payload(layers=layers)
     if cert.bound.upper is None:
         err_console.print(
-            "[yellow]warning:[/yellow] no certified upper bound (upper = null): " + "; ".join(cert.bound.reasons),
+            "[yellow]warning:[/yellow] no certified upper bound (upper = null): "
+            + "; ".join(cert.bound.reasons),
             highlight=False,
         )
     settings = settings_for(ds_name, n, target, eps, seed, steps, mode, shape)
@@ -260,7 +263,8 @@ def certify_cmd(
     ),
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     list_rules: Annotated[
-        bool, typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit.")
+        bool,
+        typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit."),
     ] = False,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
