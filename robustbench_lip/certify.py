@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.device import preserved_modes, preserved_rng
+from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
@@ -222,11 +222,7 @@ def certify(
     timings: dict[str, float] = {}
     notes: list[str] = []
     with preserved_modes(model), preserved_rng():
-        try:
-            model.eval()
-        except NotImplementedError:  # modules of exported programs: set the flags directly
-            for m in model.modules():
-                m.training = False
+        set_eval(model)
         gen = torch.Generator().manual_seed(seed)
         if images is None:
             x = torch.rand((n_random, *shape), generator=gen).to(dev)

@@ -67,3 +67,12 @@ def preserved_modes(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, flag in modes:
             m.training = flag
+
+
+def set_eval(model: torch.nn.Module) -> None:
+    """model.eval(), also for modules of exported programs (whose eval() raises): set the flags."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        for m in model.modules():
+            m.training = False

@@ -127,7 +127,7 @@ def upper_bound(
     input_shape (per sample, e.g. (C, H, W)), eval-mode semantics; the model's train flags and the
     global RNG are left as they were. Raises RlipError (one line) for a model that cannot be
     exported, has non-finite weights, or fails or returns non-finite values on such inputs."""
-    from robustbench_lip.device import preserved_modes, preserved_rng
+    from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 
     if mode not in ("fast", "tight"):
         raise RlipError(f"unknown bound mode {mode!r}; expected 'fast' or 'tight'")
@@ -144,11 +144,7 @@ def upper_bound(
     example = torch.rand((batch, *shape), generator=torch.Generator().manual_seed(0), dtype=_model_dtype(net))
     example = example.to(dev)
     with preserved_modes(net), preserved_rng():
-        try:
-            net.eval()
-        except NotImplementedError:  # modules of exported programs: set the flags directly
-            for m in net.modules():
-                m.training = False
+        set_eval(net)
         g = lower(model if isinstance(model, torch.export.ExportedProgram) else net, example)
         values = record_values(g, example)
         out = values.get(g.out_node)
