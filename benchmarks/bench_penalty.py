@@ -31,7 +31,7 @@ import torch
 from robustbench_lip.data import get_dataset, make_loader
 from robustbench_lip.lipschitz.penalty import REFERENCE, LipschitzPenalty, PenaltyConfig
 from robustbench_lip.models import create_model_for
-from robustbench_lip.train import measure_sigma, task_loss
+from robustbench_lip.training import measure_sigma, task_loss
 
 
 class Variant:

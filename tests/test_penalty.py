@@ -152,6 +152,22 @@ def test_bad_settings() -> None:
         LipschitzPenalty(PenaltyConfig(lam=1.0, target="reflection"))(_clf(), _x(2))
 
 
+def test_default_target_is_the_reflection_where_defined() -> None:
+    """target None: R = 2A − I for a model whose config defines it, A otherwise (as TrainConfig)."""
+    from types import SimpleNamespace
+
+    pen = LipschitzPenalty(PenaltyConfig(lam=1.0))
+    f = _i2i().eval()
+    assert pen.target(f) == "A"
+    f.config = SimpleNamespace(reflection_defined=True)
+    assert pen.target(f) == "reflection"
+    x = _x(3)
+    truth = dense_sigma(with_batch_stats(f, x), x, True)
+    out = LipschitzPenalty(PenaltyConfig(lam=1.0, subbatch=None, hard=0, iters=200), seed=0)(f, x)
+    torch.testing.assert_close(out.sigma, truth, rtol=1e-3, atol=0)
+    assert LipschitzPenalty(PenaltyConfig(lam=1.0, target="A")).target(f) == "A"
+
+
 def test_default_sigma_is_a_real_estimate_in_one_step() -> None:
     """One fresh iteration before the final product: a lower estimate close to the dense σ
     (‖J u₀‖ of a random u₀ alone would be far below it)."""

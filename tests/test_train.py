@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import robustbench_lip.train as train_mod
-from robustbench_lip.config import TrainConfig
+import robustbench_lip.training.epoch as epoch_mod
+from robustbench_lip.config import OptimConfig, PenaltyConfig, TrainConfig
 from robustbench_lip.errors import RlipError
 from robustbench_lip.runs import is_finished
-from robustbench_lip.train import augment, lr_factor, train
+from robustbench_lip.training import augment, lr_factor, measure_sigma, train
 
 TINY_DATA = {"n_train": 48, "n_test": 12, "image_size": 16}
 
@@ -38,7 +38,7 @@ def _cfg(**kw) -> TrainConfig:
         "warmup": 0.2,
     }
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)  # the flat keys of records, specs and the CLI
 
 
 class Interrupt(Exception):
@@ -110,7 +110,7 @@ def test_record_and_model_dir(tmp_path: Path) -> None:
     from robustbench_lip.data import get_dataset
 
     x = get_dataset("lesions", "test", **TINY_DATA).take(4).tensors()[0]
-    s_r = train_mod.measure_sigma(model, x, "reflection", iters=5)
+    s_r = measure_sigma(model, x, "reflection", iters=5)
     assert float(s_r.max()) == pytest.approx(final["sigma_R_max"], rel=1e-4)
     # classifier without masks-trained head: R undefined
     res2 = train(_cfg(epochs=1, lam=0.0), tmp_path / "clf")
@@ -148,7 +148,7 @@ def test_other_settings_refused(tmp_path: Path) -> None:
 
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = train_mod.task_loss
+    real = epoch_mod.task_loss
     calls = {"n": 0}
 
     def flaky(*args, **kw):
@@ -156,7 +156,7 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch: pyte
         loss = real(*args, **kw)
         return loss * float("nan") if calls["n"] > 4 else loss  # 3 steps per epoch: NaN in epoch 2
 
-    monkeypatch.setattr(train_mod, "task_loss", flaky)
+    monkeypatch.setattr(epoch_mod, "task_loss", flaky)
     run = tmp_path / "run"
     with pytest.raises(RlipError, match=r"diverged.*epoch 2"):
         train(_cfg(), run)
@@ -179,11 +179,11 @@ def test_augment_moves_images_and_masks_together() -> None:
 
 
 def test_lr_schedule() -> None:
-    f = lr_factor(_cfg(warmup=0.25), 100)
+    f = lr_factor(_cfg(warmup=0.25).optim, 100)
     assert f(0) == pytest.approx(1 / 25) and f(24) == pytest.approx(1.0)
     assert f(25) == pytest.approx(1.0) and f(100) == pytest.approx(0.0, abs=1e-12)
     assert f(25 + 75 // 2) == pytest.approx(0.5 * (1 + math.cos(math.pi * (75 // 2) / 75)))
-    g = lr_factor(_cfg(schedule="constant", warmup=0.0), 10)
+    g = lr_factor(_cfg(schedule="constant", warmup=0.0).optim, 10)
     assert [g(i) for i in range(10)] == [1.0] * 10
 
 
@@ -192,7 +192,7 @@ def test_one_step_run_uses_a_positive_lr(tmp_path: Path) -> None:
     first (here: only) step must use lr > 0, and λ must change the weights."""
     for total in (1, 2, 3):
         for warm in (0.0, 0.2, 0.5, 0.9):
-            f = lr_factor(_cfg(warmup=warm), total)
+            f = lr_factor(_cfg(warmup=warm).optim, total)
             assert all(f(s) > 0 for s in range(total))
     weights = []
     for lam in (0.0, 0.5):
@@ -228,7 +228,7 @@ def test_logit_scale_scales_the_mask_logits_of_the_loss() -> None:
     """Binary image-to-image model: CE over cat([0, T·z]) is the logistic loss of T·z (closed form)."""
     from robustbench_lip.data import get_dataset
     from robustbench_lip.models import create_model_for
-    from robustbench_lip.train import task_loss
+    from robustbench_lip.training import task_loss
 
     ds = get_dataset("lesions", "train", n_train=4, n_test=2, image_size=16)
     x, y, m = ds.tensors()
@@ -245,20 +245,74 @@ def test_logit_scale_scales_the_mask_logits_of_the_loss() -> None:
 
 
 def test_reg_bn_reaches_the_penalty() -> None:
-    from robustbench_lip.train import penalty_config
+    from robustbench_lip.training import build
 
-    assert penalty_config(_cfg(), "A").bn == "batch"
-    assert penalty_config(_cfg(reg_bn="running"), "A").bn == "running"
+    assert build(_cfg()).penalty.bn == "batch"
+    assert build(_cfg(reg_bn="running")).penalty.bn == "running"
     with pytest.raises(RlipError, match="reg_bn"):
         _cfg(reg_bn="frozen")
 
 
-def test_penalty_defaults_agree_between_train_config_and_penalty_config() -> None:
-    """`rlip train` (defaults from TrainConfig) and the library's PenaltyConfig() train alike."""
-    from dataclasses import replace
+# a train_config.json written by rlip 0.1 before the nested config (flat reg_* keys, no reg_method)
+OLD_FLAT = {
+    "model": "mresnet18_tiny",
+    "data": "shapes",
+    "lam": 0.01,
+    "root": None,
+    "data_options": {"n_train": 48, "n_test": 12, "image_size": 16},
+    "model_options": {},
+    "reg_target": "A",
+    "reg_eps": 0.0,
+    "reg_iters": 1,
+    "reg_points": "data",
+    "reg_reduce": "max",
+    "reg_subbatch": 8,
+    "reg_every": 2,
+    "reg_warm": False,
+    "reg_bn": "batch",
+    "reg_hard": 4,
+    "epochs": 2,
+    "batch_size": 32,
+    "optimizer": "adamw",
+    "lr": 0.003,
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "schedule": "cosine",
+    "warmup": 0.2,
+    "dice": False,
+    "logit_scale": 1.0,
+    "augment": None,
+    "seed": 0,
+    "device": "cpu",
+    "amp": None,
+    "sigma_points": 8,
+    "sigma_iters": 2,
+    "sigma_final_iters": 5,
+}
 
-    from robustbench_lip.lipschitz.penalty import PenaltyConfig
-    from robustbench_lip.train import penalty_config
 
-    from_train = penalty_config(TrainConfig(model="m", data="d"), "A")
-    assert from_train == replace(PenaltyConfig(), target="A", lam=0.0)
+def test_old_flat_configs_load_into_the_nested_form(tmp_path: Path) -> None:
+    """A flat config of the previous version loads into TrainConfig{penalty, optim}, writes back the same
+    keys (plus the new reg_method), and a run folder holding it is recognised as the same run."""
+    cfg = TrainConfig.from_dict(OLD_FLAT)
+    assert cfg.penalty == PenaltyConfig(lam=0.01, target="A", every=2, subbatch=8, hard=4, bn="batch")
+    assert cfg.optim == OptimConfig(name="adamw", lr=0.003, warmup=0.2)
+    assert cfg.lam == 0.01 and cfg.epochs == 2 and cfg.sigma_final_iters == 5
+    assert cfg.to_dict() == {**OLD_FLAT, "reg_method": "double_backward"}
+    nested = {k: v for k, v in OLD_FLAT.items() if not k.startswith("reg_") and k != "lam"}
+    nested["penalty"] = {"lam": 0.01, "target": "A", "every": 2}
+    assert TrainConfig.from_dict(nested) == cfg
+    with pytest.raises(RlipError, match="same setting"):
+        TrainConfig.from_dict({**nested, "reg_every": 2})
+    with pytest.raises(RlipError, match=r"penalty\.every_k"):
+        TrainConfig.from_dict({**nested, "penalty": {"every_k": 2}})
+    # resuming a run folder of the previous version: its flat marker matches the nested config
+    from robustbench_lip.training import prepare_run_dir
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "train_config.json").write_text(json.dumps(OLD_FLAT))
+    assert prepare_run_dir(run, cfg) is True
+    other = TrainConfig.from_dict({**OLD_FLAT, "reg_every": 1})
+    with pytest.raises(RlipError, match="reg_every"):
+        prepare_run_dir(run, other)

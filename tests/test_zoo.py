@@ -9,7 +9,7 @@ import pytest
 from robustbench_lip.config import SweepSpec
 from robustbench_lip.errors import RlipError
 from robustbench_lip.runs import is_finished
-from robustbench_lip.zoo import list_runs, plan, run_sweep
+from robustbench_lip.sweep import list_runs, plan, run_sweep
 
 SPEC = """
 name = "tiny"
@@ -59,6 +59,22 @@ def test_spec_parses_and_plans(tmp_path: Path) -> None:
         and runs[1].config.epochs == 1
         and runs[1].config.data_options["n_train"] == 32
     )
+
+
+def test_nested_train_tables_equal_flat_keys(tmp_path: Path) -> None:
+    """[train.penalty] / [train.optim] tables give the configs of the flat reg_* / optimiser keys."""
+    flat = SweepSpec.from_toml(_write(tmp_path, SPEC))
+    text = SPEC.replace('optimizer = "adamw"\nlr = 1e-3\nreg_subbatch = 4\n', "").replace(
+        "[certify]", '[train.penalty]\nsubbatch = 4\n[train.optim]\nname = "adamw"\nlr = 1e-3\n[certify]'
+    )
+    nested = SweepSpec.from_toml(_write(tmp_path, text, "nested.toml"))
+    assert nested.runs() == flat.runs()
+    assert flat.runs()[1][1].penalty.subbatch == 4 and flat.runs()[1][1].optim.name == "adamw"
+    with pytest.raises(RlipError, match=r"train\.penalty\.lam"):  # λ comes from sweep.lams only
+        SweepSpec.from_toml(_write(tmp_path, text.replace("subbatch = 4", "lam = 1"), "lam.toml"))
+    with pytest.raises(RlipError, match="same setting"):
+        twice = text.replace("epochs = 1", "epochs = 1\nreg_subbatch = 2")
+        SweepSpec.from_toml(_write(tmp_path, twice, "twice.toml"))
 
 
 @pytest.mark.parametrize(
@@ -125,7 +141,7 @@ def test_submitit_local_sweep_then_rerun_skips(tmp_path: Path) -> None:
 
 
 def test_local_executor_resumes_unfinished(tmp_path: Path) -> None:
-    from robustbench_lip.train import train
+    from robustbench_lip.training import train
 
     spec = SweepSpec.from_toml(
         _write(tmp_path, SPEC.replace("lams = [0, 0.1]", "lams = [0]").replace("epochs = 1", "epochs = 2"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,41 +11,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robustbench_lip.choices import Optimizer, Reduce, RegBn, RegPoints, RegTarget, Schedule
 from robustbench_lip.cli.common import console, err_console, handle_errors
-from robustbench_lip.config import TrainConfig
+from robustbench_lip.config import OptimConfig, PenaltyConfig, TrainConfig
 from robustbench_lip.errors import RlipError
 
-_DEFAULT = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # one source of the defaults
-
-
-class RegTarget(str, Enum):
-    A = "A"
-    reflection = "reflection"
-
-
-class RegPoints(str, Enum):
-    data = "data"
-    interp = "interp"
-
-
-class RegBn(str, Enum):
-    batch = "batch"
-    running = "running"
-
-
-class Reduce(str, Enum):
-    max = "max"
-    mean = "mean"
-
-
-class Optim(str, Enum):
-    sgd = "sgd"
-    adamw = "adamw"
-
-
-class Schedule(str, Enum):
-    cosine = "cosine"
-    constant = "constant"
+# the options' defaults: the configs' own
+_T = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+_P = PenaltyConfig()
+_O = OptimConfig()
 
 
 def parse_options(items: list[str] | None, what: str) -> dict[str, Any]:
@@ -112,60 +85,54 @@ def train_cmd(
     model: Annotated[str, typer.Option("--model", help="Registered model name (rlip models list).")],
     data: Annotated[str, typer.Option("--data", help="Dataset name (rlip data list).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create or resume.")],
-    lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = _DEFAULT["lam"],
+    lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = _P.lam,
     root: Annotated[str | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
     reg_target: Annotated[
         RegTarget | None,
         typer.Option("--reg-target", help="A or reflection (default: reflection if defined)."),
-    ] = None,
-    reg_eps: Annotated[float, typer.Option("--reg-eps", help="Hinge: λ·max(σ², 1 − eps).")] = _DEFAULT[
-        "reg_eps"
-    ],
+    ] = _P.target,
+    reg_eps: Annotated[float, typer.Option("--reg-eps", help="Hinge: λ·max(σ², 1 − eps).")] = _P.eps,
     reg_iters: Annotated[
         int, typer.Option("--reg-iters", help="Power iterations per step before the final product.")
-    ] = _DEFAULT["reg_iters"],
+    ] = _P.iters,
     reg_points: Annotated[RegPoints, typer.Option("--reg-points", help="data or interp.")] = RegPoints(
-        _DEFAULT["reg_points"]
+        _P.points
     ),
     reg_reduce: Annotated[Reduce, typer.Option("--reg-reduce", help="max or mean over points.")] = Reduce(
-        _DEFAULT["reg_reduce"]
+        _P.reduce
     ),
     reg_subbatch: Annotated[
         int, typer.Option("--reg-subbatch", help="Penalty points per step (0 = all).")
-    ] = _DEFAULT["reg_subbatch"],
+    ] = _P.subbatch,
     reg_every: Annotated[
         int, typer.Option("--reg-every", help="Apply the penalty every k-th step.")
-    ] = _DEFAULT["reg_every"],
+    ] = _P.every,
     reg_warm: Annotated[
         bool, typer.Option("--reg-warm", help="Start the power iteration from the previous step's vectors.")
-    ] = _DEFAULT["reg_warm"],
+    ] = _P.warm_start,
     reg_bn: Annotated[
         RegBn,
         typer.Option("--reg-bn", help="BatchNorm statistics in the penalty: the penalty points' or running."),
-    ] = RegBn(_DEFAULT["reg_bn"]),
+    ] = RegBn(_P.bn),
     reg_hard: Annotated[
         int, typer.Option("--reg-hard", help="Sub-batch slots kept for the hardest points so far.")
-    ] = _DEFAULT["reg_hard"],
-    epochs: Annotated[int, typer.Option("--epochs")] = _DEFAULT["epochs"],
-    batch_size: Annotated[int, typer.Option("--batch-size")] = _DEFAULT["batch_size"],
-    optimizer: Annotated[Optim, typer.Option("--optimizer")] = Optim(_DEFAULT["optimizer"]),
-    lr: Annotated[float, typer.Option("--lr")] = _DEFAULT["lr"],
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = _DEFAULT["weight_decay"],
-    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule(_DEFAULT["schedule"]),
-    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = _DEFAULT[
-        "warmup"
-    ],
-    dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = _DEFAULT[
-        "dice"
-    ],
+    ] = _P.hard,
+    epochs: Annotated[int, typer.Option("--epochs")] = _T["epochs"],
+    batch_size: Annotated[int, typer.Option("--batch-size")] = _T["batch_size"],
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer")] = Optimizer(_O.name),
+    lr: Annotated[float, typer.Option("--lr")] = _O.lr,
+    weight_decay: Annotated[float, typer.Option("--weight-decay")] = _O.weight_decay,
+    schedule: Annotated[Schedule, typer.Option("--schedule")] = Schedule(_O.schedule),
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up fraction of the steps.")] = _O.warmup,
+    dice: Annotated[bool, typer.Option("--dice", help="Add a soft Dice loss (segmenters).")] = _T["dice"],
     logit_scale: Annotated[
         float, typer.Option("--logit-scale", help="Segmenters: the loss sees scale·logits (mask unchanged).")
-    ] = _DEFAULT["logit_scale"],
+    ] = _T["logit_scale"],
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = _DEFAULT["seed"],
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _DEFAULT["device"],
+    seed: Annotated[int, typer.Option("--seed")] = _T["seed"],
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _T["device"],
     n_train: Annotated[
         int | None, typer.Option("--n-train", help="Built-in datasets: training images.")
     ] = None,
@@ -177,41 +144,41 @@ def train_cmd(
     model_opt: Annotated[
         list[str] | None, typer.Option("--model-opt", help="Model option KEY=VALUE (e.g. width=8).")
     ] = None,
-    sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = _DEFAULT[
+    sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = _T[
         "sigma_points"
     ],
 ) -> None:
     """Train MODEL on DATA with the Lipschitz penalty λ into the run directory --out (resumes)."""
-    from robustbench_lip.train import train
+    from robustbench_lip.training import train
 
     data_options = parse_options(data_opt, "--data-opt")
     for k, v in (("n_train", n_train), ("n_test", n_test), ("image_size", image_size)):
         if v is not None:
             data_options[k] = v
+    penalty = PenaltyConfig(
+        lam=lam,
+        target=reg_target,
+        eps=reg_eps,
+        iters=reg_iters,
+        points=reg_points,
+        reduce=reg_reduce,
+        subbatch=reg_subbatch,
+        every=reg_every,
+        warm_start=reg_warm,
+        bn=reg_bn,
+        hard=reg_hard,
+    )
+    optim = OptimConfig(name=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup=warmup)
     cfg = TrainConfig(
         model=model,
         data=data,
-        lam=lam,
         root=root,
         data_options=data_options,
         model_options=parse_options(model_opt, "--model-opt"),
-        reg_target=reg_target.value if reg_target else None,
-        reg_eps=reg_eps,
-        reg_iters=reg_iters,
-        reg_points=reg_points.value,
-        reg_reduce=reg_reduce.value,
-        reg_subbatch=reg_subbatch,
-        reg_every=reg_every,
-        reg_warm=reg_warm,
-        reg_bn=reg_bn.value,
-        reg_hard=reg_hard,
+        penalty=penalty,
+        optim=optim,
         epochs=epochs,
         batch_size=batch_size,
-        optimizer=optimizer.value,
-        lr=lr,
-        weight_decay=weight_decay,
-        schedule=schedule.value,
-        warmup=warmup,
         dice=dice,
         logit_scale=logit_scale,
         augment=augment,

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from robustbench_lip.choices import Executor
 from robustbench_lip.cli.common import console, handle_errors
 from robustbench_lip.cli.train import ProgressView, make_progress
 
 zoo_app = typer.Typer(help="Model zoo: λ sweeps from TOML specs.", no_args_is_help=True)
-
-
-class Executor(str, Enum):
-    local = "local"
-    submitit_local = "submitit-local"
-    slurm = "slurm"
 
 
 STATUS_STYLE = {
@@ -35,7 +29,7 @@ def _num(v: Any, fmt: str = ".3g") -> str:
 
 
 def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """A rich table of run rows (zoo.run_row)."""
+    """A rich table of run rows (sweep.run_row)."""
     t = Table(title=title)
     for col, just in (
         ("run", "left"),
@@ -89,7 +83,7 @@ def zoo_train(
 ) -> None:
     """Train every (model, λ, seed) of SPEC; finished runs are skipped, unfinished ones resumed."""
     from robustbench_lip.config import SweepSpec
-    from robustbench_lip.zoo import SlurmOptions, run_sweep
+    from robustbench_lip.sweep import SlurmOptions, run_sweep
 
     sweep = SweepSpec.from_toml(spec)
     slurm = SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, time_min=slurm_time, cpus=slurm_cpus)
@@ -120,7 +114,7 @@ def zoo_list(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Folder of run folders.")] = Path("zoo/runs"),
 ) -> None:
     """Show the runs under --runs-dir and their state."""
-    from robustbench_lip.zoo import list_runs
+    from robustbench_lip.sweep import list_runs
 
     rows = list_runs(runs_dir)
     if not rows:

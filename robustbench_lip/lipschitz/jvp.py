@@ -24,13 +24,14 @@ from typing import Literal
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from robustbench_lip.choices import JvpMethod, RegTarget, values
 from robustbench_lip.errors import RlipError
 
 Target = Literal["A", "reflection"]
 Method = Literal["double_backward", "forward", "finite_difference"]
 Map = Callable[[torch.Tensor], torch.Tensor]
-TARGETS: tuple[str, ...] = ("A", "reflection")
-METHODS: tuple[str, ...] = ("double_backward", "forward", "finite_difference")
+TARGETS: tuple[str, ...] = values(RegTarget)
+METHODS: tuple[str, ...] = values(JvpMethod)
 
 
 def sample_norms(t: torch.Tensor) -> torch.Tensor:

@@ -36,82 +36,24 @@ of a small one. Their σ is re-measured at every step with the current weights.
 Defaults (8 points, 4 of them hard, 1 iteration, every step), chosen by benchmarks/bench_penalty.py on
 mResNet-18 w16, batch 128: a step ≈1.5× a plain one, held-out σ after 20 steps within ≈5 % of the
 reference's; without hard points (16 points) 1.7× and +39 %.
+Its settings are `PenaltyConfig` (robustbench_lip.config.penalty, re-exported here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from robustbench_lip.config.penalty import PenaltyConfig, default_target
 from robustbench_lip.device import preserved_modes
-from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.jvp import JacobianProducts, sample_norms, unit_samples
 from robustbench_lip.lipschitz.spectral import power_iterate
-
-Points = Literal["data", "interp"]
-Reduce = Literal["max", "mean"]
-Method = Literal["forward", "double_backward"]
-BnMode = Literal["batch", "running"]
-
-
-@dataclass(frozen=True)
-class PenaltyConfig:
-    """Settings of the penalty (see the module docstring).
-
-    lam ≥ 0: weight; target "A" | "reflection"; eps: the hinge max(σ², 1 − eps) (0 → no penalty
-    below σ = 1); iters ≥ 1: power iterations per step; points "data" | "interp"; reduce "max" |
-    "mean"; subbatch: number of batch points used (None/0 = all); every ≥ 1: apply every k-th
-    step; warm_start: start from the previous step's vectors; method "double_backward" | "forward";
-    bn "batch" | "running": the BatchNorm statistics used; hard ≥ 0: slots of the sub-batch kept
-    for the hardest points seen so far, at most all slots but one (see the module docstring).
-    """
-
-    lam: float = 0.0
-    target: str = "A"
-    eps: float = 0.0
-    iters: int = 1
-    points: str = "data"
-    reduce: str = "max"
-    subbatch: int | None = 8
-    every: int = 1
-    warm_start: bool = False
-    method: str = "double_backward"
-    bn: str = "batch"
-    hard: int = 4
-
-    def __post_init__(self) -> None:
-        if not (self.lam >= 0) or self.lam != self.lam or self.lam == float("inf"):
-            raise RlipError(f"the penalty weight λ must be a finite number ≥ 0, got {self.lam}")
-        if self.target not in ("A", "reflection"):
-            raise RlipError(f"unknown penalty target {self.target!r}; expected A or reflection")
-        if not (0.0 <= self.eps <= 1.0):
-            raise RlipError(f"reg eps must lie in [0, 1], got {self.eps}")
-        if self.iters < 1:
-            raise RlipError(f"reg iters must be ≥ 1, got {self.iters}")
-        if self.points not in ("data", "interp"):
-            raise RlipError(f"unknown penalty points {self.points!r}; expected data or interp")
-        if self.reduce not in ("max", "mean"):
-            raise RlipError(f"unknown penalty reduce {self.reduce!r}; expected max or mean")
-        if self.subbatch is not None and self.subbatch < 0:
-            raise RlipError(f"reg subbatch must be ≥ 0, got {self.subbatch}")
-        if self.every < 1:
-            raise RlipError(f"reg every must be ≥ 1, got {self.every}")
-        if self.method not in ("forward", "double_backward"):
-            raise RlipError(f"unknown penalty method {self.method!r}; expected forward or double_backward")
-        if self.bn not in ("batch", "running"):
-            raise RlipError(f"unknown penalty bn mode {self.bn!r}; expected batch or running")
-        if self.hard < 0:
-            raise RlipError(f"reg hard must be ≥ 0, got {self.hard}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 REFERENCE = PenaltyConfig(
     iters=5, subbatch=None, every=1, warm_start=False, method="double_backward", bn="batch", hard=0
@@ -244,6 +186,13 @@ class LipschitzPenalty:
         return unit_samples(fresh)
 
     # --- the penalty -------------------------------------------------------------------------
+    def target(self, model: nn.Module) -> str:
+        """The configured target; None → the reflection where `model.config` defines it, else A."""
+        if self.config.target is not None:
+            return self.config.target
+        config = getattr(model, "config", None)
+        return default_target(bool(getattr(config, "reflection_defined", False)))
+
     def sigma(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """(k,) differentiable σ at the penalty points of batch x (updates the warm vectors).
 
@@ -258,7 +207,7 @@ class LipschitzPenalty:
         with preserved_modes(model), torch.enable_grad(), bn:
             model.eval()
             u = self._start_vector(pts, h)
-            products = JacobianProducts(model, pts, cfg.target, method=cfg.method)
+            products = JacobianProducts(model, pts, self.target(model), method=cfg.method)
             u, _, _ = power_iterate(products, u, cfg.iters)
             v = products.jvp(u, create_graph=True)
             sigma = sample_norms(v)
@@ -292,8 +241,3 @@ class LipschitzPenalty:
             red = hinge.max() if cfg.reduce == "max" else hinge.mean()
             value = (cfg.lam * cfg.every) * red
         return PenaltyOutput(value=value, sigma=sigma.detach(), applied=True)
-
-
-def default_target(reflection_defined: bool) -> str:
-    """The default penalty target: the reflection where it is defined, else A."""
-    return "reflection" if reflection_defined else "A"

@@ -4,7 +4,7 @@ Executors: "local" trains the runs one after another in this process; "submitit-
 as a subprocess through submitit's LocalExecutor (what the tests exercise; `parallel` jobs at a
 time); "slurm" submits a job array through submitit's AutoExecutor and returns without waiting
 (follow with `rlip zoo list`). Finished runs are skipped, unfinished ones resumed from their last
-checkpoint (train.train does both). Run names are stable: `<spec>-<model>-lam<λ>-s<seed>`.
+checkpoint (training.train does both). Run names are stable: `<spec>-<model>-lam<λ>-s<seed>`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustbench_lip.choices import Executor, values
 from robustbench_lip.config import SweepSpec, TrainConfig
 from robustbench_lip.errors import RlipError
 from robustbench_lip.runs import is_finished, read_train_record, run_dirs
 
 log = logging.getLogger(__name__)
 
-EXECUTORS: tuple[str, ...] = ("local", "submitit-local", "slurm")
+EXECUTORS: tuple[str, ...] = values(Executor)
 SUBMITIT_DIR = ".submitit"
 
 
@@ -75,16 +76,16 @@ def validate(spec: SweepSpec, planned: list[PlannedRun]) -> None:
     """Check names, targets and run folders before anything runs (RlipError, nothing written)."""
     from robustbench_lip.data import dataset_info, list_datasets
     from robustbench_lip.models import create_model, list_models
-    from robustbench_lip.train import prepare_run_dir
+    from robustbench_lip.training import prepare_run_dir
 
     if spec.data not in list_datasets():
         raise RlipError(f"unknown dataset {spec.data!r} in the spec; available: {', '.join(list_datasets())}")
     dataset_info(spec.data, root=spec.root, **spec.data_options)  # checks the [data] options
+    targets = {p.config.model: p.config.penalty.target for p in planned}
     for m in spec.models:
         if m not in list_models():
             raise RlipError(f"unknown model {m!r} in the spec; available: {', '.join(list_models())}")
-        target = spec.train.get("reg_target")
-        if target == "reflection" and not create_model(m).config.reflection_defined:
+        if targets.get(m) == "reflection" and not create_model(m).config.reflection_defined:
             raise RlipError(
                 f"train.reg_target = 'reflection' but {m} changes the shape of its input; use 'A'"
             )
@@ -94,7 +95,7 @@ def validate(spec: SweepSpec, planned: list[PlannedRun]) -> None:
 
 def run_job(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """Train one run (module-level so that submitit can pickle it); returns a plain summary dict."""
-    from robustbench_lip.train import train
+    from robustbench_lip.training import train
 
     cfg = TrainConfig.from_dict(config)
     t0 = time.perf_counter()
@@ -141,7 +142,7 @@ def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
 def run_sweep(
     spec: SweepSpec,
     runs_dir: str | Path,
-    executor: str = "local",
+    executor: str | Executor = "local",
     *,
     slurm: SlurmOptions | None = None,
     parallel: int = 1,
@@ -154,6 +155,7 @@ def run_sweep(
     """
     if executor not in EXECUTORS:
         raise RlipError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
+    executor = Executor(executor).value
     if parallel < 1:
         raise RlipError(f"parallel must be ≥ 1, got {parallel}")
     root = Path(runs_dir)
@@ -167,21 +169,31 @@ def run_sweep(
             jobs[p.name] = {"status": "finished", "skipped": True, "error": None}
             log.info("%s: finished, skipped", p.name)
     job_ids: list[str] = []
-    if executor == "local":
-        from robustbench_lip.train import train
-
-        for p in todo:
-            cb = progress_factory(p) if progress_factory else None
-            try:
-                res = train(p.config, p.run_dir, progress=cb)
-                jobs[p.name] = {"status": res.status, "skipped": res.skipped, "error": None}
-            except RlipError as e:
-                log.error("%s: %s", p.name, e)
-                jobs[p.name] = {"status": "failed", "skipped": False, "error": str(e)}
+    if executor == Executor.local:
+        jobs.update(_local(todo, progress_factory))
     elif todo:
         jobs.update(_submitit(todo, root, executor, slurm or SlurmOptions(), parallel, job_ids))
     rows = [run_row(p.run_dir, p.name, jobs.get(p.name)) for p in planned]
     return SweepResult(rows=rows, runs_dir=root, wall_s=time.perf_counter() - t0, job_ids=job_ids)
+
+
+def _local(
+    todo: list[PlannedRun],
+    progress_factory: Callable[[PlannedRun], Callable[[dict[str, Any]], None] | None] | None,
+) -> dict[str, dict[str, Any]]:
+    """Train the runs one after another in this process; a failed run does not stop the others."""
+    from robustbench_lip.training import train
+
+    out: dict[str, dict[str, Any]] = {}
+    for p in todo:
+        cb = progress_factory(p) if progress_factory else None
+        try:
+            res = train(p.config, p.run_dir, progress=cb)
+            out[p.name] = {"status": res.status, "skipped": res.skipped, "error": None}
+        except RlipError as e:
+            log.error("%s: %s", p.name, e)
+            out[p.name] = {"status": "failed", "skipped": False, "error": str(e)}
+    return out
 
 
 def _submitit(

@@ -1,0 +1,82 @@
+"""The allowed values of every setting with a fixed set of choices, defined once.
+
+`str` Enums, so that a member compares equal to its value ("A" == RegTarget.A) and Typer shows
+the values as an option's choices; configuration validation and the CLI both use them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class RegTarget(str, Enum):
+    """The map whose Jacobian the penalty (or a measurement) is about: A, or R = 2A − I."""
+
+    A = "A"
+    reflection = "reflection"
+
+
+class RegPoints(str, Enum):
+    """Penalty points: batch points, or random convex combinations of pairs of them."""
+
+    data = "data"
+    interp = "interp"
+
+
+class Reduce(str, Enum):
+    """How the penalty reduces the per-point hinges."""
+
+    max = "max"
+    mean = "mean"
+
+
+class RegBn(str, Enum):
+    """BatchNorm statistics inside the penalty: the penalty points' batch statistics, or running."""
+
+    batch = "batch"
+    running = "running"
+
+
+class JvpMethod(str, Enum):
+    """How Jacobian-vector products are taken (lipschitz.jvp)."""
+
+    double_backward = "double_backward"
+    forward = "forward"
+    finite_difference = "finite_difference"
+
+
+#: the JVP methods the training penalty may use (both differentiable w.r.t. the parameters)
+PENALTY_METHODS: tuple[JvpMethod, ...] = (JvpMethod.double_backward, JvpMethod.forward)
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Schedule(str, Enum):
+    """Learning-rate schedule: cosine (after an optional linear warm-up) or constant."""
+
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Executor(str, Enum):
+    """How a sweep's runs are executed (sweep.run_sweep)."""
+
+    local = "local"
+    submitit_local = "submitit-local"
+    slurm = "slurm"
+
+
+def values(choices: type[Enum] | tuple[Enum, ...]) -> tuple[str, ...]:
+    """The string values of an Enum class or of a tuple of members, in definition order."""
+    return tuple(m.value for m in choices)
+
+
+def check_choice(value: object, choices: type[Enum] | tuple[Enum, ...], name: str) -> str | None:
+    """None when `value` is one of the choices' values, else a message naming `name` and them."""
+    allowed = values(choices)
+    if isinstance(value, str) and value in allowed:
+        return None
+    return f"{name} must be one of {', '.join(allowed)}, got {value!r}"

@@ -1,0 +1,26 @@
+"""Configuration dataclasses, frozen and JSON round-trippable; one definition of every setting.
+
+model.py: `ModelConfig` (attached to every model), `DatasetInfo`; penalty.py: `PenaltyConfig`;
+optim.py: `OptimConfig`; train.py: `TrainConfig` (holds a PenaltyConfig and an OptimConfig);
+sweep.py: `SweepSpec` (zoo/*.toml). Allowed values of choice settings are in robustbench_lip.choices.
+"""
+
+from __future__ import annotations
+
+from robustbench_lip.config.model import TASKS, DatasetInfo, ModelConfig, Task
+from robustbench_lip.config.optim import OptimConfig
+from robustbench_lip.config.penalty import PenaltyConfig
+from robustbench_lip.config.sweep import SweepSpec, format_lam
+from robustbench_lip.config.train import TrainConfig
+
+__all__ = [
+    "TASKS",
+    "DatasetInfo",
+    "ModelConfig",
+    "OptimConfig",
+    "PenaltyConfig",
+    "SweepSpec",
+    "Task",
+    "TrainConfig",
+    "format_lam",
+]

@@ -1,0 +1,78 @@
+"""The held-out evaluation after each epoch: accuracy, macro precision, mIoU and measured σ of A and R."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_lip.config import DatasetInfo
+from robustbench_lip.device import preserved_modes
+from robustbench_lip.lipschitz.spectral import spectral_norm
+from robustbench_lip.metrics import ConfusionMatrix
+
+FINAL_KEYS = ("accuracy", "precision", "miou", "sigma_A_mean", "sigma_A_max", "sigma_R_mean", "sigma_R_max")
+
+
+def measure_sigma(
+    model: nn.Module, x: torch.Tensor, target: str, iters: int, seed: int = 0, batch_size: int = 64
+) -> torch.Tensor:
+    """(N,) power-iteration σ of J (target A) or 2J − I at each point of x, in eval mode (a measured
+    lower estimate of the local Lipschitz constant; fixed seed for the start vectors)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    with preserved_modes(model):
+        model.eval()
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size]
+            u0 = torch.randn(xb.shape, generator=gen).to(xb)
+            out.append(spectral_norm(model, xb, target=target, iters=iters, tol=1e-4, u0=u0).sigma)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def predict_metrics(model: nn.Module, ds: Any, info: DatasetInfo, device: torch.device) -> dict[str, Any]:
+    """accuracy, macro precision and mIoU (None without masks or a segmenting model) on the dataset."""
+    from robustbench_lip.data import make_loader
+    from robustbench_lip.models import can_segment, predict_labels, predict_mask
+
+    cm = ConfusionMatrix(info.num_classes)
+    seg = info.has_masks and can_segment(model) and info.num_mask_classes is not None
+    mcm = ConfusionMatrix(info.num_mask_classes) if seg else None
+    for x, y, m in make_loader(ds, 256, shuffle=False):
+        x = x.to(device)
+        cm.update(predict_labels(model, x).cpu(), y)
+        if mcm is not None and m is not None:
+            mcm.update(predict_mask(model, x).cpu(), m)
+    return {
+        "accuracy": cm.accuracy(),
+        "precision": cm.macro_precision(),
+        "miou": mcm.miou() if mcm is not None else None,
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    test_set: Any,
+    info: DatasetInfo,
+    device: torch.device,
+    sigma_points: int,
+    sigma_iters: int,
+) -> dict[str, Any]:
+    """Held-out metrics: accuracy, macro precision, mIoU (None without masks), and mean/max σ of
+    A and R (R None where undefined) on the first `sigma_points` test images (measured, eval mode)."""
+    with preserved_modes(model):
+        model.eval()
+        out = predict_metrics(model, test_set, info, device)
+        out.update({k: None for k in FINAL_KEYS[3:]})
+        n = min(sigma_points, len(test_set))
+        if n > 0:
+            x = test_set.take(n).tensors()[0].to(device)
+            targets = ["A"] + (["reflection"] if model.config.reflection_defined else [])
+            for t in targets:
+                s = measure_sigma(model, x, t, sigma_iters)
+                key = "A" if t == "A" else "R"
+                out[f"sigma_{key}_mean"] = float(s.mean())
+                out[f"sigma_{key}_max"] = float(s.max())
+    return out

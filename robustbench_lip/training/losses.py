@@ -1,0 +1,73 @@
+"""Task losses and the flip/crop augmentation of the training loop.
+
+Classification → cross-entropy on the logits; segmentation and image-to-image models → pixel
+cross-entropy on `mask_logits` (for the binary one-channel image-to-image U-Net that is exactly
+BCE-with-logits on the mask, since its mask logits are [0, z]), plus soft Dice if asked.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_lip.config import TrainConfig
+from robustbench_lip.errors import RlipError
+
+#: datasets of natural images, augmented (flip/crop) unless the config says otherwise
+NATURAL_IMAGES: tuple[str, ...] = ("cifar10", "coco")
+
+
+def use_augment(cfg: TrainConfig) -> bool:
+    """Whether the run augments: cfg.augment, or (None) natural images only."""
+    return cfg.augment if cfg.augment is not None else cfg.data in NATURAL_IMAGES
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 − mean over classes of the soft Dice of softmax(logits) (N, M, H, W) against target (N, H, W)."""
+    p = logits.float().softmax(1)
+    g = F.one_hot(target.long(), p.shape[1]).permute(0, 3, 1, 2).to(p)
+    inter = (p * g).sum((0, 2, 3))
+    denom = p.sum((0, 2, 3)) + g.sum((0, 2, 3))
+    return 1 - ((2 * inter + 1) / (denom + 1)).mean()
+
+
+def task_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor | None,
+    dice: bool,
+    logit_scale: float = 1.0,
+) -> torch.Tensor:
+    """The supervised loss of one batch for the model's task (see the module docstring); segmenters'
+    mask logits are multiplied by `logit_scale` first."""
+    if model.config.task == "classification":
+        return F.cross_entropy(model(x), labels)
+    from robustbench_lip.models import mask_logits
+
+    if masks is None:
+        raise RlipError(f"{model.config.arch} needs masks to train")
+    z = mask_logits(model, x) * logit_scale
+    loss = F.cross_entropy(z.float(), masks)
+    return loss + soft_dice_loss(z, masks) if dice else loss
+
+
+def augment(
+    x: torch.Tensor, masks: torch.Tensor | None, gen: torch.Generator, pad: int = 4
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Random horizontal flip and random crop with `pad` zero padding, applied alike to the masks
+    (padding there is background 0). Randomness from `gen` (CPU)."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=gen) < 0.5
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    fl = flip.to(x.device).view(-1, 1, 1, 1)
+    x = torch.where(fl, x.flip(3), x)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    x = torch.stack([xp[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    if masks is not None:
+        masks = torch.where(fl.view(-1, 1, 1), masks.flip(2), masks)
+        mp = F.pad(masks, (pad, pad, pad, pad))
+        masks = torch.stack([mp[i, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    return x, masks
