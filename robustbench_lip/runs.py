@@ -1,8 +1,9 @@
-"""Run directories: what a finished run is and which records it already has.
+"""Run directories: the one rule for finding runs (`run_dirs`) and which are finished.
 
 A run directory holds `model.safetensors` + `config.json` (the model), `checkpoints/` (training
 state, for resuming) and `results/*.json` (records). It is finished when `results/train.json`
-exists with `"status": "finished"`.
+exists with `"status": "finished"`. Whether a run already has an evaluation is
+`robustbench_lip.records.is_recorded`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from robustbench_lip.records import RESULTS_DIR, record_path
+from robustbench_lip.records import RESULTS_DIR
 
 TRAIN_RECORD = "train.json"
 
@@ -54,11 +55,3 @@ def finished_runs(runs_dir: str | os.PathLike[str]) -> list[Path]:
     """The finished runs under `runs_dir`, sorted by name."""
     return [p for p in run_dirs(runs_dir) if is_finished(p)]
 
-
-def has_record(run_dir: str | os.PathLike[str], kind: str, settings: dict[str, Any] | None = None) -> bool:
-    """Whether `results/KIND.json` (settings None) or `results/KIND-<key>.json` exists;
-    with settings=None, any `KIND*.json` counts."""
-    results = Path(run_dir) / RESULTS_DIR
-    if settings is not None:
-        return record_path(run_dir, kind, settings).is_file()
-    return any(results.glob(f"{kind}*.json"))

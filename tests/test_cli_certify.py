@@ -114,7 +114,7 @@ def test_unknown_operator_warns_and_exits_zero(tmp_path):
     assert rec["bound_problems"][0]["non_lipschitz"]
 
 
-def test_no_model_certifies_finished_runs_once(tmp_path):
+def test_no_model_certifies_finished_runs_once_per_settings(tmp_path):
     runs = tmp_path / "runs"
     run = _save(runs, "unet_i2i_tiny", "lesions", "r1")
     (run / "results").mkdir(exist_ok=True)
@@ -122,8 +122,12 @@ def test_no_model_certifies_finished_runs_once(tmp_path):
     res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST, "--target", "A"])
     assert res.exit_code == 0, res.output
     assert len(_records(run)) == 1
-    res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST])
+    res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST, "--target", "A"])
     assert res.exit_code == 0 and "nothing to certify" in res.output
+    # other settings are another evaluation (the "already recorded" rule compares settings keys)
+    res = runner.invoke(app, ["certify", "--runs-dir", str(runs), *FAST, "--target", "A", "--steps", "0"])
+    assert res.exit_code == 0, res.output
+    assert len(_records(run)) == 2
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,8 @@ from robustbench_lip.cli.common import console, err_console, handle_errors
 from robustbench_lip.device import resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
-from robustbench_lip.records import make_record, record_path, write_record
-from robustbench_lip.runs import finished_runs, has_record
+from robustbench_lip.records import is_recorded, make_record, record_path, write_record
+from robustbench_lip.runs import finished_runs
 
 
 class Norm(str, Enum):
@@ -258,7 +258,7 @@ def attack_cmd(
             settings = _settings(
                 eps_list, attacks, norm_s, steps, alpha_v, obj, name, n, seed, batch_size, None
             )
-            if has_record(run, "attack", settings):
+            if is_recorded(run, "attack", settings):
                 skipped += 1
                 continue
             rec, _ = attack_one(str(run), **common)

@@ -228,6 +228,29 @@ def certify_one(
     return rec
 
 
+def _planned_settings(
+    run: Path,
+    data: str | None,
+    n: int,
+    input_shape: tuple[int, int, int] | None,
+    target: str,
+    eps: list[float],
+    seed: int,
+    steps: int,
+    mode: str,
+) -> dict[str, Any]:
+    """The settings `certify_one` will record for a run, from its config.json (no data loaded)."""
+    from robustbench_lip.certify import settings_for
+    from robustbench_lip.checkpoint import read_model_meta
+
+    meta = read_model_meta(run)
+    ds_name = data if data is not None else ((meta.get("dataset") or {}).get("name"))
+    if ds_name is not None and ds_name.lower() == "none":
+        ds_name = None
+    shape = input_shape if input_shape is not None else tuple((meta.get("model") or {})["input_size"])
+    return settings_for(ds_name, n, target, eps, seed, steps, mode, shape)
+
+
 @handle_errors
 def certify_cmd(
     model: Annotated[
@@ -298,14 +321,25 @@ def certify_cmd(
             device,
         )
         return
-    from robustbench_lip.runs import finished_runs, has_record
+    from robustbench_lip.records import is_recorded
+    from robustbench_lip.runs import finished_runs
 
     if json_file is not None:
         raise RlipError("--json needs a single MODEL")
 
-    runs = [r for r in finished_runs(runs_dir) if not has_record(r, "certify")]
+    runs = [
+        r
+        for r in finished_runs(runs_dir)
+        if not is_recorded(
+            r,
+            "certify",
+            _planned_settings(r, data, n, shape, target.value, eps_list, seed, steps, mode.value),
+        )
+    ]
     if not runs:
-        console.print(f"nothing to certify: no finished run without a certificate under {runs_dir}")
+        console.print(
+            f"nothing to certify: no finished run without a certificate for these settings under {runs_dir}"
+        )
         return
     for run in runs:
         console.print(f"[bold]{run.name}[/bold]")
