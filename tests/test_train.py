@@ -104,6 +104,11 @@ def test_record_and_model_dir(tmp_path: Path) -> None:
     assert final["sigma_A_mean"] <= final["sigma_A_max"] and final["sigma_R_mean"] <= final["sigma_R_max"]
     assert rec["model"]["arch"] == "unet_i2i_tiny" and rec["dataset"]["name"] == "lesions"
     assert rec["wall_s"] > 0 and res.final == final
+    # train returns the typed record it wrote
+    from robustbench_lip.io import to_json
+    from robustbench_lip.records import TrainRecord
+
+    assert isinstance(res.record, TrainRecord) and json.loads(to_json(res.record.to_dict())) == rec
     model = load_model(tmp_path / "run")
     assert model.config.task == "image2image"
     # the saved model's σ_R on the held-out points matches the record (same measurement)

@@ -2,7 +2,7 @@
 
     RUN/checkpoints/train_config.json, last.pt   the config and the resumable state (training/state.py)
     RUN/model.safetensors, config.json           the final model (checkpoint.save_model)
-    RUN/results/train.json                       kind "train": status, history (per epoch), final metrics
+    RUN/results/train.json                       the TrainRecord: status, history (per epoch), final metrics
 
 Each epoch (training/epoch.py) is followed by the held-out evaluation (training/evaluate.py), a
 checkpoint and the record (status "running"); the last one saves the model and marks the record
@@ -17,9 +17,9 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ from robustbench_lip.config import DatasetInfo, PenaltyConfig, TrainConfig
 from robustbench_lip.device import preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.penalty import LipschitzPenalty
-from robustbench_lip.records import make_record, record_path, write_record
+from robustbench_lip.records import RecordKind, TrainRecord, env_info, record_path, write_record
 from robustbench_lip.runs import is_finished, read_train_record
 from robustbench_lip.training import state
 from robustbench_lip.training.epoch import Emit, Loop, NonFiniteLoss, run_epoch
@@ -45,17 +45,33 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the run folder, its status, per-epoch history and final metrics, and the
-    train record it wrote (or found, when skipped)."""
+    """What `train` returns: the run folder, the train record it wrote (or found, when `skipped`
+    because the run had finished before), and the record's status, history, final metrics,
+    settings and wall time."""
 
     run_dir: Path
-    status: str
-    history: list[dict[str, Any]]
-    final: dict[str, Any]
-    record: dict[str, Any]
-    wall_s: float
+    record: TrainRecord
     skipped: bool = False
-    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.record.status or ""
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.record.history or []
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.record.final or {}
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.record.settings
+
+    @property
+    def wall_s(self) -> float:
+        return self.record.wall_s
 
 
 @dataclass
@@ -124,17 +140,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, progress: ProgressFn | None = N
 
 
 def _skipped(run_dir: Path) -> TrainResult:
-    rec = read_train_record(run_dir) or {}
-    return TrainResult(
-        run_dir=run_dir,
-        status="finished",
-        history=rec.get("history", []),
-        final=rec.get("final", {}),
-        record=rec,
-        wall_s=float(rec.get("wall_s") or 0.0),
-        skipped=True,
-        settings=rec.get("settings", {}),
-    )
+    rec = read_train_record(run_dir) or {"kind": RecordKind.TRAIN.value, "status": "finished"}
+    return TrainResult(run_dir=run_dir, record=cast(TrainRecord, TrainRecord.from_dict(rec)), skipped=True)
 
 
 def _final(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,22 +181,22 @@ class _Session:
     def wall_s(self) -> float:
         return self.progress.wall_before + time.perf_counter() - self.t0
 
-    def record(self, status: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    def record(self, status: str, error: str | None = None) -> TrainRecord:
         """Write results/train.json with this status and the history so far; returns the record."""
-        history = self.progress.history
-        payload = {"status": status, "history": history, "final": _final(history)}
-        payload["penalty"] = self.parts.penalty.config.to_dict()
-        payload.update(extra or {})
-        rec = make_record(
-            "train",
+        history = list(self.progress.history)
+        rec = TrainRecord(
             model=self.parts.model.config.to_dict(),
             dataset=self.setup.info.to_dict(),
             settings=self.settings,
-            payload=payload,
+            env=env_info(self.device),
             wall_s=self.wall_s(),
-            device=self.device,
+            status=status,
+            history=history,
+            final=_final(history),
+            penalty=self.parts.penalty.config.to_dict(),
+            error=error,
         )
-        write_record(record_path(self.run_dir, "train"), rec)
+        write_record(record_path(self.run_dir, RecordKind.TRAIN.value), rec)
         return rec
 
     def fail(self, what: str, emit: Emit | None) -> RlipError:
@@ -200,7 +207,7 @@ class _Session:
             f"training diverged: {what}; the last good checkpoint ({saved}) is kept in "
             f"{self.run_dir / state.CHECKPOINTS}; lower --lr or --lam"
         )
-        self.record("failed", {"error": msg})
+        self.record("failed", error=msg)
         if emit is not None:
             emit({"event": "end", "status": "failed"})
         return RlipError(msg)
@@ -256,15 +263,7 @@ class _Session:
         save_model(self.parts.model, self.run_dir, dataset=self.setup.info, training=training)
         rec = self.record("finished")
         emit({"event": "end", "status": "finished"})
-        return TrainResult(
-            run_dir=self.run_dir,
-            status="finished",
-            history=self.progress.history,
-            final=final,
-            record=rec,
-            wall_s=float(rec["wall_s"]),
-            settings=self.settings,
-        )
+        return TrainResult(run_dir=self.run_dir, record=rec)
 
 
 def _fmt(v: float | None) -> str:
