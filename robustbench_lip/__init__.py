@@ -34,8 +34,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "upper_bound": ("robustbench_lip.lipschitz.bounds", "upper_bound"),
     "certify": ("robustbench_lip.certify", "certify"),
     "evaluate_attacks": ("robustbench_lip.attacks.evaluate", "evaluate"),
-    "build_leaderboard": ("robustbench_lip.leaderboard", "build_leaderboard"),
-    "write_reports": ("robustbench_lip.leaderboard", "write_reports"),
+    "build_leaderboard": ("robustbench_lip.report", "build_leaderboard"),
+    "write_reports": ("robustbench_lip.report", "write_reports"),
 }
 
 __all__ = ["DatasetInfo", "ModelConfig", "RlipError", "__version__", *_LAZY]

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.leaderboard import (
+from robustbench_lip.records import make_record, write_record
+from robustbench_lip.report import (
     COLUMN_DOCS,
     FIXED_COLUMNS,
     LAM,
@@ -27,14 +28,10 @@ from robustbench_lip.leaderboard import (
     load_records,
     make_plots,
     parse_formats,
-    render_csv,
-    render_html,
-    render_markdown,
     sort_table,
-    to_json_obj,
     write_reports,
 )
-from robustbench_lip.records import make_record, write_record
+from robustbench_lip.report.render import render_csv, render_html, render_markdown, to_json_obj
 
 C_UP, K_UP = 2.0, -0.5  # L(A) upper = C_UP · λ^K_UP
 C_LO, K_LO = 0.5, -0.25  # L(A) lower = C_LO · λ^K_LO
@@ -306,7 +303,7 @@ def _row(lb_table: pd.DataFrame, run: str) -> pd.Series:
 def test_load_skips_broken_and_foreign_files_with_warnings(
     runs: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="robustbench_lip.leaderboard"):
+    with caplog.at_level(logging.WARNING, logger="robustbench_lip.report"):
         records, skipped = load_records(runs)
     reasons = {s.path.name: s.reason for s in skipped}
     assert set(reasons) == {"attack-partial.json", "notes.json", "other.json", "certify-nolip.json"}
@@ -614,7 +611,7 @@ def test_write_reports_is_atomic(runs: Path, tmp_path: Path, monkeypatch: pytest
     def boom(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr("robustbench_lip.leaderboard.render_html", boom)
+    monkeypatch.setattr("robustbench_lip.report.render.html.render_html", boom)
     with pytest.raises(RuntimeError):
         write_reports(lb, out, "html", plots=False)
     assert sorted(p.name for p in out.iterdir()) == ["leaderboard.html"]

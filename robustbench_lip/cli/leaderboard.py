@@ -16,7 +16,7 @@ from rich.table import Table
 
 from robustbench_lip.cli.common import console, handle_errors
 from robustbench_lip.errors import RlipError
-from robustbench_lip.leaderboard import (
+from robustbench_lip.report import (
     FORMATS,
     LAM,
     SLOPE_HEADER,

@@ -1,0 +1,24 @@
+"""Records → one row per run: the only part of the report that reads record dicts.
+
+`load` finds and reads `RUN/results/*.json` (skipping, with a warning, what is not a record);
+`fields` holds the accessors that know the record layout (the one place to switch to a typed
+schema); `merge` turns a run's records into a leaderboard row.
+"""
+
+from __future__ import annotations
+
+from robustbench_lip.report.collect.fields import fne_verdict, validate
+from robustbench_lip.report.collect.load import LoadedRecord, SkippedFile, find_result_dirs, load_records
+from robustbench_lip.report.collect.merge import attack_clean_metrics, attack_rows, run_row
+
+__all__ = [
+    "LoadedRecord",
+    "SkippedFile",
+    "attack_clean_metrics",
+    "attack_rows",
+    "find_result_dirs",
+    "fne_verdict",
+    "load_records",
+    "run_row",
+    "validate",
+]

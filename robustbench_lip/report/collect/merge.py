@@ -1,0 +1,227 @@
+"""Merging a run's records into one leaderboard row (and its long-format attack results).
+
+Rules, per run:
+- identity (arch, dataset, λ, penalty target, seed, epochs, status, training time) comes from the
+  train record (`settings`, `model`, `wall_s`); without one, from the other records' envelope;
+- clean metrics come from the train record's `final` (image-label accuracy / macro precision, mask
+  mIoU on the test split); a metric it lacks falls back to the newest attack record's `clean`, then
+  the newest certify record's `clean` — accuracy / precision only from image-level records;
+- attack columns are `<attack>_<norm>@<ε> <metric>`; metric is `acc` / `prec` when the record scores
+  image labels and `pixel acc` / `pixel prec` when it scores pixels (segmenters; the record's
+  `levels`), plus `mIoU`; an attack run with a non-default objective is named `<attack>(<objective>)`;
+- several records of one kind (different settings): for every value — a scalar such as L(A) upper,
+  a per-ε certified value, an (attack, norm, ε, level) result — the newest record (`created`, then
+  file name) that has it wins; values only older records have are kept (union);
+- `worst_<norm>@<ε> <metric>` = the smallest value over all attack results at that norm and ε,
+  including the records' own per-image `worst` entries (so it is ≤ every single attack's value).
+A missing value is None (an empty cell), never 0. Records are read through `fields` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from robustbench_lip.records import KINDS
+from robustbench_lip.report.collect.fields import (
+    as_int,
+    as_str,
+    attack_results,
+    certified_values,
+    clean_metrics,
+    clean_value,
+    created_text,
+    eps_text,
+    first,
+    fne_verdict,
+    lipschitz_bound,
+    num,
+    record_arch,
+    record_dataset,
+    record_levels,
+    record_wall_s,
+    result_key,
+    result_values,
+    train_settings,
+    train_status,
+)
+from robustbench_lip.report.collect.load import LoadedRecord, newest_first
+from robustbench_lip.report.columns import (
+    ACC,
+    FNE,
+    LA_GAP,
+    LA_LO,
+    LA_UP,
+    LAM,
+    LR_LO,
+    LR_UP,
+    MIOU,
+    PREC,
+    TRAIN_S,
+    attack_column,
+    cert_column,
+    eps_value,
+    metric_name,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Attack-result metric keys and their short column names.
+METRICS: tuple[tuple[str, str], ...] = (("accuracy", "acc"), ("precision", "prec"), ("miou", "mIoU"))
+#: Certify payload key of each certified metric → its column metric.
+CERTIFIED: tuple[tuple[str, str], ...] = (
+    ("certified_accuracy", "acc"),
+    ("certified_pixel_accuracy", "pixel acc"),
+    ("certified_miou", "mIoU"),
+)
+
+
+def attack_rows(run: str, attacks: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
+    """Long-format attack results of one run, deduplicated per (attack, norm, ε, level): newest wins."""
+    seen: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
+    for lr in newest_first(attacks):
+        level = record_levels(lr.record)
+        for i, res in enumerate(attack_results(lr.record)):
+            k = result_key(lr.record, i, res, lr.path)
+            if k is None or (*k, level) in seen:
+                continue
+            attack, norm, eps = k
+            seen[(*k, level)] = {
+                "run": run,
+                "attack": attack,
+                "norm": norm,
+                "eps": eps_value(eps),
+                "eps_text": eps,
+                "level": level,
+                **result_values(res, f"{lr.path.name} result {i}"),
+                "created": created_text(lr.record),
+                "file": lr.path.name,
+            }
+    return list(seen.values())
+
+
+def _identity(run: str, train: dict[str, Any] | None, newest_all: Sequence[LoadedRecord]) -> dict[str, Any]:
+    """run, arch, dataset, λ, target, seed, epochs, status: from the train record, else the envelopes."""
+    settings = train_settings(train)
+    arch = first([settings.get("model")] + [record_arch(lr.record) for lr in newest_all])
+    dataset = first(
+        [settings.get("data"), record_dataset(train)] + [record_dataset(lr.record) for lr in newest_all]
+    )
+    return {
+        "run": run,
+        "arch": as_str(arch),
+        "dataset": as_str(dataset),
+        LAM: num(settings.get("lam"), f"{run} settings.lam"),
+        "target": as_str(settings.get("reg_target")),
+        "seed": as_int(settings.get("seed")),
+        "epochs": as_int(settings.get("epochs")),
+        "status": train_status(train),
+    }
+
+
+def _clean(run: str, train: dict[str, Any] | None, evals: Sequence[LoadedRecord]) -> dict[str, float | None]:
+    """acc, precision, mIoU: train final, then the newest attack clean, then the newest certify clean
+    (`evals` in that order); accuracy / precision only from records whose level is not pixel."""
+    row: dict[str, float | None] = {}
+    for key, col in (("accuracy", ACC), ("precision", PREC), ("miou", MIOU)):
+        sources = [train] + [
+            lr.record for lr in evals if key == "miou" or record_levels(lr.record) != "pixel"
+        ]
+        row[col] = first(num(clean_value(s, key), f"{run} clean {key}") for s in sources)
+    return row
+
+
+def _lipschitz(certs: Sequence[LoadedRecord]) -> dict[str, Any]:
+    """L(A) upper / lower / gap, L(R) lower / upper, FNE: per value, the newest certify record with it."""
+
+    def value(op: str, key: str) -> float | None:
+        return first(
+            num(lipschitz_bound(lr.record, op, key), f"{lr.path.name} lipschitz.{op}.{key}") for lr in certs
+        )
+
+    up, lo = value("A", "upper"), value("A", "lower")
+    gap = value("A", "gap")
+    if gap is None and up is not None and lo is not None and lo > 0:
+        gap = up / lo
+    return {
+        LA_UP: up,
+        LA_LO: lo,
+        LA_GAP: gap,
+        LR_LO: value("R", "lower"),
+        LR_UP: value("R", "upper"),
+        FNE: first(fne_verdict(lr.record) for lr in certs),
+    }
+
+
+def _certified(certs: Sequence[LoadedRecord]) -> dict[str, float]:
+    """`cert <metric>@<ε>` columns: union over the certify records, the newest wins per ε."""
+    row: dict[str, float] = {}
+    for payload_key, metric in CERTIFIED:
+        for lr in reversed(certs):  # oldest first, newer overwrite
+            for eps_key, v in certified_values(lr.record, payload_key).items():
+                eps = eps_text(eps_key, "l2")
+                if eps is None:
+                    logger.warning("skipping %s[%r] of %s: bad eps", payload_key, eps_key, lr.path)
+                    continue
+                val = num(v, f"{lr.path.name} {payload_key}[{eps_key}]")
+                if val is not None:
+                    row[cert_column(metric, eps)] = val
+    return row
+
+
+def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per (attack, norm, ε, metric) columns, then `worst_<norm>@<ε> <metric>` = min over attacks."""
+    row: dict[str, float] = {}
+    worst: dict[tuple[str, str], dict[str, float]] = {}
+    for r in long_rows:
+        w = worst.setdefault((r["norm"], r["eps_text"]), {})
+        for key, short in METRICS:
+            v = r[key]
+            if v is None:
+                continue
+            metric = metric_name(short, r["level"])
+            if r["attack"] != "worst":
+                row[attack_column(r["attack"], r["norm"], r["eps_text"], metric)] = v
+            w[metric] = min(v, w.get(metric, math.inf))
+    for (norm, eps), values in worst.items():
+        for short, v in values.items():
+            row[attack_column("worst", norm, eps, short)] = v
+    return row
+
+
+def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One leaderboard row {column: value} and the run's long-format attack results."""
+    by_kind: dict[str, list[LoadedRecord]] = {k: [] for k in KINDS}
+    for lr in recs:
+        by_kind[lr.kind].append(lr)
+    trains = newest_first(by_kind["train"])
+    certs = newest_first(by_kind["certify"])
+    attacks = newest_first(by_kind["attack"])
+    train = trains[0].record if trains else None
+    if len(trains) > 1:
+        logger.warning("run %s has %d train records; using the newest (%s)", run, len(trains), trains[0].path)
+    row = _identity(run, train, newest_first(recs))
+    row.update(_clean(run, train, attacks + certs))
+    row.update(_lipschitz(certs))
+    row.update(_certified(certs))
+    long_rows = attack_rows(run, attacks)
+    row.update(_attack_columns(long_rows))
+    row[TRAIN_S] = num(record_wall_s(train), f"{run} train wall_s") if train else None
+    return row, long_rows
+
+
+def attack_clean_metrics(records: Sequence[LoadedRecord]) -> dict[str, dict[str, Any]]:
+    """{run: {accuracy, precision, miou, level}} from the newest attack record of each run that has a
+    `clean` object (the unattacked metrics on the very images that were attacked; level "image" or
+    "pixel" for accuracy / precision, None when the record does not say)."""
+    out: dict[str, dict[str, Any]] = {}
+    for lr in newest_first([r for r in records if r.kind == "attack"]):
+        if lr.run not in out and isinstance(clean_metrics(lr.record), dict):
+            out[lr.run] = {
+                k: num(clean_value(lr.record, k), f"{lr.path.name} clean.{k}")
+                for k in ("accuracy", "precision", "miou")
+            }
+            out[lr.run]["level"] = record_levels(lr.record)
+    return out

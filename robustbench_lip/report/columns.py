@@ -1,0 +1,286 @@
+"""Leaderboard columns: names, one-line docs, the legend, the order of dynamic columns, cell formatting.
+
+Fixed columns are always present (FIXED_COLUMNS, in order). Dynamic columns follow the patterns of
+PATTERN_DOCS: `cert <metric>@<ε>`, `<attack>_<norm>@<ε> <metric>`, `worst_<norm>@<ε> <metric>`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robustbench_lip.attacks.eps import parse_eps_token
+from robustbench_lip.errors import RlipError
+
+LAM = "λ"
+ACC, PREC, MIOU = "acc", "precision", "mIoU"
+LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
+LR_LO, LR_UP = "L(R) lower", "L(R) upper"
+FNE = "FNE"
+TRAIN_S = "train s"
+
+#: The fixed columns, always present, in order, with a one-line explanation each.
+FIXED_COLUMNS: dict[str, str] = {
+    "run": "Run folder, relative to the runs folder.",
+    "arch": "Model architecture (registry name).",
+    "dataset": "Dataset the model was trained on.",
+    LAM: "Lipschitz-penalty weight λ used in training (0 = no penalty).",
+    "target": "What the penalty acted on: A (the model) or R = 2A − I (its reflection).",
+    "seed": "Training seed.",
+    "epochs": "Training epochs asked for.",
+    "status": "Training status from the train record (finished / running / failed).",
+    ACC: "Clean accuracy on the test split (image labels).",
+    PREC: "Clean macro precision on the test split (mean over classes of TP / (TP + FP)).",
+    MIOU: "Clean mean IoU of the predicted masks on the test split (datasets with masks only).",
+    LA_UP: "Certified upper bound on the Lipschitz constant of A (ℓ2 → ℓ2); provably ≥ the true L(A).",
+    LA_LO: "Measured lower bound on L(A): the best local Jacobian norm / Lipschitz quotient found (power "
+    "iteration, search, pairs) on sampled inputs; an estimate, ≤ the true L(A) on [0, 1]^d.",
+    LA_GAP: "L(A) upper / L(A) lower: how far apart the two bounds are (1 = tight).",
+    LR_LO: "Measured lower bound on L(R), R = 2A − I (only when A's output has its input's shape).",
+    LR_UP: "Certified upper bound on L(R), R = 2A − I: |2α − 1| + 2·Lip(g) for A = α·x + g(x), the identity "
+    "coefficient α carried through the graph (α = 0 gives the triangle bound 2·L(A) upper + 1).",
+    FNE: "Firm non-expansiveness test of A on pairs (v = ⟨Ax − Ay, x − y⟩ − ‖Ax − Ay‖², FNE ⇔ v ≥ 0): "
+    "'violated' = a pair with v < 0 was found (proof A is not FNE); 'no violation found' = none on the "
+    "tested pairs (not a certificate); 'certified' = L(R) upper ≤ 1; 'undefined' = output shape ≠ input.",
+    TRAIN_S: "Training wall time in seconds (train record).",
+}
+
+#: Documentation of the dynamic (per-attack / per-ε) column patterns.
+PATTERN_DOCS: dict[str, str] = {
+    "<attack>_<norm>@<ε> acc": "Image-label accuracy under that attack at budget ε (pixel units, ℓ∞ or ℓ2) "
+    "on the attacked test images: an empirical upper estimate of robust accuracy.",
+    "<attack>_<norm>@<ε> prec": "Image-label macro precision under that attack at budget ε.",
+    "<attack>_<norm>@<ε> pixel acc": "Pixel accuracy of the predicted mask under that attack (segmenters: "
+    "their attack records score pixels, so they get pixel columns).",
+    "<attack>_<norm>@<ε> pixel prec": "Pixel macro precision of the predicted mask under that attack.",
+    "<attack>_<norm>@<ε> mIoU": "mIoU of the predicted masks under that attack at budget ε.",
+    "<attack>(<objective>)_<norm>@<ε> <metric>": "As above, for an attack run with a loss other than the "
+    "model's default (cls = image-label cross-entropy for classifiers, pixel = pixel cross-entropy).",
+    "worst_<norm>@<ε> <metric>": "Smallest value of the metric over every attack run at that norm and ε "
+    "(includes the attack record's per-image worst case when present).",
+    "cert acc@<ε>": "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
+    "correctly with certified radius margin / (√2·L(A) upper) > ε (provable).",
+    "cert pixel acc@<ε>": "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
+    "within ε (segmenters; from L(A) upper).",
+    "cert mIoU@<ε>": "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
+    "counted as wrong (segmenters; from L(A) upper).",
+}
+
+#: Every column name or pattern → one-line explanation (for the README).
+COLUMN_DOCS: dict[str, str] = {**FIXED_COLUMNS, **PATTERN_DOCS}
+
+#: Columns shown in narrow views (terminal), when present.
+KEY_COLUMNS: tuple[str, ...] = (
+    "run",
+    "arch",
+    "dataset",
+    LAM,
+    "target",
+    ACC,
+    PREC,
+    MIOU,
+    LA_UP,
+    LA_LO,
+    LR_LO,
+    FNE,
+)
+
+NUMERIC_FIXED: tuple[str, ...] = (LAM, ACC, PREC, MIOU, LA_UP, LA_LO, LA_GAP, LR_LO, LR_UP, TRAIN_S)
+INT_FIXED: tuple[str, ...] = ("seed", "epochs")
+SORT_ALIASES: dict[str, str] = {"lam": LAM, "lambda": LAM, "accuracy": ACC, "miou": MIOU, "prec": PREC}
+
+_METRIC_ORDER: tuple[str, ...] = ("acc", "prec", "pixel acc", "pixel prec", "mIoU")
+_METRIC_WHAT = {
+    "acc": "Accuracy",
+    "prec": "Macro precision",
+    "pixel acc": "Pixel accuracy",
+    "pixel prec": "Pixel macro precision",
+    "mIoU": "mIoU",
+}
+_ATTACK_COL = re.compile(
+    r"^(?P<attack>[^@\s]+)_(?P<norm>linf|l2|[a-z0-9]+)@(?P<eps>\S+) "
+    r"(?P<metric>acc|prec|pixel acc|pixel prec|mIoU)$"
+)
+_CERT_COL = re.compile(r"^cert (?P<metric>acc|pixel acc|mIoU)@(?P<eps>\S+)$")
+
+
+def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:
+    """`<attack>_<norm>@<ε> <metric>` (attack "worst" gives the worst-case column)."""
+    return f"{attack}_{norm}@{eps} {metric}"
+
+
+def cert_column(metric: str, eps: str) -> str:
+    """`cert <metric>@<ε>`."""
+    return f"cert {metric}@{eps}"
+
+
+def metric_name(short: str, level: str | None) -> str:
+    """Column metric of an attack value: `acc` / `prec` become `pixel acc` / `pixel prec` at level pixel."""
+    return f"pixel {short}" if level == "pixel" and short in ("acc", "prec") else short
+
+
+def eps_value(text: str) -> float:
+    """ε as a number from its canonical text (`8/255` → 0.0314); inf when unparseable (sorts last)."""
+    try:
+        return parse_eps_token(text, "l2")
+    except RlipError:
+        return math.inf
+
+
+def column_doc(name: str) -> str:
+    """One-line explanation of a column (fixed or dynamic); empty for an unknown name."""
+    if name in FIXED_COLUMNS:
+        return FIXED_COLUMNS[name]
+    m = _ATTACK_COL.match(name)
+    if m:
+        what = _METRIC_WHAT[m["metric"]]
+        eps = f"{m['norm']} budget ε = {m['eps']}"
+        if m["attack"] == "worst":
+            return f"{what} under the worst attack at {eps} (smallest value over all attacks run)."
+        return f"{what} under {m['attack']} at {eps} (empirical, on the attacked test images)."
+    m = _CERT_COL.match(name)
+    if m:
+        what = {"acc": "accuracy", "pixel acc": "pixel accuracy", "mIoU": "mIoU"}[m["metric"]]
+        return (
+            f"Certified {what} at ℓ2 radius ε = {m['eps']} (provable, from the certified L(A) upper bound)."
+        )
+    return ""
+
+
+def column_docs(columns: Iterable[str]) -> dict[str, str]:
+    """`{column: one-line explanation}` for the given columns."""
+    return {c: column_doc(c) for c in columns}
+
+
+def _pattern_of(name: str) -> str | None:
+    m = _CERT_COL.match(name)
+    if m:
+        return f"cert {m['metric']}@<ε>"
+    m = _ATTACK_COL.match(name)
+    if not m:
+        return None
+    if m["attack"] == "worst":
+        return "worst_<norm>@<ε> <metric>"
+    if "(" in m["attack"]:
+        return "<attack>(<objective>)_<norm>@<ε> <metric>"
+    return f"<attack>_<norm>@<ε> {m['metric']}"
+
+
+def legend(columns: Iterable[str]) -> dict[str, str]:
+    """Compact docs for a report: each fixed column present, then each dynamic column pattern present
+    (e.g. `<attack>_<norm>@<ε> acc`) once, in the order of PATTERN_DOCS."""
+    cols = list(columns)
+    out = {c: FIXED_COLUMNS[c] for c in cols if c in FIXED_COLUMNS}
+    present = {_pattern_of(c) for c in cols}
+    out.update({p: d for p, d in PATTERN_DOCS.items() if p in present})
+    return out
+
+
+def dynamic_sort_key(col: str) -> tuple[Any, ...]:
+    """Order of the dynamic columns: certified per metric and ε, then attacks per norm, attack, ε,
+    metric, then the worst-case columns, then anything else by name."""
+    m = _CERT_COL.match(col)
+    if m:
+        return (0, "cert", ("acc", "pixel acc", "mIoU").index(m["metric"]), eps_value(m["eps"]), 0)
+    m = _ATTACK_COL.match(col)
+    if m:
+        worst = m["attack"] == "worst"
+        return (
+            1 + worst,
+            m["norm"],
+            m["attack"],
+            eps_value(m["eps"]),
+            _METRIC_ORDER.index(m["metric"]),
+        )
+    return (3, col, "", 0.0, 0)
+
+
+def worst_column(columns: Iterable[str], metric: str) -> str | None:
+    """The `worst_<norm>@<ε> <metric>` column with the largest ε, ℓ∞ preferred over ℓ2; None if none."""
+    for norm in ("linf", "l2"):
+        cands = [
+            (eps_value(m["eps"]), c)
+            for c in columns
+            if (m := _ATTACK_COL.match(c))
+            and m["attack"] == "worst"
+            and m["norm"] == norm
+            and m["metric"] == metric
+        ]
+        if cands:
+            return max(cands)[1]
+    return None
+
+
+def key_columns(table: pd.DataFrame) -> list[str]:
+    """A narrow selection of columns: KEY_COLUMNS plus the worst-case attacked accuracy and mIoU, each at
+    the largest ℓ∞ (else ℓ2) budget where it was measured, as present in `table`."""
+    cols = [c for c in KEY_COLUMNS if c in table.columns]
+    for metric in ("acc", "mIoU"):
+        c = worst_column(table.columns, metric)
+        if c is not None:
+            cols.append(c)
+    return cols
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cells
+# ---------------------------------------------------------------------------------------------------
+
+
+def is_missing(v: Any) -> bool:
+    """True for None, pd.NA and NaN (an empty cell)."""
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(isinstance(v, (float, np.floating)) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def to_py(v: Any) -> Any:
+    """A JSON-friendly Python value: missing → None, numpy scalars → int/float/bool."""
+    if is_missing(v):
+        return None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def format_cell(column: str, v: Any) -> str:
+    """Text of one cell for Markdown / HTML / terminal: empty when missing, λ as `1e-06`, seconds with
+    one decimal, other numbers to 4 significant digits."""
+    v = to_py(v)
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if column == LAM:
+            return "0" if v == 0 else f"{v:.3g}"
+        if column == TRAIN_S:
+            return f"{v:.1f}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table_rows(table: pd.DataFrame, columns: Sequence[str] | None = None) -> list[list[str]]:
+    """Formatted cell texts, row by row (see `format_cell`)."""
+    cols = list(columns) if columns is not None else list(table.columns)
+    return [[format_cell(c, table.at[i, c]) for c in cols] for i in table.index]
+
+
+def raw_rows(table: pd.DataFrame) -> list[list[str]]:
+    """Unformatted cell texts (full precision, empty when missing), row by row: the HTML sort keys."""
+    cols = list(table.columns)
+    return [["" if is_missing(v := table.at[i, c]) else str(to_py(v)) for c in cols] for i in table.index]
