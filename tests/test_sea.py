@@ -12,7 +12,14 @@ from _seg_models import check_isolation, lesions_unet, pixel_accuracy, tiny_segm
 
 from robustbench_lip.attacks.apgd_seg import APGDSegmentation
 from robustbench_lip.attacks.rng import stream_seed
-from robustbench_lip.attacks.sea import SEA, dataset_miou, image_stats, select_per_image, worst_case_miou
+from robustbench_lip.attacks.sea import (
+    SEA,
+    dataset_miou,
+    image_stats,
+    sea_preset,
+    select_per_image,
+    worst_case_miou,
+)
 from robustbench_lip.attacks.segmentation import SegmentationAttack
 from robustbench_lip.errors import RlipError
 from robustbench_lip.metrics import ConfusionMatrix, per_sample_accuracy
@@ -105,6 +112,11 @@ def test_bad_requests() -> None:
     for losses, extra in [(("js", "js"), ()), ((), ("fgsm",)), ((), ()), (("nope",), ())]:
         with pytest.raises(RlipError, match="SEA members"):
             SEA(model, losses=losses, extra=extra)
+    with pytest.raises(RlipError, match="preset"):
+        sea_preset("strong")
+    std = SEA(model, **sea_preset("standard"))
+    assert std.names == ("apgd-mask-ce-bal", "apgd-mask-ce", "apgd-js") and std.steps == 300
+    assert len(SEA(model, **{**sea_preset("extended"), "steps": 5}).names) == 7
 
 
 @pytest.mark.parametrize("fail", [False, True])

@@ -31,6 +31,13 @@ from robustbench_lip.errors import RlipError
 SEA_LOSSES: tuple[str, ...] = ("mask-ce", "mask-ce-bal", "js", "mask-sph")
 SEA_EXTRA: tuple[str, ...] = ("pgd", "segpgd", "cospgd")
 SELECT: tuple[str, ...] = ("accuracy", "miou")
+SEA_STEPS = 300  # iterations per member in the authors' evaluation (tools/infer.py, --n_iter default)
+PRESETS: dict[str, dict[str, object]] = {
+    # SEA as published (ECCV 2024 version; authors' README): three losses, 300 steps, 2ε → 1.5ε → ε
+    "standard": {"losses": ("mask-ce-bal", "mask-ce", "js"), "extra": (), "steps": SEA_STEPS},
+    # every loss here (adds the first version's masked spherical loss) and PGD, SegPGD, CosPGD
+    "extended": {"losses": SEA_LOSSES, "extra": SEA_EXTRA, "steps": SEA_STEPS},
+}
 
 
 @dataclass
@@ -143,6 +150,14 @@ def worst_case_miou(
         if not changed:
             break
     return choice, dataset_miou(cur_i, cur_u, ignore_index)
+
+
+def sea_preset(name: str) -> dict[str, object]:
+    """Keyword arguments of `SEA` for a named preset (`standard`, `extended`); explicit ones override."""
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise RlipError(f"unknown SEA preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return dict(PRESETS[key])
 
 
 class SEA:
