@@ -190,7 +190,7 @@ def test_apgd_reaches_the_exact_pixelwise_optimum(eps: float) -> None:
     with torch.no_grad():
         z = model(x)[:, 0]
     y = (z > 0).long()
-    w, b = model.conv.weight.view(1, 3, 1, 1), float(model.conv.bias.detach())
+    w, b = model.conv.weight.detach().view(1, 3, 1, 1), float(model.conv.bias.detach())
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     zmin = b + torch.minimum(w * lo, w * hi).sum(1)
     zmax = b + torch.maximum(w * lo, w * hi).sum(1)
