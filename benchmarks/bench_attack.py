@@ -11,6 +11,15 @@ Prints ONE JSON object:
   ordering: for each model, whether SegPGD, CosPGD and the worst case stay at or below pixel-CE PGD's
   mIoU up to noise (noise = spread of PGD's mIoU over two seeds + 0.01). On the CAM masks of
   mResNet-18 SegPGD/CosPGD can be weaker than PGD: see "notes" in the output (measured, explained).
+- apgd_step_ratio: time of APGD-seg (mask-ce, one stage) / time of pixel-CE PGD on the same U-Net,
+  same steps, no early stop, median of interleaved runs (goal ≤ 1.1); apgd_shrink_eps_step_ratio: the
+  same for SEA's three-stage 2ε → 1.5ε → ε schedule (one extra forward per stage).
+- sea: attacked mIoU at 8/255 per SEA member (APGD with each SEA loss, and PGD, SegPGD, CosPGD — all
+  on the same images, each from its own RNG stream, so every figure equals that attack run alone),
+  `sea` (per-image lowest pixel accuracy over the APGD members), `sea_greedy` (SEA's greedy worst
+  case of the dataset mIoU over them), and `sea_all` / `sea_all_greedy` over all seven members
+  (`sea_all` is what `SEA(..., extra=("pgd", "segpgd", "cospgd"))` returns); `sea_le_min_others`:
+  whether each SEA figure is ≤ min(PGD, SegPGD, CosPGD) (goal: true).
 Models are trained here with a minimal local loop (Adam, CE) — small and fast, not good models (the
 `shapes` classifier stays weak in a few CPU epochs; its clean accuracy is reported); pass trained
 runs with --shapes-model / --lesions-model (e.g. from the zoo) to measure on real ones.
@@ -32,8 +41,17 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
+from robustbench_lip.attacks.apgd_seg import APGDSegmentation
 from robustbench_lip.attacks.classification import ClassificationAttack
 from robustbench_lip.attacks.evaluate import evaluate
+from robustbench_lip.attacks.sea import (
+    SEA,
+    SEA_EXTRA,
+    SEA_LOSSES,
+    dataset_miou,
+    select_per_image,
+    worst_case_miou,
+)
 from robustbench_lip.attacks.segmentation import SegmentationAttack
 from robustbench_lip.checkpoint import load_model, read_model_meta
 from robustbench_lip.data import get_dataset
@@ -100,6 +118,55 @@ def _miou_table(
         "ordering_ok": ordering,
         "n": out["n"],
         "objective": objective,
+    }
+
+
+def _apgd_step_ratios(
+    model: torch.nn.Module, x: torch.Tensor, m: torch.Tensor, eps: float, steps: int, repeats: int
+) -> dict[str, float]:
+    """APGD-seg time / pixel-CE PGD time, same steps and images (no early stop), median of runs."""
+    pgd = SegmentationAttack(model, "pgd", eps, "linf", steps, None, True, 0)
+    out = {}
+    for key, shrink in (("apgd_step_ratio", False), ("apgd_shrink_eps_step_ratio", True)):
+        apgd = APGDSegmentation(model, "mask-ce", eps, "linf", steps, shrink_eps=shrink, early_stop=False)
+        r, ta, _ = _median_ratio(lambda a=apgd: a(x, m), lambda: pgd(x, m), repeats)
+        out[key] = round(r, 4)
+        out[key.replace("ratio", "seconds")] = round(ta / steps, 5)
+    return out
+
+
+def _sea_table(
+    model: torch.nn.Module, ds: Any, eps: float, steps: int, n: int, batch: int = 32
+) -> dict[str, Any]:
+    """Attacked mIoU of every SEA member and of the SEA worst cases on the first n images."""
+    x, _, m = ds.tensors()
+    x, m = x[:n], m[:n]
+    sea = SEA(model, eps, "linf", steps, seed=0, losses=SEA_LOSSES, extra=SEA_EXTRA)
+    runs = [sea.run(x[i : i + batch], m[i : i + batch]) for i in range(0, len(x), batch)]
+    names = runs[0].names
+    acc, miou, inter, union = (
+        torch.cat([getattr(r, f) for r in runs], 1) for f in ("accuracy", "miou", "inter", "union")
+    )
+    chosen = torch.cat([r.chosen for r in runs])
+    cols = torch.arange(len(x))
+    apgd = [i for i, name in enumerate(names) if name.startswith("apgd-")]
+    table = {name: dataset_miou(inter[i], union[i]) for i, name in enumerate(names)}
+    with torch.no_grad():
+        clean = SEA(model, 0.0, "linf", 1, losses=(), extra=("pgd",)).run(x, m)
+    table["clean"] = dataset_miou(clean.inter[0], clean.union[0])
+    pick = select_per_image(acc, miou, "accuracy", apgd)
+    table["sea"] = dataset_miou(inter[pick, cols], union[pick, cols])
+    table["sea_greedy"] = worst_case_miou(inter[apgd], union[apgd])[1]
+    table["sea_all"] = dataset_miou(inter[chosen, cols], union[chosen, cols])
+    table["sea_all_greedy"] = worst_case_miou(inter, union)[1]
+    others = min(table[k] for k in SEA_EXTRA)
+    keys = ("sea", "sea_greedy", "sea_all", "sea_all_greedy")
+    return {
+        "miou": {k: round(v, 4) for k, v in table.items()},
+        "mean_image_pixel_accuracy": {name: round(float(acc[i].mean()), 4) for i, name in enumerate(names)},
+        "sea_le_min_others": {k: bool(table[k] <= others) for k in keys},
+        "n": len(x),
+        "steps_per_member": steps,
     }
 
 
@@ -183,6 +250,7 @@ def main() -> None:
         res[f"{k}_step_ratio"] = round(rr, 4)
         res[f"{k}_seconds_per_step"] = round(ta / steps, 5)
     res["pgd_pixel_seconds_per_step"] = round(tb / steps, 5)
+    res.update(_apgd_step_ratios(seg, xs, ms, eps, steps, repeats))
 
     # ---- attacked mIoU at equal steps on trained models
     if args.lesions_model:
@@ -199,6 +267,10 @@ def main() -> None:
     shp = _miou_table(clf, shapes_te, eps, steps, n_test, "pixel")
     res["miou"] = les["miou"]
     res["miou_by_model"] = {"lesions_unet": les, "shapes_mresnet18_w8": shp}
+    res["sea"] = {
+        "lesions_unet": _sea_table(seg, les_te, eps, steps, n_test),
+        "shapes_mresnet18_w8": _sea_table(clf, shapes_te, eps, steps, n_test),
+    }
     res["train_seconds"] = {"lesions_unet": round(t_seg, 1), "shapes_mresnet18_w8": round(t_clf, 1)}
     res["notes"] = _notes(shp)
     res["models"] = {
