@@ -43,7 +43,6 @@ import torchattacks
 
 from robustbench_lip.attacks.apgd_seg import APGDSegmentation
 from robustbench_lip.attacks.classification import ClassificationAttack
-from robustbench_lip.attacks.evaluate import evaluate
 from robustbench_lip.attacks.sea import (
     SEA,
     SEA_EXTRA,
@@ -55,6 +54,7 @@ from robustbench_lip.attacks.sea import (
 from robustbench_lip.attacks.segmentation import SegmentationAttack
 from robustbench_lip.checkpoint import load_model, read_model_meta
 from robustbench_lip.data import get_dataset
+from robustbench_lip.evaluation.robustness import evaluate_attacks
 from robustbench_lip.models import create_model_for, mask_logits
 
 
@@ -101,8 +101,8 @@ def _miou_table(
     model: torch.nn.Module, ds: Any, eps: float, steps: int, n: int, objective: str
 ) -> dict[str, Any]:
     attacks = ["pgd", "segpgd", "cospgd"]
-    out = evaluate(model, ds, [eps], attacks, "linf", steps, None, n, 32, 0, objective, "cpu")
-    rerun = evaluate(model, ds, [eps], ["pgd"], "linf", steps, None, n, 32, 1, objective, "cpu")
+    out = evaluate_attacks(model, ds, [eps], attacks, "linf", steps, None, n, 32, 0, objective, "cpu")
+    rerun = evaluate_attacks(model, ds, [eps], ["pgd"], "linf", steps, None, n, 32, 1, objective, "cpu")
     miou = {"clean": out["clean"]["miou"]}
     miou.update({r["attack"]: r["miou"] for r in out["results"]})
     acc = {"clean": out["clean"]["accuracy"]}

@@ -3,7 +3,8 @@
 The public API, imported on first use (so `rlip --version` stays fast):
 data (`get_dataset`, `dataset_info`, `list_datasets`), models (`create_model`, `create_model_for`,
 `list_models`, `load_model`, `save_model`), training (`train`, `TrainConfig`, `SweepSpec`,
-`run_sweep`), Lipschitz (`spectral_norm`, `upper_bound`, `certify`), attacks (`evaluate_attacks`),
+`run_sweep`), Lipschitz (`spectral_norm`, `upper_bound`, `certify`), evaluations (`certify_run`,
+`attack_run`, `evaluate_attacks`, `score`),
 reports (`build_leaderboard`, `write_reports`).
 """
 
@@ -32,8 +33,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "run_sweep": ("robustbench_lip.sweep", "run_sweep"),
     "spectral_norm": ("robustbench_lip.lipschitz.spectral", "spectral_norm"),
     "upper_bound": ("robustbench_lip.lipschitz.bounds", "upper_bound"),
-    "certify": ("robustbench_lip.certify", "certify"),
-    "evaluate_attacks": ("robustbench_lip.attacks.evaluate", "evaluate"),
+    "certify": ("robustbench_lip.evaluation.certificates", "certify"),
+    "certify_run": ("robustbench_lip.evaluation.certify", "certify_run"),
+    "evaluate_attacks": ("robustbench_lip.evaluation.robustness", "evaluate_attacks"),
+    "attack_run": ("robustbench_lip.evaluation.attack", "attack_run"),
+    "score": ("robustbench_lip.evaluation.scoring", "score"),
     "build_leaderboard": ("robustbench_lip.report", "build_leaderboard"),
     "write_reports": ("robustbench_lip.report", "write_reports"),
 }

@@ -1,5 +1,5 @@
 """Attacks: ε-ball and [0, 1] properties, torchattacks equivalence, isolation of modes and RNG,
-loss formulas, evaluate() properties, and PGD against a Lipschitz certificate."""
+loss formulas, evaluate_attacks() properties, and PGD against a Lipschitz certificate."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from torch.utils.data import Dataset
 
 from robustbench_lip.attacks.classification import ClassificationAttack
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.attacks.evaluate import evaluate
 from robustbench_lip.attacks.segmentation import (
     SegmentationAttack,
     cospgd_loss,
@@ -25,6 +24,7 @@ from robustbench_lip.attacks.segmentation import (
 )
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.robustness import evaluate_attacks
 from robustbench_lip.models import create_model
 
 TOL = 1e-6
@@ -312,7 +312,7 @@ def test_all_ignored_is_a_no_op(unet, data) -> None:
 # ----------------------------------------------------------------------------- evaluate
 def test_evaluate_classifier_properties(mresnet, data) -> None:
     calls: list[tuple[int, int]] = []
-    out = evaluate(
+    out = evaluate_attacks(
         mresnet,
         data,
         [0, 16 / 255],
@@ -340,7 +340,7 @@ def test_evaluate_classifier_properties(mresnet, data) -> None:
 
 
 def test_evaluate_segmenter_worst_is_pixelwise_worst(unet, data) -> None:
-    out = evaluate(unet, data, [8 / 255], "all", norm="linf", steps=3, n=16, batch_size=8)
+    out = evaluate_attacks(unet, data, [8 / 255], "all", norm="linf", steps=3, n=16, batch_size=8)
     assert out["task"] == "segmenter" and out["objective"] == "pixel"
     res = {r["attack"]: r for r in out["results"]}
     assert set(res) == {"fgsm", "pgd", "segpgd", "cospgd", "worst"}
@@ -352,23 +352,23 @@ def test_evaluate_segmenter_worst_is_pixelwise_worst(unet, data) -> None:
 
 
 def test_evaluate_pixel_objective_for_classifier(mresnet, data) -> None:
-    out = evaluate(mresnet, data, [8 / 255], ["pgd"], steps=2, n=8, batch_size=8, objective="pixel")
+    out = evaluate_attacks(mresnet, data, [8 / 255], ["pgd"], steps=2, n=8, batch_size=8, objective="pixel")
     assert out["objective"] == "pixel" and len(out["results"]) == 1  # one attack: no "worst"
 
 
 def test_evaluate_bad_requests(mresnet, unet, data) -> None:
     nomask = Squares(8, masks=False)
     with pytest.raises(RlipError, match="segmentation attack 'segpgd'"):
-        evaluate(mresnet, nomask, [0.1], "segpgd", steps=1)
+        evaluate_attacks(mresnet, nomask, [0.1], "segpgd", steps=1)
     with pytest.raises(RlipError, match="unknown attack 'cw'"):
-        evaluate(mresnet, data, [0.1], "cw", steps=1)
+        evaluate_attacks(mresnet, data, [0.1], "cw", steps=1)
     with pytest.raises(RlipError, match="objective 'cls'"):
-        evaluate(unet, data, [0.1], "pgd", steps=1, objective="cls")
+        evaluate_attacks(unet, data, [0.1], "pgd", steps=1, objective="cls")
     with pytest.raises(RlipError, match="eps"):
-        evaluate(mresnet, data, [1.5], "pgd", steps=1)
+        evaluate_attacks(mresnet, data, [1.5], "pgd", steps=1)
     with pytest.raises(RlipError, match="predicts 3 classes but squares has 5"):
-        evaluate(mresnet, Squares(4, k=5), [0.1], "fgsm")
-    out = evaluate(mresnet, data, [0.0], "fgsm", n=10**6, batch_size=64)
+        evaluate_attacks(mresnet, Squares(4, k=5), [0.1], "fgsm")
+    out = evaluate_attacks(mresnet, data, [0.0], "fgsm", n=10**6, batch_size=64)
     assert out["n"] == len(data)
 
 
@@ -388,13 +388,13 @@ class SNNet(nn.Module):
 
 def _certificate(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: list[float]):
     """`rlip certify`'s certificate of the logits map (target A, few lower-bound iterations)."""
-    from robustbench_lip.certify import certify
+    from robustbench_lip.evaluation.certificates import certify
 
     return certify(model, x, labels, target="A", eps=eps, n_random=2, iters=3, steps=1, seed=0)
 
 
 def test_l2_pgd_never_flips_certified_samples() -> None:
-    """With the certificate of robustbench_lip.certify (U = certified Lipschitz bound of the logits,
+    """With the certificate of evaluation.certificates.certify (U = certified Lipschitz bound of the logits,
     radius = margin / (√2·U)): for every sample whose radius exceeds ε, ℓ2-PGD at ε keeps the
     prediction; samples with a smaller radius do get flipped (the attack is not idle)."""
     g = torch.Generator().manual_seed(0)

@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.certify import (
-    certified_classification,
-    certified_segmentation,
-    certify,
-    fne_test,
-    lower_bounds,
-)
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.certificates import certify, fne_test, lower_bounds
+from robustbench_lip.evaluation.certified import certified_classification, certified_segmentation
 from robustbench_lip.lipschitz.bounds import upper_bound
 
 

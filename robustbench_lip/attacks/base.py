@@ -15,6 +15,7 @@ import torch
 from robustbench_lip.attacks.eps import NORMS
 from robustbench_lip.device import preserved_modes, preserved_rng
 from robustbench_lip.errors import RlipError
+from robustbench_lip.lipschitz.jacobian import sample_norms
 
 EPS_DIV = 1e-10  # torchattacks' eps_for_division in PGDL2
 
@@ -65,11 +66,6 @@ def isolated(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
-def flat_norm(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample ℓ2 norm (N,) of a (N, ...) tensor."""
-    return x.reshape(x.shape[0], -1).norm(p=2, dim=1)
-
-
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
@@ -83,7 +79,7 @@ def project(adv: torch.Tensor, images: torch.Tensor, eps: float, norm: str) -> t
     if norm == "linf":
         delta = torch.clamp(delta, min=-eps, max=eps)
     else:
-        n = flat_norm(delta)
+        n = sample_norms(delta)
         factor = torch.where(n > eps, eps / n.clamp_min(EPS_DIV), torch.ones_like(n))
         delta = delta * _bcast(factor, delta)
     return torch.clamp(images + delta, min=0, max=1)
@@ -93,7 +89,7 @@ def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
     """Steepest-ascent unit step: sign(g) for ℓ∞, g/‖g‖₂ per sample for ℓ2 (as torchattacks)."""
     if norm == "linf":
         return grad.sign()
-    return grad / _bcast(flat_norm(grad) + EPS_DIV, grad)
+    return grad / _bcast(sample_norms(grad) + EPS_DIV, grad)
 
 
 def random_start(
@@ -107,7 +103,7 @@ def random_start(
         noise = (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1) * eps
     else:
         noise = torch.randn(shape, generator=generator, dtype=dtype)
-        n = flat_norm(noise).clamp_min(EPS_DIV)
+        n = sample_norms(noise).clamp_min(EPS_DIV)
         r = torch.rand(shape[0], generator=generator, dtype=dtype)
         noise = noise * _bcast(r / n * eps, noise)
     return torch.clamp(images + noise.to(images.device), min=0, max=1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +11,6 @@ from rich.table import Table
 
 from robustbench_lip.cli.common import console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
-
-log = logging.getLogger(__name__)
 
 
 class TargetOpt(str, Enum):
@@ -48,8 +44,7 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> None:
-    lip = payload["lipschitz"]
+def _bounds_table(name: str, lip: dict[str, Any]) -> Table:
     t = Table(
         title=f"certify {name}", caption="upper: certified; lower: witnessed (a quotient of two evaluations)"
     )
@@ -67,7 +62,27 @@ def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> 
             _fmt(d["lower_mean"]),
             str(d["converged"]),
         )
-    console.print(t)
+    return t
+
+
+def _layers_table(rows: list[dict[str, Any]]) -> Table:
+    lt = Table(title="per-layer bounds (factor: this node's bound; cumulative: input ↦ node)")
+    for col in ("node", "op", "factor", "cumulative", "method", "shape"):
+        lt.add_column(col)
+    for row in rows:
+        lt.add_row(
+            row["name"],
+            row["op"],
+            _fmt(row["factor"]),
+            _fmt(row["cumulative"]),
+            row["method"],
+            "×".join(str(s) for s in (row["out_shape"] or [])[1:]),
+        )
+    return lt
+
+
+def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> None:
+    console.print(_bounds_table(name, payload["lipschitz"]))
     fne = payload["fne"]
     console.print(
         f"firm non-expansiveness: [bold]{fne['verdict']}[/bold]"
@@ -99,156 +114,29 @@ def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> 
     for note in payload.get("notes", []):
         console.print(f"note: {note}", highlight=False)
     if layers and payload.get("layers"):
-        lt = Table(title="per-layer bounds (factor: this node's bound; cumulative: input ↦ node)")
-        for col in ("node", "op", "factor", "cumulative", "method", "shape"):
-            lt.add_column(col)
-        for row in payload["layers"]:
-            lt.add_row(
-                row["name"],
-                row["op"],
-                _fmt(row["factor"]),
-                _fmt(row["cumulative"]),
-                row["method"],
-                "×".join(str(s) for s in (row["out_shape"] or [])[1:]),
-            )
-        console.print(lt)
+        console.print(_layers_table(payload["layers"]))
 
 
-def certify_one(
-    model_path: Path,
-    data: str | None,
-    root: Path | None,
-    n: int,
-    input_shape: tuple[int, int, int] | None,
-    target: str,
-    eps: list[float],
-    layers: bool,
-    json_path: Path | None,
-    seed: int,
-    steps: int,
-    mode: str,
-    device: str,
-    write_run: bool = True,
-) -> dict[str, Any]:
-    """Certify one model file/dir; writes the record (into the model dir and/or json_path); returns it."""
-    from robustbench_lip.certify import certify, settings_for
-    from robustbench_lip.checkpoint import load_model, read_model_meta
-    from robustbench_lip.config import ModelConfig
-    from robustbench_lip.device import resolve_device
-    from robustbench_lip.records import make_record, record_path, write_record
+def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, **options: Any) -> None:
+    """Certify one model (evaluation.certify_run), warn about a missing bound, render, say where
+    the record went."""
+    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.records import record_path, write_record
 
-    t0 = time.perf_counter()
-    if not model_path.exists():
-        raise RlipError(f"no such model file or folder: {model_path}")
-    dev = resolve_device(device)
-    meta: dict[str, Any] | None
-    try:
-        meta = read_model_meta(model_path)
-    except RlipError:
-        meta = None  # foreign files (.pt2, bare weights) have no config.json
-    model = load_model(model_path, device=dev, input_size=input_shape)
-    cfg: ModelConfig = model.config
-    ds_name = data
-    ds_dict = None
-    if ds_name is None:
-        rec_ds = (meta or {}).get("dataset")
-        if rec_ds:
-            ds_name = rec_ds.get("name")
-            ds_dict = rec_ds
-    if ds_name is not None and ds_name.lower() == "none":
-        ds_name = None
-    images = labels = masks = None
-    shape = tuple(input_shape) if input_shape is not None else tuple(cfg.input_size)
-    num_mask = cfg.num_mask_classes
-    if ds_name is not None:
-        from robustbench_lip.data import get_dataset
-
-        options = dict((ds_dict or {}).get("options") or {}) if data is None else {}
-        try:
-            ds = get_dataset(ds_name, split="test", root=root, **options)
-        except TypeError:
-            ds = get_dataset(ds_name, split="test", root=root)
-        ds_dict = ds.info.to_dict()
-        images, labels, masks = ds.take(n).tensors()
-        if tuple(images.shape[1:]) != tuple(shape):
-            if input_shape is not None:
-                raise RlipError(
-                    f"--input-shape {','.join(map(str, shape))} does not match the data's "
-                    f"{','.join(map(str, images.shape[1:]))}"
-                )
-            shape = tuple(images.shape[1:])
-        if num_mask is None and ds.info.num_mask_classes is not None and cfg.task != "classification":
-            num_mask = ds.info.num_mask_classes
-    elif input_shape is None and meta is None:
-        if not cfg.arch.startswith("pt2"):
-            raise RlipError(
-                f"{model_path.name} is not a zoo model: without data it needs --input-shape C,H,W"
-            )
-        log.info("no data: using the exported program's input size %s", shape)
-    cert = certify(
-        model,
-        images,
-        labels,
-        masks,
-        input_shape=shape,
-        target=target,
-        eps=eps,
-        n_random=min(n, 64),
-        steps=steps,
-        seed=seed,
-        mode=mode,
-        num_mask_classes=num_mask,
-        device=dev,  # type: ignore[arg-type]
-    )
-    payload = cert.payload(layers=layers)
-    if cert.bound.upper is None:
+    rec = certify_run(model_path, layers=layers, **options)
+    payload = rec.to_dict()
+    if payload["lipschitz"]["A"]["upper"] is None:
+        reasons = [f"{p['op']} ({p['node']}): {p['reason']}" for p in rec.bound_problems or []]
         err_console.print(
-            "[yellow]warning:[/yellow] no certified upper bound (upper = null): "
-            + "; ".join(cert.bound.reasons),
+            "[yellow]warning:[/yellow] no certified upper bound (upper = null): " + "; ".join(reasons),
             highlight=False,
         )
-    settings = settings_for(ds_name, n, target, eps, seed, steps, mode, shape)
-    wall = time.perf_counter() - t0
-    rec = make_record(
-        "certify",
-        model=cfg.to_dict(),
-        dataset=ds_dict,
-        settings=settings,
-        payload=payload,
-        wall_s=wall,
-        device=dev,
-    )
-    _render(model_path.name, payload, wall, layers)
-    if write_run and model_path.is_dir():
-        p = write_record(record_path(model_path, "certify", settings), rec)
-        console.print(f"record: {p}", highlight=False)
+    _render(model_path.name, payload, rec.wall_s, layers)
+    if model_path.is_dir():
+        console.print(f"record: {record_path(model_path, 'certify', rec.settings)}", highlight=False)
     if json_path is not None:
         write_record(json_path, rec)
         console.print(f"json: {json_path}", highlight=False)
-    return rec
-
-
-def _planned_settings(
-    run: Path,
-    data: str | None,
-    n: int,
-    input_shape: tuple[int, int, int] | None,
-    target: str,
-    eps: list[float],
-    seed: int,
-    steps: int,
-    mode: str,
-) -> dict[str, Any]:
-    """The settings `certify_one` will record for a run, from its config.json (no data loaded)."""
-    from robustbench_lip.certify import settings_for
-    from robustbench_lip.checkpoint import read_model_meta
-
-    meta = read_model_meta(run)
-    ds_name = data if data is not None else ((meta.get("dataset") or {}).get("name"))
-    if ds_name is not None and ds_name.lower() == "none":
-        ds_name = None
-    shape = input_shape if input_shape is not None else tuple((meta.get("model") or {})["input_size"])
-    return settings_for(ds_name, n, target, eps, seed, steps, mode, shape)
 
 
 @handle_errors
@@ -304,38 +192,18 @@ def certify_cmd(
 
     eps_list = parse_eps_list(eps, norm="l2")
     shape = parse_shape(input_shape) if input_shape is not None else None
+    options: dict[str, Any] = dict(
+        data=data, n=n, input_shape=shape, target=target.value, eps=eps_list, seed=seed, steps=steps,
+        mode=mode.value,
+    )  # fmt: skip
     if model is not None:
-        certify_one(
-            model,
-            data,
-            root,
-            n,
-            shape,
-            target.value,
-            eps_list,
-            layers,
-            json_file,
-            seed,
-            steps,
-            mode.value,
-            device,
-        )
+        _certify_and_render(model, json_file, layers, root=root, device=device, **options)
         return
-    from robustbench_lip.records import is_recorded
-    from robustbench_lip.runs import finished_runs
+    from robustbench_lip.evaluation.certify import runs_to_certify
 
     if json_file is not None:
         raise RlipError("--json needs a single MODEL")
-
-    runs = [
-        r
-        for r in finished_runs(runs_dir)
-        if not is_recorded(
-            r,
-            "certify",
-            _planned_settings(r, data, n, shape, target.value, eps_list, seed, steps, mode.value),
-        )
-    ]
+    runs = runs_to_certify(runs_dir, **options)
     if not runs:
         console.print(
             f"nothing to certify: no finished run without a certificate for these settings under {runs_dir}"
@@ -343,9 +211,7 @@ def certify_cmd(
         return
     for run in runs:
         console.print(f"[bold]{run.name}[/bold]")
-        certify_one(
-            run, data, root, n, shape, target.value, eps_list, layers, None, seed, steps, mode.value, device
-        )
+        _certify_and_render(run, None, layers, root=root, device=device, **options)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,155 @@
+"""`attack_run`: attack a saved model (run folder or model file) and return its attack record.
+
+Pipeline: find the data (evaluation.inputs: `data`, else the model's own dataset), load the model
+(never executing code), attack it (evaluation.robustness.evaluate_attacks), assemble an
+`AttackRecord` and write it to `<folder>/results/attack-<key>.json`, where <folder> is the run
+folder, or the folder holding a model file (whose name is then part of the settings), and
+`key` the settings key (records.store).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustbench_lip.attacks import ATTACK_NAMES
+from robustbench_lip.attacks.eps import format_eps
+from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluation.robustness import Progress, evaluate_attacks
+from robustbench_lip.records import AttackRecord, env_info, record_path, write_record
+
+NEED_DATA = "pass --data NAME to say which dataset to attack on"
+
+
+def attack_list(text: str | Sequence[str]) -> list[str]:
+    """Attack names from "pgd,fgsm" or a list (lower-cased; "all" kept); RlipError for unknown names."""
+    names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
+    for t in names:
+        if t not in (*ATTACK_NAMES, "all"):
+            raise RlipError(f"unknown attack {t!r}; expected one of {', '.join((*ATTACK_NAMES, 'all'))}")
+    return names
+
+
+def attack_settings(
+    eps: Sequence[float],
+    attacks: Sequence[str],
+    norm: str,
+    steps: int,
+    alpha: float | None,
+    objective: str | None,
+    data: str,
+    n: int | None,
+    seed: int,
+    batch_size: int,
+    model_file: str | None = None,
+) -> dict[str, Any]:
+    """The record settings of an attack run (their key names the record file)."""
+    s: dict[str, Any] = {
+        "eps": [format_eps(e) for e in eps],
+        "attack": list(attacks),
+        "norm": norm,
+        "steps": steps,
+        "alpha": alpha,
+        "objective": objective or "auto",
+        "data": data,
+        "n": n,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    if model_file is not None:
+        s["model_file"] = model_file
+    return s
+
+
+def _dataset_name_or_fail(model_path: str | os.PathLike[str], data: str | None) -> tuple[str, Any]:
+    meta = model_meta(model_path, need=None if data is not None else NEED_DATA)
+    name = dataset_name(data, meta)
+    if name is None:
+        raise RlipError("the model does not say which dataset it was trained on; pass --data NAME")
+    return name, meta
+
+
+def planned_settings(
+    run_dir: str | os.PathLike[str],
+    eps: Sequence[float],
+    attacks: Sequence[str],
+    *,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: float | None = None,
+    objective: str | None = None,
+    data: str | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """The settings `attack_run` records for a run folder, from its config.json alone."""
+    name, _ = _dataset_name_or_fail(run_dir, data)
+    return attack_settings(eps, attacks, norm, steps, alpha, objective, name, n, seed, batch_size)
+
+
+def attack_run(
+    model_path: str | os.PathLike[str],
+    eps: Sequence[float],
+    attacks: str | Sequence[str] = "pgd",
+    *,
+    norm: str = "linf",
+    steps: int = 10,
+    alpha: float | None = None,
+    objective: str | None = None,
+    data: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+    n: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: Progress | None = None,
+    write: bool = True,
+) -> AttackRecord:
+    """Attack the model at `model_path` with `attacks` at each ε and return the record.
+
+    eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
+    n larger than the dataset is clamped (logged); the settings keep the n asked for. With
+    `write`, the record goes to the folder's `results/` (see the module docstring)."""
+    from robustbench_lip.checkpoint import load_model
+    from robustbench_lip.device import resolve_device
+
+    names = attack_list(attacks)
+    path = Path(model_path)
+    name, meta = _dataset_name_or_fail(path, data)
+    dev = resolve_device(device)
+    ds = load_test_set(name, root, meta)
+    settings = attack_settings(
+        eps, names, norm, steps, alpha, objective, ds.info.name, n, seed, batch_size,
+        None if path.is_dir() else path.name,
+    )  # fmt: skip
+    model = load_model(path, device=str(dev))
+    t0 = time.perf_counter()
+    payload = evaluate_attacks(
+        model, ds, eps, names, norm, steps, alpha, n, batch_size, seed, objective, dev, progress=progress
+    )
+    wall = time.perf_counter() - t0
+    cfg = getattr(model, "config", None)
+    rec = AttackRecord(
+        model=cfg.to_dict() if cfg is not None else None,
+        dataset=ds.info.to_dict(),
+        settings=settings,
+        env=env_info(dev),
+        wall_s=wall,
+        **payload,
+    )
+    if write:
+        write_record(attack_record_path(path, rec), rec)
+    return rec
+
+
+def attack_record_path(model_path: str | os.PathLike[str], rec: AttackRecord) -> Path:
+    """Where `attack_run` writes the record of `model_path`."""
+    path = Path(model_path)
+    return record_path(path if path.is_dir() else path.parent, "attack", rec.settings)

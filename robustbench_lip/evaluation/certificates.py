@@ -1,0 +1,259 @@
+"""Certify a model: certified upper and measured lower Lipschitz bounds of A and R = 2A − I, the
+firm non-expansiveness test, and certified ℓ2 robustness (evaluation.certified).
+
+`certify(model, images, labels, masks, ...)` returns a `Certificate` whose `payload()` holds the
+record keys of kind "certify": `lipschitz` {"A", "R"}, `fne`, `certified_accuracy`,
+`certified_miou`, `certified_pixel_accuracy`, `clean`, `unsupported_ops`, `timings` (+ `layers`).
+
+Words: "upper" values are certified (provably ≥ the true constant over all of R^d); "lower"
+values are estimates — each is a true Lipschitz quotient or local Jacobian norm at a point found
+by search, hence ≤ the true constant on [0, 1]^d, but not the constant itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
+from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.certified import robustness
+from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
+from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
+from robustbench_lip.records.schema import FneVerdict, Task
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EPS: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
+TargetChoice = Literal["A", "reflection", "both"]
+
+
+@dataclass
+class Certificate:
+    """Everything `certify` found; `payload()` gives the record's payload keys."""
+
+    bound: UpperBound
+    lower_A: LowerBound
+    lower_R: LowerBound | None
+    fne: dict[str, Any]
+    certified_accuracy: dict[str, float] | None
+    certified_accuracy_estimate: dict[str, float] | None
+    certified_miou: dict[str, float | None] | None
+    certified_miou_estimate: dict[str, float | None] | None
+    certified_pixel_accuracy: dict[str, float] | None
+    clean: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def payload(self, layers: bool = False) -> dict[str, Any]:
+        u = self.bound.upper
+        a = {"upper": u, "upper_kind": "certified" if u is not None else None, **self.lower_A.to_dict()}
+        a["gap"] = _gap(u, self.lower_A.lower)
+        r = None
+        if self.lower_R is not None:
+            ru = self.bound.reflection_upper()
+            r = {"upper": ru, "upper_kind": "certified" if ru is not None else None, **self.lower_R.to_dict()}
+            r["gap"] = _gap(ru, self.lower_R.lower)
+        out: dict[str, Any] = {
+            "lipschitz": {"A": a, "R": r, "bound_mode": self.bound.mode, "graph": self.bound.graph},
+            "fne": self.fne,
+            "certified_accuracy": self.certified_accuracy,
+            "certified_accuracy_estimate": self.certified_accuracy_estimate,
+            "certified_miou": self.certified_miou,
+            "certified_miou_estimate": self.certified_miou_estimate,
+            "certified_pixel_accuracy": self.certified_pixel_accuracy,
+            "clean": self.clean,
+            "unsupported_ops": list(self.bound.unsupported_ops),
+            "bound_problems": [p.to_dict() for p in self.bound.problems],
+            "timings": self.timings,
+            "notes": self.notes,
+        }
+        if layers:
+            out["layers"] = [vars(layer) for layer in self.bound.layers]
+        return out
+
+
+def _gap(upper: float | None, lower: float | None) -> float | None:
+    if upper is None or lower is None or not lower > 0:
+        return None
+    return upper / lower
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole certificate (the certified robustness is in evaluation.certified)
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_order(what: str, low: LowerBound, upper: float | None) -> None:
+    """A witnessed lower bound above a certified upper bound means a bug: say so and stop."""
+    if upper is not None and low.lower is not None and low.lower > upper:
+        raise RlipError(
+            f"internal inconsistency: the witnessed lower bound of {what}, {low.lower:.9g}, exceeds the "
+            f"certified upper bound {upper:.9g}; no record written — please report this model"
+        )
+
+
+def _task_of(model: nn.Module, out: torch.Tensor, x: torch.Tensor) -> Task:
+    """The model's task (its config's, else guessed from the output shape)."""
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        return Task(cfg.task)
+    if out.dim() == 2:
+        return Task.CLASSIFICATION
+    if out.shape == x.shape:
+        return Task.IMAGE2IMAGE
+    if out.dim() == 4 and out.shape[2:] == x.shape[2:]:
+        return Task.SEGMENTATION
+    return Task.FEATURES
+
+
+def _input_shape(
+    model: nn.Module, images: torch.Tensor | None, input_shape: Sequence[int] | None
+) -> tuple[int, ...]:
+    """(C, H, W) of the certified inputs: the images', else `input_shape`, else the model config's."""
+    if images is not None:
+        if images.dim() < 2:
+            raise RlipError("images must be a batch (N, C, H, W)")
+        return tuple(images.shape[1:])
+    cfg = getattr(model, "config", None)
+    shape = tuple(input_shape) if input_shape is not None else (tuple(cfg.input_size) if cfg else None)
+    if shape is None:
+        raise RlipError("no data and no input shape: pass --input-shape C,H,W")
+    return shape
+
+
+@torch.no_grad()
+def _forward_all(model: nn.Module, x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """The model's outputs on x in batches of 64; one-line errors when it fails or is not finite."""
+    try:
+        out = torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)])
+    except RlipError:
+        raise
+    except Exception as e:  # a foreign model may raise anything
+        text = str(e).strip().splitlines()
+        first = text[0] if text else type(e).__name__
+        raise RlipError(f"the model fails on inputs of shape {tuple(shape)}: {first}") from None
+    if not bool(torch.isfinite(out).all()):
+        raise RlipError(f"the model returns non-finite values (NaN or inf) on inputs of shape {tuple(shape)}")
+    return out
+
+
+def _undefined_fne() -> dict[str, Any]:
+    return {
+        "violated": None,
+        "verdict": FneVerdict.UNDEFINED.value,
+        "min_value": None,
+        "min_normalised": None,
+        "pairs_tested": 0,
+        "witness": None,
+    }
+
+
+def _lower_and_fne(
+    model: nn.Module,
+    x: torch.Tensor,
+    ub: UpperBound,
+    reflection: bool,
+    iters: int,
+    steps: int,
+    gen: torch.Generator,
+) -> tuple[LowerBound, LowerBound | None, dict[str, Any]]:
+    """Witnessed lower bounds of A, and — when `reflection` (R defined and asked for) — of R and
+    the FNE test, checked against the certified upper bounds. Without R the FNE verdict is
+    "undefined" (as the records have always said, also for target A on a same-shape model)."""
+    low_a = lower_bounds(model, x, "A", iters=iters, steps=steps, generator=gen)
+    _check_order("L(A)", low_a, ub.upper)
+    if not reflection:
+        return low_a, None, _undefined_fne()
+    low_r = lower_bounds(model, x, "reflection", iters=iters, steps=steps, generator=gen)
+    fne = fne_test(model, x, steps=steps, generator=gen)
+    ru = ub.reflection_upper()
+    _check_order("L(R)", low_r, ru)
+    if ru is not None and ru <= 1:  # R 1-Lipschitz ⇔ A firmly non-expansive
+        if fne["violated"]:
+            raise RlipError(
+                f"internal inconsistency: certified L(R) ≤ {ru:.6g} ≤ 1 but a pair violates firm "
+                "non-expansiveness; please report this model"
+            )
+        fne["verdict"] = FneVerdict.CERTIFIED.value
+    return low_a, low_r, fne
+
+
+def certify(
+    model: nn.Module,
+    images: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    masks: torch.Tensor | None = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    target: TargetChoice = "both",
+    eps: Sequence[float] = DEFAULT_EPS,
+    n_random: int = 32,
+    iters: int = 30,
+    steps: int = 10,
+    seed: int = 0,
+    mode: Mode = "fast",
+    num_mask_classes: int | None = None,
+    device: str | torch.device | None = None,
+    bound: UpperBound | None = None,
+) -> Certificate:
+    """Certify `model` (inputs in [0,1], eval semantics; its modes and the global RNG are restored).
+
+    images (N, C, H, W) / labels (N,) / masks (N, H, W) from a dataset, or images=None to use
+    `n_random` uniform random points of `input_shape` (defaults to model.config.input_size).
+    target: "A", "reflection" (needs output shape == input shape) or "both" (R when defined).
+    eps: ℓ2 radii for the certified metrics. num_mask_classes: mask label count for segmenters
+    (defaults to model.config.num_mask_classes). bound: a precomputed UpperBound to reuse.
+    """
+    if target not in ("A", "reflection", "both"):
+        raise RlipError(f"unknown target {target!r}; expected A, reflection or both")
+    cfg = getattr(model, "config", None)
+    shape = _input_shape(model, images, input_shape)
+    dev = (
+        torch.device(device)
+        if device is not None
+        else next((p.device for p in model.parameters()), torch.device("cpu"))
+    )
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    with preserved_modes(model), preserved_rng():
+        set_eval(model)
+        gen = torch.Generator().manual_seed(seed)
+        if images is None:
+            x = torch.rand((n_random, *shape), generator=gen).to(dev)
+            notes.append(f"no data: lower bounds from {n_random} uniform random points in [0,1]")
+        else:
+            x = images.to(dev, torch.float32)
+        out = _forward_all(model, x, shape)
+        same_shape = tuple(out.shape[1:]) == tuple(x.shape[1:])
+        if target == "reflection" and not same_shape:
+            raise RlipError(
+                "the reflection R = 2A − I needs an output shape equal to the input shape; this model "
+                f"maps {tuple(x.shape[1:])} → {tuple(out.shape[1:])}; use --target A"
+            )
+        t0 = time.perf_counter()
+        ub = bound if bound is not None else upper_bound(model, shape, mode=mode, device=dev)
+        timings["upper_s"] = time.perf_counter() - t0
+        if ub.upper is None:
+            notes.append("no certified bound: " + "; ".join(ub.reasons))
+        t0 = time.perf_counter()
+        reflection = same_shape and target in ("reflection", "both")
+        low_a, low_r, fne = _lower_and_fne(model, x, ub, reflection, iters, steps, gen)
+        timings["lower_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
+        data = (images, labels, masks)
+        rob = robustness(_task_of(model, out, x), out, data, ub, low_a, eps, k, notes)
+        timings["robustness_s"] = time.perf_counter() - t0
+    return Certificate(
+        bound=ub, lower_A=low_a, lower_R=low_r, fne=fne, timings=timings, notes=notes, **vars(rob)
+    )
+
+
+__all__ = ["DEFAULT_EPS", "Certificate", "LowerBound", "TargetChoice", "certify", "fne_test", "lower_bounds"]

@@ -1,0 +1,54 @@
+"""What an evaluation runs on: the model's saved metadata and the one dataset lookup of certify and attack.
+
+Dataset rule: `--data NAME` when given, else the dataset named in the model's config.json;
+"none" (certify only) means no data. The dataset options saved with the model (sizes, seed of a
+built-in dataset, ...) are used whenever the dataset is the model's own, so an evaluation sees
+the test split the model was trained for. Always the "test" split.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from robustbench_lip.errors import RlipError
+
+NO_DATA = "none"
+
+
+def model_meta(model_path: str | os.PathLike[str], need: str | None = None) -> dict[str, Any] | None:
+    """The model's config.json content; None for a file without rlip metadata (.pt2, bare
+    weights) — or, when `need` is given, RlipError "<why>; <need>" instead of None."""
+    from robustbench_lip.checkpoint import read_model_meta
+
+    try:
+        meta = read_model_meta(model_path)
+    except RlipError as e:
+        if need is not None:
+            raise RlipError(f"{e}; {need}") from None
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def saved_dataset(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The DatasetInfo dict the model was saved with (None when it has none)."""
+    ds = (meta or {}).get("dataset")
+    return ds if isinstance(ds, dict) else None
+
+
+def dataset_name(data: str | None, meta: dict[str, Any] | None) -> str | None:
+    """`data` when given, else the model's own dataset; None for "none" or when neither says."""
+    name = data if data is not None else (saved_dataset(meta) or {}).get("name")
+    if not isinstance(name, str) or not name or name.lower() == NO_DATA:
+        return None
+    return name
+
+
+def load_test_set(name: str, root: str | os.PathLike[str] | None, meta: dict[str, Any] | None) -> Any:
+    """The test split of dataset `name` (an RlipDataset), with the model's saved options when it
+    is the model's own dataset."""
+    from robustbench_lip.data import get_dataset
+
+    saved = saved_dataset(meta) or {}
+    options = dict(saved.get("options") or {}) if saved.get("name") == name else {}
+    return get_dataset(name, split="test", root=str(root) if root is not None else None, **options)
