@@ -35,8 +35,8 @@ import torchattacks
 from robustbench_lip.attacks.classification import ClassificationAttack
 from robustbench_lip.attacks.evaluate import evaluate
 from robustbench_lip.attacks.segmentation import SegmentationAttack
-from robustbench_lip.checkpoint import load_model, read_model_meta
 from robustbench_lip.data import get_dataset
+from robustbench_lip.modelio import load_model, read_model_meta
 from robustbench_lip.models import create_model_for, mask_logits
 
 

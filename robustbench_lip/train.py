@@ -359,7 +359,7 @@ def train(
     Raises RlipError for bad input (before anything is written) and when the loss or the weights
     become non-finite (the last good checkpoint is kept, train.json says "failed").
     """
-    from robustbench_lip.checkpoint import save_model
+    from robustbench_lip.modelio import save_model
 
     run_dir = Path(run_dir)
     existing = prepare_run_dir(run_dir, cfg)

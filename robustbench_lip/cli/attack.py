@@ -41,7 +41,7 @@ def _attack_list(text: str) -> list[str]:
 
 def _dataset_meta(model_path: str, data: str | None) -> dict[str, Any] | None:
     """The DatasetInfo dict the model was saved with (None when it has none and --data is given)."""
-    from robustbench_lip.checkpoint import read_model_meta
+    from robustbench_lip.modelio import read_model_meta
 
     try:
         meta = read_model_meta(model_path)
@@ -140,7 +140,7 @@ def attack_one(
     device: str,
 ) -> tuple[dict[str, Any], Path]:
     """Load, attack, write the record; returns (record, its path)."""
-    from robustbench_lip.checkpoint import load_model
+    from robustbench_lip.modelio import load_model
 
     eps = parse_eps_list(eps_text, norm)
     attacks = _attack_list(attack)

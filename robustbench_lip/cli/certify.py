@@ -132,9 +132,9 @@ def certify_one(
 ) -> dict[str, Any]:
     """Certify one model file/dir; writes the record (into the model dir and/or json_path); returns it."""
     from robustbench_lip.certify import certify, settings_for
-    from robustbench_lip.checkpoint import load_model, read_model_meta
     from robustbench_lip.config import ModelConfig
     from robustbench_lip.device import resolve_device
+    from robustbench_lip.modelio import load_model, read_model_meta
     from robustbench_lip.records import make_record, record_path, write_record
 
     t0 = time.perf_counter()
