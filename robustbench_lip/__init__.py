@@ -30,7 +30,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "TrainConfig": ("robustbench_lip.config", "TrainConfig"),
     "SweepSpec": ("robustbench_lip.config", "SweepSpec"),
     "run_sweep": ("robustbench_lip.zoo", "run_sweep"),
-    "spectral_norm": ("robustbench_lip.lipschitz.jacobian", "spectral_norm"),
+    "spectral_norm": ("robustbench_lip.lipschitz.spectral", "spectral_norm"),
     "upper_bound": ("robustbench_lip.lipschitz.bounds", "upper_bound"),
     "certify": ("robustbench_lip.certify", "certify"),
     "evaluate_attacks": ("robustbench_lip.attacks.evaluate", "evaluate"),

@@ -37,8 +37,8 @@ from robustbench_lip.config import DatasetInfo, TrainConfig
 from robustbench_lip.device import preserved_modes, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_path, atomic_write_json, read_json, to_json
-from robustbench_lip.lipschitz.jacobian import spectral_norm
 from robustbench_lip.lipschitz.penalty import LipschitzPenalty, PenaltyConfig, default_target
+from robustbench_lip.lipschitz.spectral import spectral_norm
 from robustbench_lip.metrics import ConfusionMatrix
 from robustbench_lip.records import make_record, record_path, write_record
 from robustbench_lip.runs import is_finished, read_train_record

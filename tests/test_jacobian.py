@@ -1,4 +1,5 @@
-"""Power iteration on J and 2J − I against the dense Jacobian's largest singular value."""
+"""Jacobian products (lipschitz.jvp) and power iteration on J and 2J − I (lipschitz.spectral) against
+the dense Jacobian and its largest singular value."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 from torch import nn
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.lipschitz.jacobian import check_target, spectral_norm
+from robustbench_lip.lipschitz.jvp import JacobianProducts, check_target
+from robustbench_lip.lipschitz.spectral import spectral_norm
 
 
 def _classifier() -> nn.Module:
@@ -93,3 +95,57 @@ def test_bad_targets() -> None:
         check_target("B", x.shape, x.shape)
     with pytest.raises(ValueError, match="u0 shape"):
         spectral_norm(f, x, u0=torch.ones(2, 2, 4, 4, dtype=torch.float64))
+
+
+def _dense(f: nn.Module, x: torch.Tensor, reflection: bool) -> list[torch.Tensor]:
+    """Each sample's dense Jacobian (out, in) (or 2J − I)."""
+    out = []
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda z: f(z[None])[0], xi)
+        m = jac.reshape(-1, xi.numel())
+        out.append(2 * m - torch.eye(xi.numel(), dtype=m.dtype) if reflection else m)
+    return out
+
+
+@pytest.mark.parametrize("method", ["double_backward", "forward", "finite_difference"])
+@pytest.mark.parametrize(("make", "target"), [(_classifier, "A"), (_image2image, "reflection")])
+def test_products_match_dense_jacobian(make, target: str, method: str) -> None:
+    f = make()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 2, 4, 4, dtype=torch.float64, generator=gen)
+    ops = JacobianProducts(f, x, target, method=method, fd_step=1e-6)
+    u = torch.randn(x.shape, dtype=x.dtype, generator=gen)
+    ju = ops.jvp(u)
+    v = torch.randn(ju.shape, dtype=x.dtype, generator=gen)
+    jtv = ops.vjp(v)
+    tol = {"rtol": 1e-5, "atol": 1e-7} if method == "finite_difference" else {}
+    for i, m in enumerate(_dense(f, x, target == "reflection")):
+        torch.testing.assert_close(ju[i].flatten(), m @ u[i].flatten(), **tol)
+        torch.testing.assert_close(jtv[i].flatten(), m.T @ v[i].flatten())
+
+
+def test_products_differentiable_in_x() -> None:
+    """jvp(u, create_graph=True) with x requiring grad: ∇ₓ‖J(x)u‖² against a finite difference."""
+    f = _image2image()
+    x = torch.rand(1, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    u = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(6))
+    d = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(7))
+
+    def q(z: torch.Tensor) -> torch.Tensor:
+        return JacobianProducts(f, z, "A").jvp(u, create_graph=True).pow(2).sum()
+
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(q(xr), xr)
+    h = 1e-6
+    fd = (q(x + h * d) - q(x - h * d)) / (2 * h)
+    torch.testing.assert_close((g * d).sum(), fd.detach(), rtol=1e-5, atol=1e-9)
+
+
+def test_finite_difference_spectral_norm_matches_dense() -> None:
+    f = _image2image()
+    x = torch.rand(2, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    res = spectral_norm(
+        f, x, "reflection", iters=500, tol=1e-10, method="finite_difference", fd_step=1e-5,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    torch.testing.assert_close(res.sigma, dense_sigma(f, x, True), rtol=1e-4, atol=0)

@@ -47,12 +47,12 @@ from functools import partial
 from typing import Any, Literal
 
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from robustbench_lip.device import preserved_modes
 from robustbench_lip.errors import RlipError
-from robustbench_lip.lipschitz.jacobian import check_target, sample_norms, unit_samples
+from robustbench_lip.lipschitz.jvp import JacobianProducts, sample_norms, unit_samples
+from robustbench_lip.lipschitz.spectral import power_iterate
 
 Points = Literal["data", "interp"]
 Reduce = Literal["max", "mean"]
@@ -127,27 +127,6 @@ class PenaltyOutput:
     value: torch.Tensor
     sigma: torch.Tensor
     applied: bool
-
-
-def forward_jvp(
-    model: nn.Module, x: torch.Tensor, u: torch.Tensor, reflection: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y, M u) with y = model(x) and M = J (or 2J − I), by one dual (forward-mode) pass.
-
-    Both outputs stay in the autograd graph (x should require grad for a later Jᵀ product).
-    """
-    with fwAD.dual_level():
-        yd = model(fwAD.make_dual(x, u))
-        y, ju = fwAD.unpack_dual(yd)
-    if ju is None:  # output does not depend on the input
-        ju = torch.zeros_like(y)
-    check_target("reflection" if reflection else "A", x.shape, y.shape)
-    return y, (2 * ju - u if reflection else ju)
-
-
-def _vjp(y: torch.Tensor, x: torch.Tensor, v: torch.Tensor, reflection: bool) -> torch.Tensor:
-    (g,) = torch.autograd.grad(y, x, v.detach(), retain_graph=True)
-    return 2 * g - v.detach() if reflection else g
 
 
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -273,35 +252,15 @@ class LipschitzPenalty:
         estimate (measured 0.94 vs σ = 22.8 on a trained mResNet), one iteration gives ≈ 95 %.
         """
         cfg = self.config
-        refl = cfg.target == "reflection"
         h = self._hard_used(x)
         pts = self._points(x, h)
         bn = batch_stat_bn(model, pts) if cfg.bn == "batch" else nullcontext()
         with preserved_modes(model), torch.enable_grad(), bn:
             model.eval()
             u = self._start_vector(pts, h)
-            xg = pts.requires_grad_(True)
-            if cfg.method == "double_backward":
-                y = model(xg)
-                check_target(cfg.target, xg.shape, y.shape)
-                w = torch.zeros_like(y, requires_grad=True)
-                (g,) = torch.autograd.grad(y, xg, w, create_graph=True)  # Jᵀw, linear in w
-
-                def jvp(u: torch.Tensor, graph: bool) -> torch.Tensor:
-                    (ju,) = torch.autograd.grad(g, w, u, retain_graph=True, create_graph=graph)
-                    return 2 * ju - u if refl else ju
-            else:
-                y = None
-
-                def jvp(u: torch.Tensor, graph: bool) -> torch.Tensor:
-                    nonlocal y
-                    y, v = forward_jvp(model, xg, u, refl)
-                    return v
-
-            for _ in range(cfg.iters):
-                v = jvp(u, False)
-                u = unit_samples(_vjp(y, xg, v, refl))
-            v = jvp(u, True)
+            products = JacobianProducts(model, pts, cfg.target, method=cfg.method)
+            u, _, _ = power_iterate(products, u, cfg.iters)
+            v = products.jvp(u, create_graph=True)
             sigma = sample_norms(v)
             if cfg.warm_start:
                 self._store(u[h:])
