@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.device import preserved_rng
-from robustbench_lip.lipschitz.jacobian import check_target, sample_norms
+from robustbench_lip.lipschitz.jvp import check_target, sample_norms
 from robustbench_lip.lipschitz.lower.maps import (
     ALLOWANCE_ULPS,
     Map,

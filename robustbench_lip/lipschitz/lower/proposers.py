@@ -7,44 +7,16 @@ import math
 
 import torch
 
-from robustbench_lip.lipschitz.jacobian import sample_norms, spectral_norm, unit_samples
+from robustbench_lip.lipschitz.jvp import JacobianProducts, sample_norms, unit_samples
 from robustbench_lip.lipschitz.lower.maps import _BATCH, Map, _bshape, _g, _line
 from robustbench_lip.lipschitz.lower.witness import _scale
-
-
-def _power_fd(search: Map, x: torch.Tensor, target: str, iters: int, u0: torch.Tensor):
-    """Power iteration with finite-difference JVPs and autograd VJPs (maps without double backward)."""
-    refl = target == "reflection"
-    xr = x.detach().requires_grad_(True)
-    eps = _bshape(1e-3 * _scale(x), x)
-    with torch.enable_grad():
-        y = search(xr)
-
-    def jvp(u: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            ju = (search(x + eps * u / 2) - search(x - eps * u / 2)) / eps
-        return 2 * ju - u if refl else ju
-
-    def vjp(v: torch.Tensor) -> torch.Tensor:
-        (jt,) = torch.autograd.grad(y, xr, v, retain_graph=True)
-        return 2 * jt - v if refl else jt
-
-    u = unit_samples(u0)
-    prev = torch.full((x.shape[0],), math.nan, dtype=x.dtype, device=x.device)
-    conv = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    for _ in range(iters):
-        v = jvp(u)
-        sig = sample_norms(v)
-        u = unit_samples(vjp(v))
-        conv = (sig - prev).abs() <= 1e-4 * sig.clamp_min(1e-12)
-        prev = sig
-        if bool(conv.all()):
-            break
-    return sample_norms(jvp(u)).detach(), u.detach(), conv
+from robustbench_lip.lipschitz.spectral import spectral_norm
 
 
 class _Sigma:
-    """σ_max(J(x)) per sample with a warm start: double backward, else finite differences."""
+    """σ_max(J(x)) per sample with a warm start (power iteration of `lipschitz.spectral`): JVPs by
+    double backward, else (maps without double backward) by finite differences with the per-sample
+    step 1e-3·s_i, VJPs by autograd."""
 
     def __init__(self, search: Map, target: str, notes: list[str]) -> None:
         self.search, self.target, self.notes, self.fd = search, target, notes, False
@@ -59,7 +31,11 @@ class _Sigma:
                 self.notes.append(
                     f"power_iteration: double backward failed ({_line(e)}); finite-difference JVPs"
                 )
-        return _power_fd(self.search, x, self.target, iters, u0)
+        step = _bshape(1e-3 * _scale(x), x)
+        r = spectral_norm(
+            self.search, x, self.target, iters, tol=1e-4, u0=u0, method="finite_difference", fd_step=step
+        )
+        return r.sigma, r.vector, r.converged
 
 
 def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator):
@@ -75,14 +51,8 @@ def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator):
 
 
 def _jac_norm_along(f: Map, x: torch.Tensor, u: torch.Tensor, target: str) -> torch.Tensor:
-    """‖J(x) u‖ per sample (or ‖(2J − I) u‖), differentiable with respect to x."""
-    y = f(x)
-    w = torch.zeros_like(y, requires_grad=True)
-    (g,) = torch.autograd.grad(y, x, w, create_graph=True)
-    (ju,) = torch.autograd.grad(g, w, u, create_graph=True)
-    if target == "reflection":
-        ju = 2 * ju - u
-    return sample_norms(ju)
+    """‖J(x) u‖ per sample (or ‖(2J − I) u‖), differentiable with respect to x (x requires grad)."""
+    return sample_norms(JacobianProducts(f, x, target).jvp(u, create_graph=True))
 
 
 def _ascent(sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator, notes: list[str]):

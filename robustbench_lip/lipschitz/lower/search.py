@@ -10,7 +10,7 @@ from torch import nn
 
 from robustbench_lip.device import preserved_rng
 from robustbench_lip.errors import RlipError
-from robustbench_lip.lipschitz.jacobian import check_target, unit_samples
+from robustbench_lip.lipschitz.jvp import check_target, unit_samples
 from robustbench_lip.lipschitz.lower.maps import (
     Map,
     Target,

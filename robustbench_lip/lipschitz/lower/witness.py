@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustbench_lip.lipschitz.jacobian import sample_norms
+from robustbench_lip.lipschitz.jvp import sample_norms
 from robustbench_lip.lipschitz.lower.maps import ALLOWANCE_ULPS, _bshape, _Maps
 from robustbench_lip.lipschitz.lower.results import Witness
 
