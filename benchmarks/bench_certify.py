@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lip.lipschitz.bounds import conv2d_bound, upper_bound
-from robustbench_lip.lipschitz.jacobian import spectral_norm
+from robustbench_lip.lipschitz.spectral import spectral_norm
 from robustbench_lip.models import create_model
 
 DENSE_LIMIT = 4096

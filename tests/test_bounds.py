@@ -274,7 +274,7 @@ def test_torchvision_resnet18_is_supported():
     ub = upper_bound(net, (3, 32, 32))
     assert ub.unsupported_ops == [] and ub.upper is not None and math.isfinite(ub.upper)
     x = torch.rand(2, 3, 32, 32)
-    from robustbench_lip.lipschitz.jacobian import spectral_norm
+    from robustbench_lip.lipschitz.spectral import spectral_norm
 
     assert float(spectral_norm(net, x, iters=5).sigma.max()) <= ub.upper
 

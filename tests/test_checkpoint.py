@@ -15,7 +15,9 @@ import torch
 from torch import nn
 
 import robustbench_lip
-from robustbench_lip.checkpoint import (
+from robustbench_lip.config import DatasetInfo, ModelConfig
+from robustbench_lip.errors import RlipError
+from robustbench_lip.modelio import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     export_pt2,
@@ -24,8 +26,6 @@ from robustbench_lip.checkpoint import (
     save_model,
     save_pt,
 )
-from robustbench_lip.config import DatasetInfo, ModelConfig
-from robustbench_lip.errors import RlipError
 from robustbench_lip.models import can_segment, create_model, list_models, predict_mask
 
 TINY = list_models("*tiny*")
@@ -349,7 +349,7 @@ def test_library_never_loads_with_weights_only_false() -> None:
     pattern = re.compile(r"weights_only\s*=\s*False")
     offenders = [str(p) for p in root.rglob("*.py") if pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
-    assert "weights_only=True" in (root / "checkpoint.py").read_text(encoding="utf-8")
+    assert "weights_only=True" in (root / "modelio" / "files.py").read_text(encoding="utf-8")
 
 
 def test_load_model_device_and_mode(tmp_path: Path) -> None:

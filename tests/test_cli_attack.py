@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
-from robustbench_lip.checkpoint import export_pt2, save_model
 from robustbench_lip.cli.app import app
 from robustbench_lip.config import ModelConfig
 from robustbench_lip.data import dataset_info
+from robustbench_lip.modelio import export_pt2, save_model
 from robustbench_lip.models import create_model_for
 from robustbench_lip.records import make_record, write_record
 

@@ -19,8 +19,8 @@ FAST = ["--n", "6", "--steps", "1", "--device", "cpu"]
 
 
 def _save(tmp_path: Path, arch: str, data: str, name: str) -> Path:
-    from robustbench_lip.checkpoint import save_model
     from robustbench_lip.data import dataset_info
+    from robustbench_lip.modelio import save_model
     from robustbench_lip.models import create_model_for
 
     info = dataset_info(data, n_train=8, n_test=8)

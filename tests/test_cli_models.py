@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from robustbench_lip.checkpoint import load_model, save_model
 from robustbench_lip.cli.app import app
+from robustbench_lip.modelio import load_model, save_model
 from robustbench_lip.models import create_model, list_models
 
 runner = CliRunner()

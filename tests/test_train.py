@@ -74,7 +74,7 @@ def test_resume_reproduces_uninterrupted_weights(tmp_path: Path) -> None:
 
 
 def test_record_and_model_dir(tmp_path: Path) -> None:
-    from robustbench_lip.checkpoint import load_model
+    from robustbench_lip.modelio import load_model
 
     cfg = _cfg(model="unet_i2i_tiny", data="lesions", epochs=1, lam=0.1)
     res = train(cfg, tmp_path / "run")

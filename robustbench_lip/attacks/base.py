@@ -15,7 +15,7 @@ import torch
 from robustbench_lip.attacks.eps import NORMS
 from robustbench_lip.device import preserved_modes, preserved_rng
 from robustbench_lip.errors import RlipError
-from robustbench_lip.lipschitz.jacobian import sample_norms
+from robustbench_lip.lipschitz.jvp import sample_norms
 
 EPS_DIV = 1e-10  # torchattacks' eps_for_division in PGDL2
 

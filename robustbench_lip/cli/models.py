@@ -73,7 +73,7 @@ def info_cmd(
     ] = None,
 ) -> None:
     """Load a model file (no code from it runs) and show its config."""
-    from robustbench_lip.checkpoint import load_model
+    from robustbench_lip.modelio import load_model
     from robustbench_lip.models import can_segment, count_params, output_shape
 
     model = load_model(path, arch=arch)
@@ -115,7 +115,7 @@ def export_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Example batch size.")] = 2,
 ) -> None:
     """Write a torch.export archive (.pt2) that `load_model` and other tools can run without rlip's code."""
-    from robustbench_lip.checkpoint import export_pt2, load_model
+    from robustbench_lip.modelio import export_pt2, load_model
     from robustbench_lip.models import create_model, list_models
 
     if out.suffix != ".pt2":

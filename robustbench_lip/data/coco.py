@@ -172,10 +172,55 @@ def info(root: Any, **options: Any) -> DatasetInfo:
     return _info(resolved, names)
 
 
-def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
-    """COCO `split` under `root` → RlipDataset of uint8 (3,S,S) images, labels and masks (see module doc)."""
+def _semantic_mask(
+    coco: Any, path: Path, img_id: int, cat_ids: list[int], label_of: dict[int, int]
+) -> np.ndarray:
+    """The (h, w) uint8 class map of image `img_id` (0 = background; larger annotations are drawn
+    first, so smaller ones stay visible on top)."""
+    meta = coco.imgs[img_id]
+    h, w = int(meta["height"]), int(meta["width"])
+    ann_ids = coco.getAnnIds(imgIds=[img_id], catIds=cat_ids, iscrowd=None)
+    anns = [a for a in coco.loadAnns(ann_ids) if a["category_id"] in label_of]
+    sem = np.zeros((h, w), dtype=np.uint8)
+    try:
+        with warnings.catch_warnings():  # pycocotools + numpy 2 emit a DeprecationWarning per mask
+            warnings.simplefilter("ignore", DeprecationWarning)
+            rasters = [(coco.annToMask(a), label_of[a["category_id"]]) for a in anns]
+    except Exception as e:
+        raise RlipError(f"{path}: cannot rasterise the annotations of image {img_id} ({e})") from None
+    rasters.sort(key=lambda t: -int(t[0].sum()))
+    for m, lab in rasters:
+        if m.shape != (h, w):
+            raise RlipError(f"{path}: annotation of image {img_id} does not match its {h}×{w} size")
+        sem[m > 0] = lab
+    return sem
+
+
+def _read_resized(file: Path, path: Path, sem: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image uint8 (3, size, size), mask uint8 (size, size)) of the image file and its class map `sem`
+    (bilinear / nearest resizing)."""
     from PIL import Image
 
+    h, w = sem.shape
+    try:
+        with Image.open(file) as im:
+            pil = im.convert("RGB")
+    except FileNotFoundError:
+        raise RlipError(f"COCO image not found: {file} (listed in {path.name})") from None
+    except Exception as e:
+        raise RlipError(f"COCO image {file} cannot be read ({type(e).__name__}: {e})") from None
+    if pil.size != (w, h):
+        raise RlipError(f"COCO image {file} is {pil.size[0]}×{pil.size[1]} but {path.name} says {w}×{h}")
+    mask_img = Image.fromarray(sem)
+    if (w, h) != (size, size):
+        pil = pil.resize((size, size), Image.Resampling.BILINEAR)
+        mask_img = mask_img.resize((size, size), Image.Resampling.NEAREST)
+    image = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return image, torch.from_numpy(np.asarray(mask_img, dtype=np.uint8).copy())
+
+
+def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
+    """COCO `split` under `root` → RlipDataset of uint8 (3,S,S) images, labels and masks (see module doc)."""
     resolved = _options(options)
     r = _root(root)
     path = annotation_path(r, split)
@@ -188,42 +233,14 @@ def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
     images, labels, masks = [], [], []
     skipped = 0
     for img_id in sorted(coco.imgs):
-        meta = coco.imgs[img_id]
-        h, w = int(meta["height"]), int(meta["width"])
-        ann_ids = coco.getAnnIds(imgIds=[img_id], catIds=cat_ids, iscrowd=None)
-        anns = [a for a in coco.loadAnns(ann_ids) if a["category_id"] in label_of]
-        sem = np.zeros((h, w), dtype=np.uint8)
-        try:
-            with warnings.catch_warnings():  # pycocotools + numpy 2 emit a DeprecationWarning per mask
-                warnings.simplefilter("ignore", DeprecationWarning)
-                rasters = [(coco.annToMask(a), label_of[a["category_id"]]) for a in anns]
-        except Exception as e:
-            raise RlipError(f"{path}: cannot rasterise the annotations of image {img_id} ({e})") from None
-        rasters.sort(key=lambda t: -int(t[0].sum()))
-        for m, lab in rasters:
-            if m.shape != (h, w):
-                raise RlipError(f"{path}: annotation of image {img_id} does not match its {h}×{w} size")
-            sem[m > 0] = lab
+        sem = _semantic_mask(coco, path, img_id, cat_ids, label_of)
         counts = np.bincount(sem.ravel(), minlength=len(names) + 1)[1:]
         if counts.sum() == 0:
             skipped += 1
             continue
-        file = image_dir / str(meta["file_name"])
-        try:
-            with Image.open(file) as im:
-                pil = im.convert("RGB")
-        except FileNotFoundError:
-            raise RlipError(f"COCO image not found: {file} (listed in {path.name})") from None
-        except Exception as e:
-            raise RlipError(f"COCO image {file} cannot be read ({type(e).__name__}: {e})") from None
-        if pil.size != (w, h):
-            raise RlipError(f"COCO image {file} is {pil.size[0]}×{pil.size[1]} but {path.name} says {w}×{h}")
-        mask_img = Image.fromarray(sem)
-        if (w, h) != (size, size):
-            pil = pil.resize((size, size), Image.Resampling.BILINEAR)
-            mask_img = mask_img.resize((size, size), Image.Resampling.NEAREST)
-        images.append(torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1))
-        masks.append(torch.from_numpy(np.asarray(mask_img, dtype=np.uint8).copy()))
+        image, mask = _read_resized(image_dir / str(coco.imgs[img_id]["file_name"]), path, sem, size)
+        images.append(image)
+        masks.append(mask)
         labels.append(int(np.argmax(counts)))
         if limit is not None and len(labels) >= limit:
             break

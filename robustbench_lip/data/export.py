@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data.base import RlipDataset, check_int
 from robustbench_lip.data.cifar import BASE_FOLDER, write_cifar_folder
 from robustbench_lip.data.coco import write_coco_split
@@ -77,20 +78,10 @@ def _tempdir(parent: Path, prefix: str) -> Path:
     return tmp
 
 
-def export_dataset(
-    name: str,
-    format: str = "cifar",
-    out: str | os.PathLike[str] = ".",
-    n: int | None = None,
-    split: str | None = None,
-    root: str | None = None,
-    **options: Any,
-) -> Path:
-    """Export dataset `name` (built-in, or a real one read from `root`) in `format` under `out`.
-
-    n: images per split (default: the whole split); split: "train" | "test" | None (both).
-    options go to `get_dataset` (n_train, n_test, image_size, seed, ...). Returns the folder written
-    (OUT/cifar-10-batches-py for cifar, OUT for coco)."""
+def _destination(
+    name: str, format: str, out: str | os.PathLike[str], n: int | None, split: str | None
+) -> tuple[int | None, list[str], Path, Path]:
+    """Check the options and the output folder: (n, splits, out folder, target folder)."""
     if name not in list_datasets():
         raise RlipError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     if format not in FORMATS:
@@ -106,9 +97,11 @@ def export_dataset(
         raise RlipError(f"{target} already exists; remove it or choose another --out")
     if format == "coco" and out.is_dir() and any(out.iterdir()):
         raise RlipError(f"--out {out} is not empty; COCO export needs a new or empty folder")
+    return n, splits, out, target
 
-    data = _load_splits(name, splits, n, root, options)  # validate everything before writing
-    info = next(iter(data.values())).info
+
+def _check_fits(name: str, format: str, info: DatasetInfo) -> None:
+    """Refuse data the format cannot hold (CIFAR: 32×32, 1 or 3 channels; COCO: masks)."""
     if format == "cifar":
         if tuple(info.image_size) != (32, 32):
             raise RlipError(
@@ -119,34 +112,61 @@ def export_dataset(
     elif not info.has_masks:
         raise RlipError(f"COCO export needs masks and {name} has none")
 
+
+def _write(
+    name: str, format: str, data: dict[str, RlipDataset], info: DatasetInfo, tmp: Path, target: Path
+) -> None:
+    """Write the splits into the temporary folder `tmp`, then move the result to `target`."""
+    if format == "cifar":
+        arrays = {}
+        for s, ds in data.items():
+            images = ds.uint8_images()
+            if images.shape[1] == 1:  # grayscale → three identical channels
+                images = images.expand(-1, 3, -1, -1).contiguous()
+            arrays[s] = (images, ds.tensors()[1])
+        write_cifar_folder(tmp / BASE_FOLDER, arrays, tuple(info.class_names))
+        os.replace(tmp / BASE_FOLDER, target)
+    else:
+        categories = tuple(info.mask_class_names or ())[1:]
+        for s, ds in data.items():
+            masks = ds.tensors()[2]
+            assert masks is not None
+            write_coco_split(
+                tmp,
+                s,
+                ds.uint8_images(),
+                masks.to(torch.uint8),
+                categories,
+                description=f"robustbench-lip export of {name} ({s}, options {info.options})",
+                supercategory=name,
+            )
+        os.replace(tmp, target)
+
+
+def export_dataset(
+    name: str,
+    format: str = "cifar",
+    out: str | os.PathLike[str] = ".",
+    n: int | None = None,
+    split: str | None = None,
+    root: str | None = None,
+    **options: Any,
+) -> Path:
+    """Export dataset `name` (built-in, or a real one read from `root`) in `format` under `out`.
+
+    n: images per split (default: the whole split); split: "train" | "test" | None (both).
+    options go to `get_dataset` (n_train, n_test, image_size, seed, ...). Returns the folder written
+    (OUT/cifar-10-batches-py for cifar, OUT for coco)."""
+    n, splits, out, target = _destination(name, format, out, n, split)
+    data = _load_splits(name, splits, n, root, options)  # validate everything before writing
+    info = next(iter(data.values())).info
+    _check_fits(name, format, info)
+
     created = _mkdir(out) if format == "cifar" else _mkdir(out.parent)
     parent = out if format == "cifar" else out.parent
     tmp = _tempdir(parent, f".{target.name}.")
     try:
-        if format == "cifar":
-            arrays = {}
-            for s, ds in data.items():
-                images = ds.uint8_images()
-                if images.shape[1] == 1:  # grayscale → three identical channels
-                    images = images.expand(-1, 3, -1, -1).contiguous()
-                arrays[s] = (images, ds.tensors()[1])
-            write_cifar_folder(tmp / BASE_FOLDER, arrays, tuple(info.class_names))
-            os.replace(tmp / BASE_FOLDER, target)
-        else:
-            categories = tuple(info.mask_class_names or ())[1:]
-            for s, ds in data.items():
-                masks = ds.tensors()[2]
-                assert masks is not None
-                write_coco_split(
-                    tmp,
-                    s,
-                    ds.uint8_images(),
-                    masks.to(torch.uint8),
-                    categories,
-                    description=f"robustbench-lip export of {name} ({s}, options {info.options})",
-                    supercategory=name,
-                )
-            os.replace(tmp, target)
+        _write(name, format, data, info, tmp, target)
     except OSError as e:
         raise RlipError(f"cannot write {target}: {e.strerror or e}") from None
     finally:

@@ -55,65 +55,81 @@ def _ellipse_sdf(
     return (torch.sqrt((u / a) ** 2 + (v / b) ** 2) - 1) * torch.minimum(a, b)
 
 
+def _rand(b: int, g: torch.Generator) -> torch.Tensor:
+    return torch.rand(b, generator=g)
+
+
+def _body(b: int, x: torch.Tensor, y: torch.Tensor, px: float, g: torch.Generator):
+    """(image (b,S,S), body centre and half-axes (bcx, bcy, ba, bb), each (b,)): a soft body ellipse
+    on a dark field with up to four soft organ ellipses inside (the first two always present)."""
+    bcx, bcy = 0.1 * (_rand(b, g) - 0.5), 0.1 * (_rand(b, g) - 0.5)
+    ba, bb = 0.75 + 0.17 * _rand(b, g), 0.6 + 0.25 * _rand(b, g)
+    btheta = 0.4 * (_rand(b, g) - 0.5)
+    body_sdf = _ellipse_sdf(x, y, bcx, bcy, ba, bb, btheta)
+    body = torch.sigmoid(-body_sdf / (0.01 + 0.5 * px))
+    field = 0.03 + 0.05 * _rand(b, g)
+    tissue = 0.3 + 0.15 * _rand(b, g)
+    img = field[:, None, None] + (tissue - field)[:, None, None] * body
+    for j in range(4):
+        on = (_rand(b, g) < (1.0 if j < 2 else 0.5)).float()
+        ang, rad = 2 * math.pi * _rand(b, g), 0.55 * torch.sqrt(_rand(b, g))
+        ocx, ocy = bcx + rad * ba * torch.cos(ang), bcy + rad * bb * torch.sin(ang)
+        oa, ob = 0.18 + 0.22 * _rand(b, g), 0.14 + 0.16 * _rand(b, g)
+        sign = torch.where(_rand(b, g) < 0.6, 1.0, -1.0)
+        delta = sign * (0.06 + 0.12 * _rand(b, g)) * on
+        osdf = _ellipse_sdf(x, y, ocx, ocy, oa, ob, math.pi * _rand(b, g))
+        img = img + delta[:, None, None] * torch.sigmoid(-osdf / (0.015 + 0.5 * px)) * body
+    return img, (bcx, bcy, ba, bb)
+
+
+def _lesions(
+    img: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    px: float,
+    frame: tuple[torch.Tensor, ...],
+    g: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image, mask bool (b,S,S)) with 0 (p = 1/2) or 1..3 irregular soft-edged blobs inside the body
+    (`frame`: its centre and half-axes)."""
+    b, s = img.shape[0], img.shape[-1]
+    bcx, bcy, ba, bb = frame
+    count = torch.where(_rand(b, g) < 0.5, 0, torch.randint(1, 4, (b,), generator=g))
+    masks = torch.zeros(b, s, s, dtype=torch.bool)
+    for j in range(3):
+        on = count > j
+        ang, rad = 2 * math.pi * _rand(b, g), 0.6 * torch.sqrt(_rand(b, g))
+        lcx, lcy = bcx + rad * ba * torch.cos(ang), bcy + rad * bb * torch.sin(ang)
+        r = 0.10 + 0.12 * _rand(b, g)
+        dx, dy = x[None] - lcx[:, None, None], y[None] - lcy[:, None, None]
+        rho, phi = torch.sqrt(dx * dx + dy * dy), torch.atan2(dy, dx)
+        edge = torch.ones(b, s, s)
+        for m in (2, 3, 4):
+            amp, ph = 0.15 * _rand(b, g), 2 * math.pi * _rand(b, g)
+            edge = edge + amp[:, None, None] * torch.cos(m * phi + ph[:, None, None])
+        lsdf = rho - r[:, None, None] * edge
+        soft = 0.01 + 0.03 * _rand(b, g) + 0.5 * px
+        alpha = torch.sigmoid(-lsdf / soft[:, None, None]) * on[:, None, None]
+        sign = torch.where(_rand(b, g) < 0.75, 1.0, -1.0)
+        contrast = sign * (0.15 + 0.25 * _rand(b, g))
+        img = img + contrast[:, None, None] * alpha * (1 + 0.1 * _smooth(b, 4, s, g))
+        masks |= (lsdf <= 0) & on[:, None, None]
+    return img, masks
+
+
 def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`b` samples: images uint8 (b,1,S,S), labels int64 (b,), masks uint8 (b,S,S)."""
     s = size
     coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1  # pixel centres in [-1, 1]
     y, x = torch.meshgrid(coords, coords, indexing="ij")
     px = 2.0 / s  # one pixel in these units
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=g) if shape else torch.rand(b, generator=g)
-
-    # --- body: a soft ellipse on a dark field ---
-    bcx, bcy = 0.1 * (rand() - 0.5), 0.1 * (rand() - 0.5)
-    ba, bb = 0.75 + 0.17 * rand(), 0.6 + 0.25 * rand()
-    btheta = 0.4 * (rand() - 0.5)
-    body_sdf = _ellipse_sdf(x, y, bcx, bcy, ba, bb, btheta)
-    body = torch.sigmoid(-body_sdf / (0.01 + 0.5 * px))
-    field = 0.03 + 0.05 * rand()
-    tissue = 0.3 + 0.15 * rand()
-    img = field[:, None, None] + (tissue - field)[:, None, None] * body
-
-    # --- organs: up to four soft ellipses inside the body (the first two always present) ---
-    for j in range(4):
-        on = (rand() < (1.0 if j < 2 else 0.5)).float()
-        ang, rad = 2 * math.pi * rand(), 0.55 * torch.sqrt(rand())
-        ocx, ocy = bcx + rad * ba * torch.cos(ang), bcy + rad * bb * torch.sin(ang)
-        oa, ob = 0.18 + 0.22 * rand(), 0.14 + 0.16 * rand()
-        sign = torch.where(rand() < 0.6, 1.0, -1.0)
-        delta = sign * (0.06 + 0.12 * rand()) * on
-        osdf = _ellipse_sdf(x, y, ocx, ocy, oa, ob, math.pi * rand())
-        img = img + delta[:, None, None] * torch.sigmoid(-osdf / (0.015 + 0.5 * px)) * body
-
+    img, frame = _body(b, x, y, px, g)
     # --- tissue texture: multiplicative smooth fields at two scales ---
     texture = 1 + 0.12 * _smooth(b, 6, s, g) + 0.05 * _smooth(b, max(6, s // 4), s, g)
     img = img * texture
-
-    # --- lesions: 0 (p = 1/2) or 1..3, irregular soft-edged blobs inside the body ---
-    count = torch.where(rand() < 0.5, 0, torch.randint(1, 4, (b,), generator=g))
-    masks = torch.zeros(b, s, s, dtype=torch.bool)
-    for j in range(3):
-        on = count > j
-        ang, rad = 2 * math.pi * rand(), 0.6 * torch.sqrt(rand())
-        lcx, lcy = bcx + rad * ba * torch.cos(ang), bcy + rad * bb * torch.sin(ang)
-        r = 0.10 + 0.12 * rand()
-        dx, dy = x[None] - lcx[:, None, None], y[None] - lcy[:, None, None]
-        rho, phi = torch.sqrt(dx * dx + dy * dy), torch.atan2(dy, dx)
-        edge = torch.ones(b, s, s)
-        for m in (2, 3, 4):
-            amp, ph = 0.15 * rand(), 2 * math.pi * rand()
-            edge = edge + amp[:, None, None] * torch.cos(m * phi + ph[:, None, None])
-        lsdf = rho - r[:, None, None] * edge
-        soft = 0.01 + 0.03 * rand() + 0.5 * px
-        alpha = torch.sigmoid(-lsdf / soft[:, None, None]) * on[:, None, None]
-        sign = torch.where(rand() < 0.75, 1.0, -1.0)
-        contrast = sign * (0.15 + 0.25 * rand())
-        img = img + contrast[:, None, None] * alpha * (1 + 0.1 * _smooth(b, 4, s, g))
-        masks |= (lsdf <= 0) & on[:, None, None]
-
+    img, masks = _lesions(img, x, y, px, frame, g)
     # --- acquisition noise, 8-bit quantisation ---
-    sigma = 0.01 + 0.03 * rand()
+    sigma = 0.01 + 0.03 * _rand(b, g)
     img = img + sigma[:, None, None] * torch.randn(b, s, s, generator=g)
     images = (img.clamp(0, 1) * 255).round().to(torch.uint8)[:, None]
     labels = masks.flatten(1).any(1).to(torch.int64)

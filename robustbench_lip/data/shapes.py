@@ -111,13 +111,9 @@ def _blend(img: torch.Tensor, alpha: torch.Tensor, colour: torch.Tensor) -> torc
     return img.lerp_(colour.expand_as(img), alpha[:, None].expand_as(img))
 
 
-def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`b` samples: images uint8 (b,3,S,S), labels int64 (b,), masks uint8 (b,S,S)."""
-    s = size
-    coords = torch.arange(s, dtype=torch.float32) + 0.5
-    y, x = torch.meshgrid(coords, coords, indexing="ij")  # (S,S) pixel centres
-
-    # --- background: base colour + smooth colour blotches + fine texture + optional stripes ---
+def _background(b: int, s: int, x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+    """(base colour (b,3,1,1), image (b,3,S,S)): base colour + smooth colour blotches + fine texture
+    + optional stripes."""
     base = 0.15 + 0.7 * torch.rand(b, 3, 1, 1, generator=g)
     img = base + 0.10 * _smooth_noise(b, 3, 4, s, g)
     img = img + 0.05 * _smooth_noise(b, 1, max(4, s // 4), s, g)
@@ -128,9 +124,13 @@ def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor,
     phase = 2 * math.pi * torch.rand(b, generator=g)
     proj = (x[None] * torch.cos(psi)[:, None, None] + y[None] * torch.sin(psi)[:, None, None]) / s
     stripes = amp[:, None, None] * torch.sin(2 * math.pi * freq[:, None, None] * proj + phase[:, None, None])
-    img = img + stripes[:, None]
+    return base, img + stripes[:, None]
 
-    # --- clutter: thin line segments and small blobs of random colour ---
+
+def _clutter(
+    img: torch.Tensor, b: int, s: int, x: torch.Tensor, y: torch.Tensor, g: torch.Generator
+) -> torch.Tensor:
+    """img with thin line segments and small blobs of random colour drawn over it."""
     for _ in range(3):
         p0 = torch.rand(b, 2, generator=g) * s
         p1 = p0 + torch.randn(b, 2, generator=g) * (s / 3)
@@ -145,8 +145,12 @@ def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor,
         dist = torch.sqrt((x - centre[:, 0, None, None]) ** 2 + (y - centre[:, 1, None, None]) ** 2)
         alpha = (radius[:, None, None] - dist + 0.5).clamp(0, 1)
         img = _blend(img, alpha, torch.rand(b, 3, generator=g))
+    return img
 
-    # --- the shape ---
+
+def _shape(b: int, s: int, x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+    """The shapes' geometry: (labels (b,), local coordinates u, v (b,S,S), coverage (b,S,S),
+    masks uint8 (b,S,S))."""
     labels = torch.randperm(b, generator=g) % NUM_CLASSES
     radius = (0.27 + 0.15 * torch.rand(b, generator=g)) * s
     cx = radius + torch.rand(b, generator=g) * (s - 2 * radius)
@@ -164,8 +168,20 @@ def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor,
     dist_px = sdf * radius[:, None, None]
     coverage = (0.5 - dist_px).clamp(0, 1)
     masks = torch.where(dist_px <= 0, (labels + 1)[:, None, None], 0).to(torch.uint8)
+    return labels, u, v, coverage, masks
 
-    # colour: when its mean is within 0.25 of the base colour's, shift it away by 0.35–0.5
+
+def _paint(
+    img: torch.Tensor,
+    base: torch.Tensor,
+    u: torch.Tensor,
+    v: torch.Tensor,
+    coverage: torch.Tensor,
+    g: torch.Generator,
+) -> torch.Tensor:
+    """img with the shapes painted in a shaded colour; when the colour's mean is within 0.25 of the
+    base colour's, it is shifted away by 0.35–0.5."""
+    b = img.shape[0]
     colour = torch.rand(b, 3, generator=g)
     diff = colour.mean(1) - base.view(b, 3).mean(1)
     away = torch.where(base.view(b, 3).mean(1) > 0.5, -1.0, 1.0)
@@ -174,8 +190,18 @@ def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor,
     grad = torch.rand(b, 2, generator=g) * 2 - 1
     shading = 1 + 0.2 * (u * grad[:, 0, None, None] + v * grad[:, 1, None, None]).clamp(-1.5, 1.5)
     fill = colour[:, :, None, None] * shading[:, None]
-    img = _blend(img, coverage, fill)
+    return _blend(img, coverage, fill)
 
+
+def generate_chunk(b: int, size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`b` samples: images uint8 (b,3,S,S), labels int64 (b,), masks uint8 (b,S,S)."""
+    s = size
+    coords = torch.arange(s, dtype=torch.float32) + 0.5
+    y, x = torch.meshgrid(coords, coords, indexing="ij")  # (S,S) pixel centres
+    base, img = _background(b, s, x, y, g)
+    img = _clutter(img, b, s, x, y, g)
+    labels, u, v, coverage, masks = _shape(b, s, x, y, g)
+    img = _paint(img, base, u, v, coverage, g)
     # --- acquisition noise, 8-bit quantisation ---
     sigma = 0.01 + 0.03 * torch.rand(b, 1, 1, 1, generator=g)
     img = img + sigma * torch.randn(b, 3, s, s, generator=g)

@@ -117,8 +117,8 @@ def attack_run(
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
     n larger than the dataset is clamped (logged); the settings keep the n asked for. With
     `write`, the record goes to the folder's `results/` (see the module docstring)."""
-    from robustbench_lip.checkpoint import load_model
     from robustbench_lip.device import resolve_device
+    from robustbench_lip.modelio import load_model
 
     names = attack_list(attacks)
     path = Path(model_path)

@@ -151,8 +151,8 @@ def certify_run(
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
     steps/mode: as `certify`; layers: also record the per-layer bounds. With `write`, a run
     folder gets the record in `results/` (a model file gets none; see record_path)."""
-    from robustbench_lip.checkpoint import load_model
     from robustbench_lip.device import resolve_device
+    from robustbench_lip.modelio import load_model
 
     t0 = time.perf_counter()
     path = Path(model_path)

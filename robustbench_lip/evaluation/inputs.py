@@ -19,7 +19,7 @@ NO_DATA = "none"
 def model_meta(model_path: str | os.PathLike[str], need: str | None = None) -> dict[str, Any] | None:
     """The model's config.json content; None for a file without rlip metadata (.pt2, bare
     weights) — or, when `need` is given, RlipError "<why>; <need>" instead of None."""
-    from robustbench_lip.checkpoint import read_model_meta
+    from robustbench_lip.modelio import read_model_meta
 
     try:
         meta = read_model_meta(model_path)

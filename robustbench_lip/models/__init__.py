@@ -1,7 +1,7 @@
 """Model zoo: registry, mResNet-18 (CAM segmentation), U-Nets, and task-independent helpers.
 
 Helpers work on any model with a `.config: ModelConfig` (ours, or foreign ones wrapped by
-`robustbench_lip.checkpoint.load_model`):
+`robustbench_lip.modelio.load_model`):
 
 - `can_segment(model)`: it has a mask label space (`config.num_mask_classes`) and either its own
   `mask_logits` method or a segmentation forward (logits (N, K, H, W)).

@@ -254,7 +254,7 @@ class _Session:
 
     def finish(self, emit: Emit) -> TrainResult:
         """Save the model, write the finished record."""
-        from robustbench_lip.checkpoint import save_model
+        from robustbench_lip.modelio import save_model
 
         final = _final(self.progress.history)
         summary = {"settings": self.settings, "final": final, "epochs": self.cfg.epochs}

@@ -89,68 +89,83 @@ def _clean(b: Any, out: Any, input_shape: tuple[int, ...]) -> Any:
     return Affine(0.0, v)
 
 
-def propagate(g: LoweredGraph, values: dict[torch.fx.Node, Any], mode: str) -> Propagation:
-    """Bound every node of g (values: recorded node values on one example batch)."""
-    x_val = values[g.x_node]
-    input_shape = tuple(x_val.shape)
-    dep: dict[torch.fx.Node, bool] = {}
-    bounds: dict[torch.fx.Node, Any] = {}
-    problems: dict[torch.fx.Node, Problem] = {}
-    layers: list[LayerBound] = []
-    state: dict[str, Any] = {}
-    for n in g.gm.graph.nodes:
-        if n.op == "placeholder":
-            dep[n] = n is g.x_node
-            if dep[n]:
-                bounds[n] = Affine(1.0, 0.0)
-            continue
-        if n.op in ("get_attr", "output"):
-            dep[n] = False
-            continue
-        ins = [a for a in n.all_input_nodes if dep.get(a, False)]
-        dep[n] = bool(ins)
-        if not ins:
-            continue
-        if any(bounds.get(a) is None for a in ins):
-            bounds[n] = None
-            continue
-        key = op_key(n.target)
-        entry = get_rule(key) if n.op == "call_function" else None
-        v = values.get(n)
-        if entry is None:
-            if isinstance(v, torch.Tensor) and not _is_float_tensor(v):
-                problems[n] = Problem(key, n.name, "discrete (integer or boolean) values of the input", True)
-            else:
-                problems[n] = Problem(key, n.name, "no bound rule for this op")
-            bounds[n] = None
-            continue
-        ctx = OpContext(n, key, values, bounds, dep, mode, state, input_shape)
-        try:
-            b = _clean(entry.fn(ctx), v, input_shape)
-        except NonLipschitz as e:
-            problems[n] = Problem(key, n.name, str(e), True)
-            bounds[n] = None
-            continue
-        except Unsupported as e:
-            problems[n] = Problem(key, n.name, str(e))
-            bounds[n] = None
-            continue
-        except Exception as e:  # a rule meeting arguments it was not written for: no bound, never a crash
-            text = str(e).strip().splitlines()
-            problems[n] = Problem(key, n.name, f"rule failed: {text[0] if text else type(e).__name__}")
-            bounds[n] = None
-            continue
-        bounds[n] = b
-        cum = _total(b)
-        factor = None
-        if len(ins) == 1 and cum is not None:
-            li = _total(bounds.get(ins[0]))
-            factor = cum / li if li else None
-        shape = list(v.shape) if isinstance(v, torch.Tensor) else None
-        layers.append(LayerBound(n.name, key, factor, cum, ctx.method, shape))
+@dataclass
+class _Walk:
+    """The state of one propagation: per node, whether it depends on x, its bound (None: unbounded)
+    and its problem; the layers bounded so far; `state`: shared by the rules of one propagation."""
 
+    values: dict[torch.fx.Node, Any]
+    mode: str
+    input_shape: tuple[int, ...]
+    dep: dict[torch.fx.Node, bool] = field(default_factory=dict)
+    bounds: dict[torch.fx.Node, Any] = field(default_factory=dict)
+    problems: dict[torch.fx.Node, Problem] = field(default_factory=dict)
+    layers: list[LayerBound] = field(default_factory=list)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _visit(w: _Walk, g: LoweredGraph, n: torch.fx.Node) -> None:
+    """Record whether node n depends on x and, when it does and its inputs are bounded, bound it."""
+    if n.op == "placeholder":
+        w.dep[n] = n is g.x_node
+        if w.dep[n]:
+            w.bounds[n] = Affine(1.0, 0.0)
+        return
+    if n.op in ("get_attr", "output"):
+        w.dep[n] = False
+        return
+    ins = [a for a in n.all_input_nodes if w.dep.get(a, False)]
+    w.dep[n] = bool(ins)
+    if not ins:
+        return
+    if any(w.bounds.get(a) is None for a in ins):
+        w.bounds[n] = None
+        return
+    _apply_rule(w, n, ins)
+
+
+def _apply_rule(w: _Walk, n: torch.fx.Node, ins: list[torch.fx.Node]) -> None:
+    """Bound node n (whose x-dependent inputs `ins` are bounded) by its registered rule."""
+    key = op_key(n.target)
+    entry = get_rule(key) if n.op == "call_function" else None
+    v = w.values.get(n)
+    if entry is None:
+        if isinstance(v, torch.Tensor) and not _is_float_tensor(v):
+            w.problems[n] = Problem(key, n.name, "discrete (integer or boolean) values of the input", True)
+        else:
+            w.problems[n] = Problem(key, n.name, "no bound rule for this op")
+        w.bounds[n] = None
+        return
+    ctx = OpContext(n, key, w.values, w.bounds, w.dep, w.mode, w.state, w.input_shape)
+    try:
+        b = _clean(entry.fn(ctx), v, w.input_shape)
+    except NonLipschitz as e:
+        w.problems[n] = Problem(key, n.name, str(e), True)
+        w.bounds[n] = None
+        return
+    except Unsupported as e:
+        w.problems[n] = Problem(key, n.name, str(e))
+        w.bounds[n] = None
+        return
+    except Exception as e:  # a rule meeting arguments it was not written for: no bound, never a crash
+        text = str(e).strip().splitlines()
+        w.problems[n] = Problem(key, n.name, f"rule failed: {text[0] if text else type(e).__name__}")
+        w.bounds[n] = None
+        return
+    w.bounds[n] = b
+    cum = _total(b)
+    factor = None
+    if len(ins) == 1 and cum is not None:
+        li = _total(w.bounds.get(ins[0]))
+        factor = cum / li if li else None
+    shape = list(v.shape) if isinstance(v, torch.Tensor) else None
+    w.layers.append(LayerBound(n.name, key, factor, cum, ctx.method, shape))
+
+
+def _output(w: _Walk, g: LoweredGraph) -> Propagation:
+    """The output's bound, with the problems of the nodes it depends on."""
     o = g.out_node
-    ov = values.get(o)
+    ov = w.values.get(o)
     out_shape = tuple(ov.shape[1:]) if isinstance(ov, torch.Tensor) else None
     anc: set[torch.fx.Node] = set()
     stack = [o]
@@ -160,17 +175,26 @@ def propagate(g: LoweredGraph, values: dict[torch.fx.Node, Any], mode: str) -> P
             continue
         anc.add(m)
         stack.extend(m.all_input_nodes)
-    on_path = [p for node, p in problems.items() if node in anc]
-    if not dep.get(o, False):
-        return Propagation(Affine(0.0, 0.0), out_shape, layers, on_path)
-    b = bounds.get(o)
+    on_path = [p for node, p in w.problems.items() if node in anc]
+    if not w.dep.get(o, False):
+        return Propagation(Affine(0.0, 0.0), out_shape, w.layers, on_path)
+    b = w.bounds.get(o)
     if isinstance(b, tuple):
         on_path.append(Problem(op_key(o.target), o.name, "the output is a tuple"))
         b = None
     if b is not None and not _is_float_tensor(ov):
         on_path.append(Problem(op_key(o.target), o.name, "the output is not a floating-point tensor", True))
         b = None
-    return Propagation(b, out_shape, layers, on_path)
+    return Propagation(b, out_shape, w.layers, on_path)
+
+
+def propagate(g: LoweredGraph, values: dict[torch.fx.Node, Any], mode: str) -> Propagation:
+    """Bound every node of g (values: recorded node values on one example batch)."""
+    x_val = values[g.x_node]
+    w = _Walk(values, mode, tuple(x_val.shape))
+    for n in g.gm.graph.nodes:
+        _visit(w, g, n)
+    return _output(w, g)
 
 
 __all__ = ["LayerBound", "Problem", "Propagation", "propagate"]

@@ -1,0 +1,208 @@
+"""The maps a search runs on: a protected private copy of f in its own dtype (autograd proposals)
+and, when the model allows, a float64 copy for re-evaluating witnesses; checks that f is a
+deterministic per-sample map; the rounding allowance of non-float64 evaluations."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from robustbench_lip.device import preserved_modes
+from robustbench_lip.errors import RlipError
+
+Target = Literal["A", "reflection"]
+Map = Callable[[torch.Tensor], torch.Tensor]
+
+ALLOWANCE_ULPS = 2.0**14
+"""Each evaluation g(z) is taken to be off by ≤ ALLOWANCE_ULPS · u · max(‖f(z)‖, ‖z‖) (u: unit
+roundoff of the evaluation dtype, 2^-53 or 2^-24), i.e. ~1.6e4 roundoffs of the larger of input and
+output — far above the forward error of sums of ≤ 10^4 terms per layer over tens of layers
+(~√n·depth·u typically, n·u worst case per layer). The quotient reports max(0, Δ − a_x − a_y)/‖x − y‖.
+It is a generous allowance, not a proof (inner activations far larger than input and output could
+exceed it); with float64 it costs ~2e-12 relative, with float32 ~1e-3 of the larger norm."""
+_BATCH = 64
+
+
+def _line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+def _dtype_of(f: Any, default: torch.dtype) -> torch.dtype:
+    if isinstance(f, nn.Module):
+        for t in (*f.parameters(), *f.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+    return default
+
+
+class _LowPrecisionSpy(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records ops that produce non-float64 floating tensors (hard-coded casts in a float64 run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if (
+                isinstance(t, torch.Tensor)
+                and t.is_floating_point()
+                and t.dtype != torch.float64
+                and t.numel() > 1
+            ):
+                self.ops.add(str(func))
+        return out
+
+
+@dataclass
+class _Maps:
+    """search: f on a private copy in its own dtype (autograd); exact: f for witnesses (eval_dtype)."""
+
+    search: Map
+    dtype: torch.dtype
+    exact: Map
+    eval_dtype: torch.dtype
+    notes: list[str]
+
+    @property
+    def unit(self) -> float:
+        return 2.0**-53 if self.eval_dtype == torch.float64 else float(torch.finfo(self.eval_dtype).eps) / 2
+
+    def run_exact(self, z: torch.Tensor) -> torch.Tensor:
+        """f(z) in eval_dtype, batched, no grad; returned as float64."""
+        with torch.no_grad():
+            outs = [self.exact(z[i : i + _BATCH].to(self.eval_dtype)) for i in range(0, z.shape[0], _BATCH)]
+        out = torch.cat(outs)
+        if not isinstance(out, torch.Tensor):
+            raise RlipError("the model does not return a tensor")
+        return out.double()
+
+
+def _call(m: Any) -> Map:
+    return lambda z: m(z.clone())  # the model may write into its input (in-place ops)
+
+
+@contextlib.contextmanager
+def _protected(f: Any) -> Iterator[tuple[Any, list[str]]]:
+    """A private deep copy of f (or f itself, its state restored afterwards, when it cannot be copied)."""
+    notes: list[str] = []
+    if not isinstance(f, nn.Module):
+        notes.append("f is not an nn.Module: evaluated as given (its state cannot be protected)")
+        yield f, notes
+        return
+    try:
+        work = copy.deepcopy(f)
+    except Exception as e:
+        notes.append(f"the model could not be copied ({_line(e)}); its state was restored afterwards")
+        saved = {k: v.detach().clone() for k, v in f.state_dict(keep_vars=True).items()}
+        try:
+            with preserved_modes(f):
+                yield f, notes
+        finally:
+            with torch.no_grad():
+                for k, v in f.state_dict(keep_vars=True).items():
+                    if k in saved:
+                        v.copy_(saved[k])
+        return
+    for p in work.parameters():
+        p.requires_grad_(False)
+    yield work, notes
+
+
+def _prepare(work: Any, x: torch.Tensor, notes: list[str]) -> tuple[_Maps, torch.Tensor, torch.Tensor]:
+    """The maps, x cast to the model's dtype, and f(x) (float64). Raises RlipError for a model that
+    fails on a plain forward or returns non-finite values."""
+    dtype = _dtype_of(work, x.dtype if x.is_floating_point() else torch.float32)
+    xs = x.detach().to(dtype)
+    search = _call(work)
+    try:
+        with torch.no_grad():
+            out = torch.cat([search(xs[i : i + _BATCH]) for i in range(0, xs.shape[0], _BATCH)])
+    except RlipError:
+        raise
+    except Exception as e:
+        raise RlipError(
+            f"the model fails on a forward pass of inputs {tuple(xs.shape)}: {_line(e)}"
+        ) from None
+    if not isinstance(out, torch.Tensor):
+        raise RlipError(f"the model returns {type(out).__name__}, not a tensor")
+    bad = ~torch.isfinite(out.flatten(1)).all(1)
+    if bool(bad.any()):
+        raise RlipError(
+            f"the model returns non-finite values on {int(bad.sum())} of {xs.shape[0]} inputs "
+            f"(first: sample {int(bad.nonzero()[0])})"
+        )
+    probe = xs[:2]
+    exact: Map = search
+    eval_dtype = dtype
+    if dtype != torch.float64:
+        try:
+            m64 = copy.deepcopy(work).double() if isinstance(work, nn.Module) else work
+            cand = _call(m64)
+            spy = _LowPrecisionSpy()
+            with torch.no_grad(), spy:
+                o64 = cand(probe.double())
+            if not isinstance(o64, torch.Tensor) or o64.dtype != torch.float64:
+                raise TypeError(f"it returns {getattr(o64, 'dtype', type(o64))}, not float64")
+            if spy.ops:
+                raise TypeError(
+                    "it computes in lower precision inside (" + ", ".join(sorted(spy.ops)[:3]) + ")"
+                )
+            exact, eval_dtype = cand, torch.float64
+        except Exception as e:
+            notes.append(
+                f"float64 evaluation unavailable ({_line(e)}); quotients evaluated in {str(dtype)[6:]} "
+                f"minus a rounding allowance of {ALLOWANCE_ULPS:g} roundoffs"
+            )
+    maps = _Maps(search, dtype, exact, eval_dtype, notes)
+    return maps, xs, maps.run_exact(xs) if eval_dtype != dtype else out.double()
+
+
+def _per_sample_problem(maps: _Maps, xs: torch.Tensor, gen: torch.Generator) -> str | None:
+    """Why f is not a deterministic per-sample map (batch statistics, dropout), or None."""
+    probe = xs[:8] if xs.shape[0] >= 2 else torch.cat([xs, torch.rand(xs.shape, generator=gen).to(xs)])
+    other = probe.clone()
+    other[1:] = torch.rand(other[1:].shape, generator=gen).to(other)
+    try:
+        with torch.no_grad():
+            a = maps.search(probe).double()
+            b = maps.search(probe).double()
+            c = maps.search(other).double()
+    except Exception as e:
+        maps.notes.append(f"per-sample independence not checked ({_line(e)})")
+        return None
+    tol = 1e-3 * float(a.abs().max()) + 1e-6
+    if float((a - b).abs().max()) > tol:
+        return "the model is not deterministic (dropout in train mode?); no witnessed lower bound"
+    if float((a[0] - c[0]).abs().max()) > tol:
+        return (
+            "the model's output for a sample depends on the rest of its batch (batch statistics, e.g. "
+            "BatchNorm of a train-mode model or export); no witnessed lower bound — use eval mode"
+        )
+    return None
+
+
+def _g(f: Map, target: str) -> Map:
+    return f if target == "A" else (lambda z: 2 * f(z) - z)
+
+
+def _bshape(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _check_x(x: torch.Tensor, notes: list[str]) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 1:
+        raise RlipError("x must be a non-empty batch of inputs (N, C, H, W)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        notes.append(f"inputs outside [0, 1] (range [{lo:.3g}, {hi:.3g}]) were clamped")
+        x = x.clamp(0, 1)
+    return x.detach()
