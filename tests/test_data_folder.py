@@ -200,6 +200,12 @@ def test_no_images_and_root_hints(tmp_path: Path) -> None:
     with pytest.raises(RlipError) as e:  # one level too shallow
         get_dataset("folder", "train", root=str(tmp_path / "data"))
     assert f"--root {root}" in _msg(e)
+    unsplit = tmp_path / "flowers"
+    (root / "train").rename(unsplit)
+    with pytest.raises(RlipError) as e:  # class folders without a train/test split
+        get_dataset("folder", "train", root=str(unsplit))
+    assert "no split" in _msg(e) and str(unsplit / "test") in str(e.value)
+    (unsplit).rename(root / "train")
     (root / "test").rename(root / "val")
     with pytest.raises(RlipError, match="must be named test/"):
         get_dataset("folder", "train", root=str(root))

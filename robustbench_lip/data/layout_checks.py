@@ -143,4 +143,26 @@ def folder_root_hint(root: Path) -> str | None:
     found = _find_below(root, _is_split_folder)
     if found is not None:
         return f"found {found / 'train'} and {found / 'test'}: pass --root {_arg(found)}"
+    classes = [d.name for d in _subdirs(root) if d.name not in ("train", "test") and _has_image(d)]
+    if len(classes) >= 2 and not (root / "train").exists():
+        shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+        return (
+            f"{root} holds class folders ({shown}) but no split: move them into {root / 'train'}/ and "
+            f"hold some images out in {root / 'test'}/ under the same class folder names"
+        )
     return None
+
+
+def _has_image(folder: Path) -> bool:
+    """Whether `folder` directly holds an image file (among its first _MAX_ENTRIES entries)."""
+    exts = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+    try:
+        with os.scandir(folder) as it:
+            for k, e in enumerate(it):
+                if k >= _MAX_ENTRIES:
+                    break
+                if e.name.lower().endswith(exts) and e.is_file():
+                    return True
+    except OSError:
+        pass
+    return False
