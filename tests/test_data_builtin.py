@@ -34,11 +34,11 @@ def _digest(ds: RlipDataset) -> str:
 
 
 def test_list_datasets() -> None:
-    assert list_datasets() == ["shapes", "lesions", "cifar10", "coco"]
+    assert list_datasets() == ["shapes", "lesions", "cifar10", "coco", "folder"]
 
 
 def test_unknown_name_split_and_options_are_one_line_errors() -> None:
-    with pytest.raises(RlipError, match="available: shapes, lesions, cifar10, coco") as e:
+    with pytest.raises(RlipError, match="available: shapes, lesions, cifar10, coco, folder") as e:
         get_dataset("mnist")
     assert "\n" not in str(e.value)
     with pytest.raises(RlipError, match="available"):

@@ -1,4 +1,5 @@
-"""Datasets: built-in generated `shapes` and `lesions`, real `cifar10` and `coco` loaders, export.
+"""Datasets: built-in generated `shapes` and `lesions`, real `cifar10` and `coco` loaders, own images
+(`folder`), export.
 
 ```python
 from robustbench_lip.data import get_dataset, make_loader

@@ -1,17 +1,19 @@
-"""`cifar10`: the real CIFAR-10 python batches, read by torchvision's own `CIFAR10` class.
+"""`cifar10`: the real CIFAR-10 python batches (the official files or any faithful re-encoding).
 
 Expected layout: ROOT/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}. Nothing is
-downloaded unless `download=True` is passed (then torchvision downloads and checks the archive).
+downloaded unless `download=True` is passed (then torchvision's `CIFAR10` downloads the archive and
+checks its md5). A `--root` one level off (pointing at cifar-10-batches-py itself, or at a folder
+above its parent) gets an error naming the --root that would work (data/layout_checks.py).
 
-Integrity check: torchvision's `CIFAR10.__init__` compares every file with the md5 of the official
-release, which would reject files written by `rlip data export ... --format cifar` (and any other
-faithful re-encoding). `_RlipCIFAR10` therefore subclasses it with the per-file md5s set to None
-(torchvision's `check_integrity(path, None)` then checks only that the file exists) and checks only
-the files of the requested split; everything else — opening the pickles, reading `data`/`labels`,
-reshaping to (N,32,32,3), reading `label_names` from batches.meta — is torchvision's code.
-Before torchvision unpickles a file we read it once with a restricted unpickler that accepts only
-the globals a CIFAR batch needs (numpy array reconstruction, `_codecs.encode`), so a crafted file
-cannot run code, and a truncated file is reported as one clear error.
+Reading: each file is unpickled once with a restricted unpickler that accepts only the globals a
+CIFAR batch needs (numpy array reconstruction — protocol 2–5 —, `_codecs.encode`), so a crafted file
+cannot run code and a truncated file is one clear error. The dict keys may be str or bytes: the
+official files hold Python-2 byte strings, which `encoding="latin1"` (torchvision) reads as str, but
+a batch re-pickled from Python 3 after the CIFAR page's `pickle.load(f, encoding="bytes")` recipe
+holds b"data", b"labels"; both are accepted, and anything else is an error listing the keys found.
+The decoding is torchvision's `CIFAR10` (tests compare the two): "data" uint8 (N, 3072) rows, channel
+major, reshaped to (N,3,32,32); "labels" (or "fine_labels"); class names from batches.meta's
+"label_names". No md5 check of the files themselves: it would reject `rlip data export` output.
 
 `write_cifar_folder` writes the genuine format: protocol-2 pickles of dicts whose keys are Python-2
 style byte strings (so `pickle.load(f, encoding="latin1")` — torchvision — sees str keys and
@@ -67,6 +69,8 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # protocol-5 pickles of arrays
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
     ("copy_reg", "_reconstructor"),
     ("copyreg", "_reconstructor"),
@@ -160,44 +164,97 @@ def _info(resolved: dict[str, Any], class_names: tuple[str, ...]) -> DatasetInfo
     )
 
 
+def _str_keys(d: Any, path: Path) -> dict[str, Any]:
+    """The dict of a CIFAR file with bytes keys decoded (latin1); not a dict → RlipError."""
+    if not isinstance(d, dict):
+        raise RlipError(f"CIFAR-10 file {path} is corrupt (it holds a {type(d).__name__}, not a dict)")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+def _keys_error(path: Path, d: Any, expected: str) -> RlipError:
+    found = ", ".join(repr(k) for k in list(d)[:8]) or "none"
+    return RlipError(
+        f"CIFAR-10 file {path} is corrupt: expected the keys {expected} (str or bytes), found {found}"
+    )
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file → (images uint8 (N,3,32,32), labels int64 (N,)); anything malformed → RlipError."""
+    raw = _check_pickle(path)
+    d = _str_keys(raw, path)
+    label_key = "labels" if "labels" in d else "fine_labels"  # as torchvision
+    if "data" not in d or label_key not in d:
+        raise _keys_error(path, raw, "'data' and 'labels'")
+    data = d["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise RlipError(
+            f"CIFAR-10 file {path} is corrupt: 'data' must be a uint8 array (N, 3072) (rows: 1024 R, "
+            f"1024 G, 1024 B values), got {what}"
+        )
+    try:
+        labels = np.asarray(d[label_key])
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu"
+    except Exception:  # ragged lists, odd objects
+        ok = False
+    if not ok or labels.shape[0] != data.shape[0]:
+        raise RlipError(
+            f"CIFAR-10 file {path} is corrupt: '{label_key}' must be {data.shape[0]} integers (one per row "
+            "of 'data')"
+        )
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def read_class_names(path: Path) -> tuple[str, ...]:
+    """batches.meta → its "label_names" (str or bytes) as a tuple of str."""
+    raw = _check_pickle(path)
+    names = _str_keys(raw, path).get("label_names")
+    ok = isinstance(names, (list, tuple)) and names and all(isinstance(n, (str, bytes)) for n in names)
+    if not ok:
+        raise _keys_error(path, raw, "'label_names' (a list of names)")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)
+
+
+def _missing_error(root: Any, folder: Path, missing: list[str]) -> RlipError:
+    if folder.is_dir():
+        return RlipError(f"CIFAR-10 folder {folder} incomplete (missing {', '.join(missing)}); {HOW_TO_GET}")
+    from robustbench_lip.data.layout_checks import cifar_root_hint
+
+    hint = cifar_root_hint(Path(root).expanduser())
+    return RlipError(f"CIFAR-10 folder {folder} not found; {hint or HOW_TO_GET}")
+
+
 def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
-    """CIFAR-10 `split` from ROOT/cifar-10-batches-py through torchvision (no masks).
+    """CIFAR-10 `split` from ROOT/cifar-10-batches-py (no masks).
 
     Options: n_train / n_test (keep the first n images), download (bool, default False)."""
     resolved, download = _options(options)
     folder = _folder(root)
     train = split == "train"
-    cls = _torchvision_class()
-    if download:
+    batch_files = TRAIN_FILES if train else TEST_FILES
+    missing = [f for f in (*batch_files, META_FILE) if not (folder / f).is_file()]
+    if missing and download:  # torchvision downloads the official archive and checks its md5
         try:
-            cls(str(folder.parent), train=train, download=True)
+            _torchvision_class()(str(folder.parent), train=train, download=True)
         except Exception as e:
             raise RlipError(f"could not download CIFAR-10 into {folder}: {e}") from None
-    files = (TRAIN_FILES if train else TEST_FILES) + (META_FILE,)
-    missing = [f for f in files if not (folder / f).is_file()]
+        missing = [f for f in (*batch_files, META_FILE) if not (folder / f).is_file()]
     if missing:
-        what = "not found" if not folder.is_dir() else f"incomplete (missing {', '.join(missing)})"
-        raise RlipError(f"CIFAR-10 folder {folder} {what}; {HOW_TO_GET}")
-    for f in files:
-        _check_pickle(folder / f)
-    try:
-        ds = cls(str(folder.parent), train=train, download=False)
-        images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
-        labels = torch.as_tensor(ds.targets, dtype=torch.int64)
-        classes = tuple(str(c) for c in ds.classes)
-    except Exception as e:  # missing key, wrong array size, ...
-        raise RlipError(
-            f"CIFAR-10 folder {folder} is corrupt ({type(e).__name__}: {e}); {HOW_TO_GET}"
-        ) from None
-    if images.dtype != torch.uint8 or labels.shape != (images.shape[0],):
-        raise RlipError(f"CIFAR-10 folder {folder} is corrupt (data is not uint8 or labels do not match)")
+        raise _missing_error(root, folder, missing)
+    parts = [read_batch(folder / f) for f in batch_files]
+    classes = read_class_names(folder / META_FILE)
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     if labels.numel() and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise RlipError(f"CIFAR-10 folder {folder} is corrupt (labels outside 0..{len(classes) - 1})")
+        raise RlipError(
+            f"CIFAR-10 folder {folder} is corrupt (labels outside 0..{len(classes) - 1}, the classes of "
+            f"{META_FILE})"
+        )
     n = resolved.get("n_train" if train else "n_test")
     if n is not None:
         images, labels = images[:n], labels[:n]
     logger.debug("loaded CIFAR-10 %s from %s: %d images", split, folder, len(labels))
-    return RlipDataset(_info(resolved, classes), images, labels, None)
+    return RlipDataset(_info(resolved, classes), images.contiguous(), labels, None)
 
 
 # --- writing the genuine format -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Dataset names → loaders: `list_datasets`, `get_dataset`, `dataset_info`, `dataset_table`.
 
 Built-in generated datasets (`shapes`, `lesions`) take the options n_train, n_test, image_size and
-seed. Real datasets (`cifar10`, `coco`) read files under `root` (see data/cifar.py, data/coco.py).
+seed. Real datasets (`cifar10`, `coco`) read files under `root` (see data/cifar.py, data/coco.py);
+`folder` reads your own images under `root` (ImageFolder layout or image/mask pairs, data/folder.py).
 Unknown names and unknown options are RlipErrors that list what is accepted.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data import lesions, shapes
 from robustbench_lip.data.base import RlipDataset, check_int, check_options
+from robustbench_lip.data.layout_checks import check_coco_root
 from robustbench_lip.errors import RlipError
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ BUILTINS: dict[str, Builtin] = {
         n_test=500,
     ),
 }
-REAL: tuple[str, ...] = ("cifar10", "coco")
+REAL: tuple[str, ...] = ("cifar10", "coco", "folder")
 
 
 def list_datasets() -> list[str]:
@@ -125,7 +127,13 @@ def dataset_info(name: str, root: str | None = None, **options: Any) -> DatasetI
     if name == "coco":
         from robustbench_lip.data import coco
 
+        if options.get("categories") is None:
+            check_coco_root(root, coco.HOW_TO_GET)
         return coco.info(root, **options)
+    if name == "folder":
+        from robustbench_lip.data import folder
+
+        return folder.info(root, **options)
     raise _unknown(name)
 
 
@@ -147,15 +155,20 @@ def get_dataset(name: str, split: str = "train", root: str | None = None, **opti
         from robustbench_lip.data import cifar
 
         return cifar.load(root, split, **options)
+    if name == "folder":
+        from robustbench_lip.data import folder
+
+        return folder.load(root, split, **options)
     from robustbench_lip.data import coco
 
+    check_coco_root(root, coco.HOW_TO_GET, coco.SPLIT_DIRS[split])
     return coco.load(root, split, **options)
 
 
 def dataset_table(root: str | None = None) -> list[dict[str, Any]]:
     """One row per dataset for `rlip data list`: name, n_train, n_test, image_size, channels, classes,
     masks, offline (whether it can be used without a network now; real ones: files found under root)."""
-    from robustbench_lip.data import cifar, coco
+    from robustbench_lip.data import cifar, coco, folder
 
     rows: list[dict[str, Any]] = []
     for spec in BUILTINS.values():
@@ -195,4 +208,5 @@ def dataset_table(root: str | None = None) -> list[dict[str, Any]]:
             "offline": coco.availability(root),
         }
     )
+    rows.append(folder.table_row(root))
     return rows
