@@ -18,7 +18,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from robustbench_lip.data import get_dataset
+from robustbench_lip.data import RlipDataset, dataset_info
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.smoothing import smoothed_certify, smoothed_predict
 from robustbench_lip.evaluation.smoothing_seg import (
@@ -328,8 +328,18 @@ def test_segmentation_summary_miou_convention() -> None:
     json.dumps(s.to_dict())
 
 
+def _rlip_dataset(name: str, n: int) -> RlipDataset:
+    """A small RlipDataset with the info of built-in `name` at 16×16 (random images and masks)."""
+    info = dataset_info(name, image_size=16)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, info.in_channels, 16, 16, generator=g)
+    labels = torch.randint(0, info.num_classes, (n,), generator=g)
+    masks = torch.randint(0, info.num_mask_classes, (n, 16, 16), generator=g)
+    return RlipDataset(info, images, labels, masks)
+
+
 def test_registered_models_end_to_end() -> None:
-    shapes = get_dataset("shapes", "test", n_train=8, n_test=2, image_size=16)
+    shapes = _rlip_dataset("shapes", 2)
     clf = create_model_for("mresnet18_tiny", shapes.info)
     s = certify_smoothed(clf, shapes, sigma=0.25, n0=4, n=16, batch_size=40)
     assert s.task == "classification" and len(s.sample_radii) == 2
@@ -337,7 +347,7 @@ def test_registered_models_end_to_end() -> None:
         clf, shapes, sigma=0.25, n0=4, n=16, batch_size=40, task="segmentation", forward=clf.mask_logits
     )
     assert cam.num_classes == shapes.info.num_mask_classes
-    lesions = get_dataset("lesions", "test", n_train=8, n_test=2, image_size=16)
+    lesions = _rlip_dataset("lesions", 2)
     seg = certify_smoothed(create_model_for("unet_i2i_tiny", lesions.info), lesions, sigma=0.25, n0=4, n=16)
     assert seg.task == "segmentation" and seg.num_classes == 2
     assert set(seg.certified_miou) == {"36/255", "72/255", "108/255", "0.25", "0.5", "1"}

@@ -38,7 +38,6 @@ from robustbench_lip.evaluation.smoothing_mc import (
     generators,
     isolated,
     model_device,
-    sample_hits,
     sample_votes,
 )
 from robustbench_lip.evaluation.smoothing_stats import check_alpha, cp_lower, pvalue_two_sided, radius
@@ -102,8 +101,8 @@ def smoothed_predict(
 ) -> list[SmoothedPrediction]:
     """Cohen et al.'s PREDICT for each of `images` (C, H, W) or (M, C, H, W) in [0, 1].
 
-    `indices` (default 0..M−1) are the images' dataset positions: image i's noise is seeded by
-    (seed, i), so its result does not depend on the other images. `forward` (default the model) maps a
+    `indices` (default 0..M−1) are the images' dataset positions: image i's noise comes from
+    generators seeded by (seed, i) (smoothing_mc.image_seed). `forward` (default the model) maps a
     batch to outputs, `rule` turns them into labels (smoothing_mc). `progress(done, total)` is called
     per chunk, in noise samples. The model's modes and the global RNG are left as they were.
     """
@@ -112,8 +111,8 @@ def smoothed_predict(
     decision = Decision(rule, num_classes)
     fwd = forward if forward is not None else model
     with isolated(model):
-        gens = generators(seed, idx, "predict", x.device)
-        counts = sample_votes(fwd, decision, x, n, sigma, gens, batch_size, progress).cpu()
+        phases = [(n, generators(seed, idx, "predict", x.device))]
+        counts = sample_votes(fwd, decision, x, phases, sigma, batch_size, progress)[:, 0].cpu()
     out = []
     for c in counts:
         top = torch.topk(c, min(2, c.numel()))
@@ -153,17 +152,14 @@ def smoothed_certify(
     check_positive_int("n", n)
     decision = Decision(rule, num_classes)
     fwd = forward if forward is not None else model
-    m = x.shape[0]
-    total = m * (n0 + n)
-    sel_progress = None if progress is None else (lambda d, _t: progress(d, total))
-    est_progress = None if progress is None else (lambda d, _t: progress(m * n0 + d, total))
     with isolated(model):
-        gens = generators(seed, idx, "select", x.device)
-        votes = sample_votes(fwd, decision, x, n0, sigma, gens, batch_size, sel_progress)
-        chosen = votes.argmax(1)
-        gens = generators(seed, idx, "estimate", x.device)
-        hits = sample_hits(fwd, decision, x, chosen, n, sigma, gens, batch_size, est_progress)
-    counts = hits.cpu().numpy()
+        phases = [
+            (n0, generators(seed, idx, "select", x.device)),
+            (n, generators(seed, idx, "estimate", x.device)),
+        ]
+        votes = sample_votes(fwd, decision, x, phases, sigma, batch_size, progress).cpu()
+    chosen = votes[:, 0].argmax(1)
+    counts = votes[:, 1].gather(1, chosen.view(-1, 1)).view(-1).numpy()
     p_low = cp_lower(counts, n, alpha)
     rad = radius(p_low, sigma)
     out = []

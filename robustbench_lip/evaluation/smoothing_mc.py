@@ -1,9 +1,11 @@
 """Batched Monte Carlo sampling under Gaussian noise for randomized smoothing.
 
 Noise for many copies of one or several images goes through the model in one forward of up to
-`batch_size` inputs; there is no Python loop per noise sample. Image m of a call draws its noise from
-its own generator (on the model's device) seeded by `image_seed(seed, index_m, phase)`, so an image's
-samples do not depend on which other images share its batches; the global RNG is never used.
+`batch_size` inputs; there is no Python loop per noise sample, and the sampling phases (CERTIFY's
+n0 selection and n estimation samples) share batches, so only the very last batch is partial. Image m
+of a call draws each phase's noise from its own generator (on the model's device) seeded by
+`image_seed(seed, index_m, phase)`; the global RNG is never used. Same seed, batch size, device and
+grouping of images → the same result.
 
 A *decision rule* turns the output of `forward` on a batch (B, ...) into integer labels: (B,) for a
 classifier, (B, H, W) for a segmenter. Built-in rules (or pass a callable out → labels):
@@ -52,7 +54,9 @@ def check_sigma(sigma: float) -> float:
 
 
 class Decision:
-    """A decision rule plus the number of classes it produces (inferred from the first output)."""
+    """A decision rule plus the number of classes K it produces (inferred from the first output).
+
+    Calling it gives labels (B, ...) in [0, K): int64, or bool for the threshold rule (K = 2)."""
 
     def __init__(self, rule: Rule, num_classes: int | None) -> None:
         if isinstance(rule, str) and rule not in RULES:
@@ -60,27 +64,25 @@ class Decision:
         self.rule = rule
         self.num_classes = num_classes
 
-    def _labels(self, out: torch.Tensor) -> torch.Tensor:
+    def _classes(self, k: int, why: str) -> None:
+        if self.num_classes is None:
+            self.num_classes = k
+        elif self.num_classes != k:
+            raise RlipError(f"num_classes={self.num_classes} but the {why} gives {k} classes")
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
         rule = self.rule
         if rule == "auto":
             rule = "threshold" if out.dim() >= 2 and out.shape[1] == 1 else "argmax"
-        if callable(rule):
-            return rule(out)
         if rule == "argmax":
-            if self.num_classes is None:
-                self.num_classes = int(out.shape[1])
+            self._classes(int(out.shape[1]), f"argmax over {out.shape[1]} output channels")
             return out.argmax(1)
         if rule == "threshold":
             if out.dim() < 2 or out.shape[1] != 1:
                 raise RlipError(f"the threshold rule needs one output channel, got shape {tuple(out.shape)}")
-            if self.num_classes is None:
-                self.num_classes = 2
-            return (out[:, 0] > 0).long()
-        return out  # "labels"
-
-    def __call__(self, out: torch.Tensor) -> torch.Tensor:
-        """Integer labels (B, ...) in [0, num_classes) (checked)."""
-        labels = self._labels(out)
+            self._classes(2, "threshold rule")
+            return out[:, 0] > 0
+        labels = rule(out) if callable(rule) else out
         if labels.dtype == torch.bool:
             labels = labels.long()
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.shape[:1] != out.shape[:1]:
@@ -126,84 +128,70 @@ def generators(seed: int, indices: Sequence[int], phase: str, device: torch.devi
     return [torch.Generator(device=device).manual_seed(image_seed(seed, i, phase)) for i in indices]
 
 
+Phase = tuple[int, Sequence[torch.Generator]]  # (samples per image, one generator per image)
+Segment = tuple[int, int, int, int]  # (image, phase, first row, end row) within a chunk
+
+
 def noisy_chunks(
-    images: torch.Tensor, num: int, sigma: float, gens: Sequence[torch.Generator], batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
-    """Yield (x + σ·noise (B, C, H, W), image index (B,) int64, samples done) over `num` noisy copies of
-    each image, in order image 0's copies, image 1's, ..., at most `batch_size` per chunk."""
-    m_total = images.shape[0]
-    total = m_total * num
+    images: torch.Tensor, phases: Sequence[Phase], sigma: float, batch_size: int
+) -> Iterator[tuple[torch.Tensor, list[Segment], int]]:
+    """Yield (x + σ·noise (B, C, H, W), its segments, samples done so far).
+
+    Image m's stream is phase 0's samples (drawn from phase 0's generator m), then phase 1's, ...;
+    the streams of images 0, 1, ... follow each other and are cut into chunks of `batch_size`, so
+    the phases and images share forward batches. A segment names the rows of one (image, phase)."""
+    bounds = [0]
+    for count, _ in phases:
+        bounds.append(bounds[-1] + count)
+    num, total = bounds[-1], images.shape[0] * bounds[-1]
     buf = torch.empty((min(total, batch_size), *images.shape[1:]), device=images.device, dtype=images.dtype)
     for start in range(0, total, batch_size):
         end = min(start + batch_size, total)
         x = buf[: end - start]
-        sizes = []
+        segs: list[Segment] = []
         for m in range(start // num, (end - 1) // num + 1):
-            a, b = max(start, m * num) - start, min(end, (m + 1) * num) - start
-            x[a:b].normal_(generator=gens[m]).mul_(sigma).add_(images[m])
-            sizes.append(b - a)
-        first = start // num
-        idx = torch.repeat_interleave(
-            torch.arange(first, first + len(sizes), device=images.device),
-            torch.tensor(sizes, device=images.device),
-        )
-        yield x, idx, end
+            for ph, (_, gens) in enumerate(phases):
+                lo, hi = max(start, m * num + bounds[ph]) - start, min(end, m * num + bounds[ph + 1]) - start
+                if hi > lo:
+                    x[lo:hi].normal_(0.0, sigma, generator=gens[m]).add_(images[m])
+                    segs.append((m, ph, lo, hi))
+        yield x, segs, end
+
+
+def _histogram(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-position class counts over the rows of labels (R, *S): (K, *S) int64."""
+    if k == 2:
+        ones = labels.sum(0, dtype=torch.int64)
+        return torch.stack([labels.shape[0] - ones, ones])
+    p = labels[0].numel()
+    flat = labels.reshape(labels.shape[0], p) * p + torch.arange(p, device=labels.device)
+    return torch.bincount(flat.reshape(-1), minlength=k * p).view(k, *labels.shape[1:])
 
 
 def sample_votes(
     forward: Forward,
     decision: Decision,
     images: torch.Tensor,
-    num: int,
+    phases: Sequence[Phase],
     sigma: float,
-    gens: Sequence[torch.Generator],
     batch_size: int,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Vote counts (M, K, *S) int64: how often each class won (per pixel for S = (H, W)) among `num`
-    noisy copies of each of the M images."""
+    """Vote counts (M, n_phases, K, *S) int64: how often each class won (per pixel for S = (H, W))
+    among each phase's noisy copies of each of the M images."""
     counts: torch.Tensor | None = None
-    total = images.shape[0] * num
-    for x, idx, done in noisy_chunks(images, num, sigma, gens, batch_size):
+    total = images.shape[0] * sum(c for c, _ in phases)
+    for x, segs, done in noisy_chunks(images, phases, sigma, batch_size):
         labels = decision(forward(x))
         k = int(decision.num_classes)  # type: ignore[arg-type]
-        spatial = tuple(labels.shape[1:])
-        p = labels[0].numel()
         if counts is None:
-            counts = torch.zeros((images.shape[0], k, *spatial), dtype=torch.int64, device=images.device)
-        first, last = int(idx[0]), int(idx[-1])
-        flat = ((idx - first).view(-1, 1) * k + labels.reshape(len(idx), p)) * p
-        flat = flat + torch.arange(p, device=flat.device)
-        span = last - first + 1
-        counts[first : last + 1] += torch.bincount(flat.reshape(-1), minlength=span * k * p).view(
-            span, k, *spatial
-        )
+            shape = (images.shape[0], len(phases), k, *labels.shape[1:])
+            counts = torch.zeros(shape, dtype=torch.int64, device=images.device)
+        elif counts.shape[3:] != labels.shape[1:]:
+            raise RlipError(f"label shape changed between samples: {tuple(labels.shape[1:])}")
+        for m, ph, lo, hi in segs:
+            counts[m, ph] += _histogram(labels[lo:hi], k)
         if progress is not None:
             progress(done, total)
     assert counts is not None
     return counts
-
-
-def sample_hits(
-    forward: Forward,
-    decision: Decision,
-    images: torch.Tensor,
-    targets: torch.Tensor,
-    num: int,
-    sigma: float,
-    gens: Sequence[torch.Generator],
-    batch_size: int,
-    progress: Progress | None = None,
-) -> torch.Tensor:
-    """How often the label equals `targets` (M, *S) (per image, per pixel) among `num` noisy copies of
-    each image: (M, *S) int64."""
-    hits = torch.zeros(targets.shape, dtype=torch.int64, device=images.device)
-    total = images.shape[0] * num
-    for x, idx, done in noisy_chunks(images, num, sigma, gens, batch_size):
-        labels = decision(forward(x))
-        if labels.shape[1:] != targets.shape[1:]:
-            raise RlipError(f"label shape changed between samples: {tuple(labels.shape[1:])}")
-        hits.index_add_(0, idx, (labels == targets[idx]).long())
-        if progress is not None:
-            progress(done, total)
-    return hits

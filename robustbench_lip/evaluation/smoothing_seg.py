@@ -41,7 +41,6 @@ from robustbench_lip.evaluation.smoothing_mc import (
     generators,
     isolated,
     model_device,
-    sample_hits,
     sample_votes,
 )
 from robustbench_lip.evaluation.smoothing_stats import (
@@ -145,19 +144,13 @@ def segment_votes(
         check_positive_int(name, v)
     decision = Decision(rule, num_classes)
     fwd = forward if forward is not None else model
-    m, total = x.shape[0], x.shape[0] * (n0 + n)
-    sel_progress = None if progress is None else (lambda d, _t: progress(d, total))
-    est_progress = None if progress is None else (lambda d, _t: progress(m * n0 + d, total))
     with isolated(model):
-        votes = sample_votes(
-            fwd, decision, x, n0, sigma, generators(seed, idx, "select", dev), batch_size, sel_progress
-        )
-        if votes.dim() != 4:
-            raise RlipError(f"the decision rule must give label maps (B, H, W), got {votes.dim() - 2} dims")
-        top = votes.argmax(1)
-        del votes
-        gens = generators(seed, idx, "estimate", dev)
-        count = sample_hits(fwd, decision, x, top, n, sigma, gens, batch_size, est_progress)
+        phases = [(n0, generators(seed, idx, "select", dev)), (n, generators(seed, idx, "estimate", dev))]
+        votes = sample_votes(fwd, decision, x, phases, sigma, batch_size, progress)
+    if votes.dim() != 5:
+        raise RlipError(f"the decision rule must give label maps (B, H, W), got {votes.dim() - 3} dims")
+    top = votes[:, 0].argmax(1)
+    count = votes[:, 1].gather(1, top.unsqueeze(1)).squeeze(1)
     return top.cpu(), count.cpu(), int(decision.num_classes)  # type: ignore[arg-type]
 
 

@@ -110,6 +110,12 @@ def _task(model: nn.Module, task: str | None) -> str:
     return "classification" if cfg.task == "classification" else "segmentation"
 
 
+def _group_size(opts: dict[str, Any], cap: int) -> int:
+    """Images certified per call: about 10 batches of samples (few partial batches), at most `cap`."""
+    per_image = opts["n0"] + opts["n"]
+    return max(1, min(cap, -(-10 * opts["batch_size"] // per_image)))
+
+
 def _groups(n_images: int, size: int) -> list[range]:
     return [range(s, min(s + size, n_images)) for s in range(0, n_images, size)]
 
@@ -118,7 +124,7 @@ def _classify(
     model: nn.Module, dataset: Any, n_images: int, opts: dict[str, Any], progress: Callable | None
 ) -> dict[str, Any]:
     radii = opts.pop("radii")
-    group = max(1, min(256, opts["batch_size"] // min(opts["n0"], opts["n"])))
+    group = _group_size(opts, 256)
     labels: list[int] = []
     results = []
     for g in _groups(n_images, group):
@@ -172,7 +178,7 @@ def _segment(
     tallies: dict[str, _SegTally] = {}
     labels: list[int] = []
     pixels = _sample(dataset, 0)[0][0].numel()
-    group = max(1, min(64, opts["batch_size"] // opts["n0"], 2**18 // max(pixels, 1)))
+    group = _group_size(opts, max(1, min(64, 2**16 // max(pixels, 1))))
     for g in _groups(n_images, group):
         samples = [_sample(dataset, i) for i in g]
         if any(s[2] is None for s in samples):
@@ -181,6 +187,8 @@ def _segment(
         for (_, label, mask), t, c in zip(samples, top, count, strict=True):
             labels.append(label)
             mask = torch.as_tensor(mask).to(torch.int64)
+            if mask.shape != t.shape:
+                raise RlipError(f"mask shape {tuple(mask.shape)} != prediction shape {tuple(t.shape)}")
             if int(mask.min()) < 0 or int(mask.max()) >= k:
                 raise RlipError(f"mask labels outside the model's {k} classes [0, {k})")
             for key, tau in levels.items():
