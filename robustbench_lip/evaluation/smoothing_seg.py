@@ -165,8 +165,8 @@ def smoothed_segment_certify(
     images: torch.Tensor,
     *,
     sigma: float,
-    n0: int = 10,
-    n: int = 300,
+    n0: int = 100,
+    n: int = 1000,
     alpha: float = 0.001,
     tau: float = 0.75,
     correction: str = "holm",
@@ -179,8 +179,8 @@ def smoothed_segment_certify(
     device: str | torch.device | None = None,
     progress: Progress | None = None,
 ) -> list[SegCertificate]:
-    """SegCertify's CERTIFY for each of `images` (C, H, W) or (M, C, H, W) in [0, 1] (defaults n0, n,
-    alpha, tau: the paper's). Each image's certificate holds with probability ≥ 1 − alpha."""
+    """SegCertify's CERTIFY for each of `images` (C, H, W) or (M, C, H, W) in [0, 1] (n0, n, tau: the
+    defaults of the authors' code). Each image's certificate holds with probability ≥ 1 − alpha."""
     alpha, tau, correction = check_alpha(alpha), check_tau(tau), check_correction(correction)
     top, count, _ = segment_votes(
         model, images, sigma=sigma, n0=n0, n=n, batch_size=batch_size, seed=seed, indices=indices,

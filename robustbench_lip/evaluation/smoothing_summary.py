@@ -59,6 +59,7 @@ class SmoothingSummary:
     predictions / sample_radii / p_lower / certified_accuracy; segmentation fills certified_miou /
     certified_pixel_accuracy / pixel_abstention_rate (the others are None). abstention_rate: fraction
     of abstained images (classification) or pixels at r = 0 (segmentation). Radii: ℓ2, [0, 1] pixels.
+    rule / forward: the decision rule and the forward map by name (forward None = the model itself).
     """
 
     task: str
@@ -71,6 +72,8 @@ class SmoothingSummary:
     batch_size: int
     seed: int
     correction: str | None
+    rule: str
+    forward: str | None
     num_classes: int | None
     labels: list[int]
     predictions: list[int | None] | None
@@ -90,6 +93,14 @@ class SmoothingSummary:
         d = asdict(self)
         d["radii"] = [float(r) for r in self.radii]
         return {"certificate": "smoothed", **d}
+
+
+def _name(f: Any) -> str:
+    """A rule or forward as text: its name, or a callable's __name__ ("callable" for lambdas)."""
+    if isinstance(f, str):
+        return f
+    name = getattr(f, "__name__", "callable")
+    return "callable" if name == "<lambda>" else name
 
 
 def _sample(dataset: Any, i: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
@@ -235,8 +246,9 @@ def certify_smoothed(
     task: "classification" | "segmentation" (default from model.config.task; image2image →
     segmentation). forward / rule / num_classes: see smoothing_mc (rule default "argmax" for
     classification, "auto" for segmentation). correction: segmentation only. progress(done, total)
-    is called per group of images. Image i's noise is seeded by (seed, i): its result does not depend
-    on n_images. The model's modes and the global RNG are left as they were.
+    is called per group of images. Image i's noise is seeded by (seed, i) and images are grouped from
+    index 0, so its noise does not depend on n_images (nor, up to the model's floating-point effects of
+    batch composition, its result). The model's modes and the global RNG are left as they were.
     """
     t0 = time.perf_counter()
     kind = _task(model, task)
@@ -252,12 +264,14 @@ def certify_smoothed(
         "seed": int(seed), "forward": forward, "num_classes": num_classes, "device": device, "radii": radii,
     }  # fmt: skip
     if kind == "classification":
-        res = _classify(model, dataset, total, {**opts, "rule": rule or "argmax"}, progress)
+        rule = rule or "argmax"
+        res = _classify(model, dataset, total, {**opts, "rule": rule}, progress)
         res["num_classes"] = num_classes
         corr = None
     else:
         corr = check_correction(correction)
-        res = _segment(model, dataset, total, {**opts, "rule": rule or "auto", "correction": corr}, progress)
+        rule = rule or "auto"
+        res = _segment(model, dataset, total, {**opts, "rule": rule, "correction": corr}, progress)
     notes = [] if kind == "classification" else ["per-radius statements: each at level alpha per image"]
     wall = time.perf_counter() - t0
     log.info("smoothed %s certificate of %d images in %.1f s", kind, total, wall)
@@ -266,6 +280,7 @@ def certify_smoothed(
          "certified_pixel_accuracy", "pixel_abstention_rate"),
     )  # fmt: skip
     return SmoothingSummary(
+        rule=_name(rule), forward=None if forward is None else _name(forward),
         task=kind, sigma=opts["sigma"], alpha=opts["alpha"], n0=n0, n=n, n_images=total, radii=radii,
         batch_size=batch_size, seed=int(seed), correction=corr, wall_s=wall, notes=notes,
         **{**empty, **res},
