@@ -347,6 +347,7 @@ def test_registered_models_end_to_end() -> None:
         clf, shapes, sigma=0.25, n0=4, n=16, batch_size=40, task="segmentation", forward=clf.mask_logits
     )
     assert cam.num_classes == shapes.info.num_mask_classes
+    assert (cam.forward, cam.rule, s.forward, s.rule) == ("mask_logits", "auto", None, "argmax")
     lesions = _rlip_dataset("lesions", 2)
     seg = certify_smoothed(create_model_for("unet_i2i_tiny", lesions.info), lesions, sigma=0.25, n0=4, n=16)
     assert seg.task == "segmentation" and seg.num_classes == 2
