@@ -20,7 +20,8 @@ from torch import nn
 
 from robustbench_lip.config import ModelConfig
 from robustbench_lip.errors import RlipError
-from robustbench_lip.models import mresnet, unet
+from robustbench_lip.models import constrained, mresnet, unet
+from robustbench_lip.models.constrained import LipResNet, LipUNet
 from robustbench_lip.models.mresnet import MResNet
 from robustbench_lip.models.registry import (
     RlipModel,
@@ -34,11 +35,14 @@ from robustbench_lip.models.registry import (
 from robustbench_lip.models.unet import UNet, UNetI2I
 
 __all__ = [
+    "LipResNet",
+    "LipUNet",
     "MResNet",
     "RlipModel",
     "UNet",
     "UNetI2I",
     "can_segment",
+    "constrained",
     "count_params",
     "create_model",
     "create_model_for",

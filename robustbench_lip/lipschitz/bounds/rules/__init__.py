@@ -1,6 +1,13 @@
 """Bound rules, one per ATen op, grouped by family; importing this package registers them all."""
 
-from robustbench_lip.lipschitz.bounds.rules import activations, linear, nonlipschitz, spatial, structural  # noqa: F401
+from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained refines cat/max/min/sub)
+    activations,
+    constrained,
+    linear,
+    nonlipschitz,
+    spatial,
+    structural,
+)
 from robustbench_lip.lipschitz.bounds.rules.registry import (
     Affine,
     NonLipschitz,

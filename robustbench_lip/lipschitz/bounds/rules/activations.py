@@ -134,7 +134,7 @@ def _clamp_bound(ctx: OpContext, names: tuple[str, ...]) -> float:
         raw = ctx.raw(name)
         if raw is None or not ctx.depends(name):
             continue
-        total += broadcast_factor(ctx.arg(name), ctx.out) * ctx.lip(name) ** 2
+        total += broadcast_factor(ctx.arg(name), ctx.out) ** 2 * ctx.lip(name) ** 2  # k copies: k·L²
     dep_bounds = [n for n in names[1:] if ctx.raw(n) is not None and ctx.depends(n)]
     ctx.note("clamp ×1" if not dep_bounds else "clamp with input-dependent bounds √ΣL²")
     return math.sqrt(total)

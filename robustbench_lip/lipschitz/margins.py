@@ -1,0 +1,188 @@
+"""Certified ℓ2 radii of a classifier from its last linear layer's row differences.
+
+When the graph of x ↦ logits ends in a linear map, z = W·φ(x) + b (an `nn.Linear`, an addmm/mm with a
+constant matrix, or a 1×1 convolution followed by a spatial mean — the CAM head — which is
+W·mean(φ) + b), the prediction i is kept at x + δ while (z_i − z_j) − (W_i − W_j)·Δφ > 0 for all j,
+and |(W_i − W_j)·Δφ| ≤ ‖W_i − W_j‖·U(φ)·‖δ‖. So the certified radius of a sample predicted i is
+
+    r = min_{j≠i} (z_i − z_j) / (‖W_i − W_j‖ · U(φ)),
+
+U(φ) the certified bound of the layer's input (for the CAM head: U(feature map) / √(h·w), the bound
+of the mean). It replaces margin / (√2·U(A)): never larger than needed, smaller when the rows
+differ by less than √2·‖W‖. `linear_head(model, shape)` recognises the structure in the exported
+graph and returns U(φ) and the matrix of ‖W_i − W_j‖; when it does not, it returns `reason` and the
+caller falls back to `margin_radii(logits, U(A))`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_lip.lipschitz.bounds import _as_module, _model_dtype, check_finite
+from robustbench_lip.lipschitz.bounds.graph import LoweredGraph, lower, record_values
+from robustbench_lip.lipschitz.bounds.numerics import SAFETY
+from robustbench_lip.lipschitz.bounds.propagate import propagate
+
+SQRT2 = math.sqrt(2.0)
+_PASS_THROUGH = {"aten.view.default", "aten._unsafe_view.default", "aten.clone.default", "aten.squeeze.dims"}
+_SPATIAL = ({2, 3}, {-2, -1}, {2, -1}, {-2, 3})
+
+
+@dataclass
+class LinearHead:
+    """The last linear layer of x ↦ logits, z = W·φ + b, and the certified bound U(φ).
+
+    lip_features: certified U(φ) (None when not recognised or unbounded; see reason); weight (K, F)
+    and pair_norms (K, K) = ‖W_i − W_j‖ in float64 (times SAFETY); structure: what was recognised
+    ("linear", "addmm", "mm", "conv1x1+mean"); upper: the certified U(A) of the same propagation
+    (for the √2 fallback); reason: why there is no head certificate."""
+
+    lip_features: float | None
+    weight: torch.Tensor | None
+    pair_norms: torch.Tensor | None
+    structure: str | None
+    upper: float | None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.lip_features is not None and self.pair_norms is not None
+
+
+def _target(n: Any) -> str:
+    return str(n.target) if isinstance(n, torch.fx.Node) and n.op == "call_function" else ""
+
+
+def _const(n: Any, dep: dict[torch.fx.Node, bool], values: dict[torch.fx.Node, Any]) -> torch.Tensor | None:
+    if n is None:
+        return None
+    if not isinstance(n, torch.fx.Node):
+        return torch.as_tensor(n)
+    if dep.get(n, False):
+        raise ValueError(f"{n.name} depends on the input")
+    v = values.get(n)
+    return v if isinstance(v, torch.Tensor) else None
+
+
+def _dependence(g: LoweredGraph) -> dict[torch.fx.Node, bool]:
+    dep: dict[torch.fx.Node, bool] = {}
+    for n in g.gm.graph.nodes:
+        dep[n] = n is g.x_node or any(dep.get(a, False) for a in n.all_input_nodes)
+    return dep
+
+
+def _recognise(
+    g: LoweredGraph, values: dict[torch.fx.Node, Any]
+) -> tuple[str, torch.fx.Node, torch.Tensor, float]:
+    """(structure, φ node, W (K, F), divisor of U(φ)); raises ValueError with the reason."""
+    dep = _dependence(g)
+    n = g.out_node
+    out = values.get(n)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ValueError("the output is not a batch of logit vectors (N, K)")
+    while _target(n) in _PASS_THROUGH and values[n.args[0]].numel() == out.numel():
+        n = n.args[0]
+    t = _target(n)
+    if t == "aten.linear.default":
+        w = _const(n.args[1], dep, values)
+        _const(n.args[2] if len(n.args) > 2 else None, dep, values)
+        if w is None or w.dim() != 2 or values[n.args[0]].dim() != 2:
+            raise ValueError("linear layer on more than one axis")
+        return "linear", n.args[0], w, 1.0
+    if t in ("aten.addmm.default", "aten.mm.default"):
+        a, m = (n.args[1], n.args[2]) if t == "aten.addmm.default" else (n.args[0], n.args[1])
+        if t == "aten.addmm.default":
+            _const(n.args[0], dep, values)
+        scale = float(n.kwargs.get("alpha", 1.0))
+        if not dep.get(a, False) or dep.get(m, False):
+            raise ValueError("the matrix product's constant factor is not on the right")
+        return t.split(".")[1], a, _const(m, dep, values).T * scale, 1.0
+    if t == "aten.mean.dim":
+        dims = n.args[1] if len(n.args) > 1 else n.kwargs.get("dim")
+        c = n.args[0]
+        cv = values.get(c)
+        if _target(c) != "aten.convolution.default" or not isinstance(cv, torch.Tensor) or cv.dim() != 4:
+            raise ValueError("a mean that does not follow a convolution")
+        if set(int(d) for d in dims) not in _SPATIAL:
+            raise ValueError("the mean is not over the two spatial axes")
+        w = _const(c.args[1], dep, values)
+        _const(c.args[2], dep, values)
+        stride, padding, transposed, groups = c.args[3], c.args[4], c.args[6], c.args[8]
+        if w is None or tuple(w.shape[2:]) != (1, 1) or transposed or int(groups) != 1:
+            raise ValueError("the convolution before the mean is not a 1×1 convolution")
+        if list(stride) != [1, 1] or list(padding) != [0, 0]:
+            raise ValueError("the 1×1 convolution is strided or padded")
+        h, wd = cv.shape[-2:]
+        return "conv1x1+mean", c.args[0], w[:, :, 0, 0], math.sqrt(h * wd)
+    raise ValueError(f"the graph ends in {t or n.op}, not in a linear layer")
+
+
+def pair_norms(weight: torch.Tensor) -> torch.Tensor:
+    """‖W_i − W_j‖₂ (K, K) in float64, times SAFETY."""
+    w = weight.detach().to(torch.float64)
+    return SAFETY * torch.cdist(w, w)
+
+
+def linear_head(
+    model: nn.Module | torch.export.ExportedProgram, input_shape: Sequence[int], mode: str = "fast"
+) -> LinearHead:
+    """Recognise z = W·φ(x) + b at the end of the model's graph and certify U(φ) (eval semantics;
+    modes and RNG restored). Never raises for an unrecognised structure: `reason` says why."""
+    from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
+
+    shape = tuple(int(s) for s in input_shape)
+    net = _as_module(model)
+    check_finite(net)
+    example = torch.rand((1, *shape), generator=torch.Generator().manual_seed(0), dtype=_model_dtype(net))
+    example = example.to(next(iter(net.parameters()), example).device)
+    with preserved_modes(net), preserved_rng():
+        set_eval(net)
+        g = lower(model if isinstance(model, torch.export.ExportedProgram) else net, example)
+        values = record_values(g, example)
+        prop = propagate(g, values, mode)
+    upper = float(prop.out.total) if prop.out is not None else None
+    try:
+        structure, phi, w, divisor = _recognise(g, values)
+    except ValueError as e:
+        return LinearHead(None, None, None, None, upper, f"no linear head recognised: {e}")
+    if phi is g.x_node:
+        lip = 1.0
+    else:
+        cum = {layer.name: layer.cumulative for layer in prop.layers}.get(phi.name)
+        if cum is None:
+            return LinearHead(
+                None, None, None, structure, upper, f"the input of the {structure} head has no bound"
+            )
+        lip = float(cum)
+    return LinearHead(lip / divisor, w.detach().to(torch.float64), pair_norms(w), structure, upper)
+
+
+def head_radii(logits: torch.Tensor, head: LinearHead) -> torch.Tensor:
+    """Certified ℓ2 radii (N,) float64 of the predictions argmax(logits):
+    min_{j≠i} (z_i − z_j) / (‖W_i − W_j‖·U(φ)) (inf for a pair whose rows are equal and margin > 0)."""
+    if not head.ok:
+        raise ValueError(head.reason or "no head certificate")
+    z = logits.detach().to(torch.float64)
+    pred = z.argmax(1)
+    margins = z.gather(1, pred[:, None]) - z  # (N, K)
+    den = head.pair_norms.to(z.device)[pred] * head.lip_features  # type: ignore[index, operator]
+    r = torch.where(den > 0, margins / den.clamp_min(1e-300), torch.where(margins > 0, math.inf, 0.0))
+    r.scatter_(1, pred[:, None], math.inf)
+    return r.amin(1)
+
+
+def margin_radii(logits: torch.Tensor, lipschitz: float) -> torch.Tensor:
+    """Certified radii (N,) from the top-2 margin and U(A): (z_(1) − z_(2)) / (√2·U(A))."""
+    z = logits.detach().to(torch.float64)
+    top = z.topk(2, dim=1).values
+    m = top[:, 0] - top[:, 1]
+    return m / (SQRT2 * lipschitz) if lipschitz > 0 else torch.where(m > 0, math.inf, 0.0)
+
+
+__all__ = ["LinearHead", "head_radii", "linear_head", "margin_radii", "pair_norms"]
