@@ -30,7 +30,7 @@ from robustbench_lip.lipschitz.lower import lower_bounds
 from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
 from robustbench_lip.losses_lip import margin_cross_entropy
 from robustbench_lip.models import create_model_for, mask_logits
-from robustbench_lip.train import task_loss
+from robustbench_lip.training.losses import task_loss
 
 EPS = {"36/255": 36 / 255, "72/255": 72 / 255, "108/255": 108 / 255, "255/255": 1.0}
 PAIRS = [  # (constrained, plain, dataset, options of both, loss offset, temperature)

@@ -13,13 +13,13 @@ from constrained_helpers import pgd_l2
 from test_bound_rules import Fn
 from torch import nn
 
-from robustbench_lip.checkpoint import load_model, save_model
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.lipschitz.certified_masks import i2i_pixel_radii, interpolation_row_norm
 from robustbench_lip.lipschitz.lower import lower_bounds
 from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
 from robustbench_lip.losses_lip import get_loss, hkr, margin_cross_entropy, multiclass_hinge
+from robustbench_lip.modelio import load_model, save_model
 from robustbench_lip.models import create_model, list_models
 
 TINY = ["lipresnet18_tiny", "unet_lip_tiny", "unet_fne_tiny"]
