@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "certify_run": ("robustbench_lip.evaluation.certify", "certify_run"),
     "evaluate_attacks": ("robustbench_lip.evaluation.robustness", "evaluate_attacks"),
     "attack_run": ("robustbench_lip.evaluation.attack", "attack_run"),
-    "score": ("robustbench_lip.evaluation.scoring", "score"),
+    "score": ("robustbench_lip.scoring", "score"),
     "build_leaderboard": ("robustbench_lip.report", "build_leaderboard"),
     "write_reports": ("robustbench_lip.report", "write_reports"),
 }

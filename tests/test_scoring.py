@@ -8,8 +8,8 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex, MulticlassPrecision
 
 from robustbench_lip.data import get_dataset
-from robustbench_lip.evaluation.scoring import Level, Scores, score
 from robustbench_lip.models import create_model_for, predict_labels, predict_mask
+from robustbench_lip.scoring import Level, Scores, score
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
   FNE test, certified robustness (`certificates.certify` on tensors, `certified` for the radii).
 - `attack.attack_run(model_path, eps, attacks, ...) -> AttackRecord`: clean vs attacked metrics
   (`robustness.evaluate_attacks` on a model and a dataset).
-- `scoring`: the one scoring loop (`score`, `Scores`, `batches`), confusion-matrix metrics.
+- scoring lives in `robustbench_lip.scoring` (shared with training): `score`, `Scores`, `batches`.
 - `inputs`: the model's saved metadata and the one dataset lookup of both commands.
 
 Names are imported on first use (torchattacks and the bounder are heavy).
@@ -21,8 +21,8 @@ _LAZY: dict[str, str] = {
     "certify": "robustbench_lip.evaluation.certificates",
     "Certificate": "robustbench_lip.evaluation.certificates",
     "evaluate_attacks": "robustbench_lip.evaluation.robustness",
-    "score": "robustbench_lip.evaluation.scoring",
-    "Scores": "robustbench_lip.evaluation.scoring",
+    "score": "robustbench_lip.scoring",
+    "Scores": "robustbench_lip.scoring",
 }
 
 __all__ = sorted(_LAZY)

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.evaluation.scoring import Level, Scores
 from robustbench_lip.lipschitz.bounds import UpperBound
 from robustbench_lip.lipschitz.lower import LowerBound
 from robustbench_lip.metrics import ConfusionMatrix
 from robustbench_lip.records.schema import Task
+from robustbench_lip.scoring import Level, Scores
 
 SQRT2 = math.sqrt(2.0)
 

@@ -35,9 +35,9 @@ from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.attacks.segmentation import IGNORE_INDEX, SegmentationAttack, pixel_logits_fn
 from robustbench_lip.device import preserved_modes, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.scoring import Level, Predictor, Scores, batches, dataset_has_masks
 from robustbench_lip.metrics import per_sample_accuracy
 from robustbench_lip.records.schema import ATTACK_TASK_NAMES, Task
+from robustbench_lip.scoring import Level, Predictor, Scores, batches, dataset_has_masks
 
 logger = logging.getLogger(__name__)
 

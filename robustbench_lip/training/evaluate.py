@@ -10,7 +10,7 @@ from torch import nn
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.device import preserved_modes
 from robustbench_lip.lipschitz.spectral import spectral_norm
-from robustbench_lip.metrics import ConfusionMatrix
+from robustbench_lip.scoring import score
 
 FINAL_KEYS = ("accuracy", "precision", "miou", "sigma_A_mean", "sigma_A_max", "sigma_R_mean", "sigma_R_max")
 
@@ -31,27 +31,6 @@ def measure_sigma(
     return torch.cat(out) if out else torch.empty(0)
 
 
-@torch.no_grad()
-def predict_metrics(model: nn.Module, ds: Any, info: DatasetInfo, device: torch.device) -> dict[str, Any]:
-    """accuracy, macro precision and mIoU (None without masks or a segmenting model) on the dataset."""
-    from robustbench_lip.data import make_loader
-    from robustbench_lip.models import can_segment, predict_labels, predict_mask
-
-    cm = ConfusionMatrix(info.num_classes)
-    seg = info.has_masks and can_segment(model) and info.num_mask_classes is not None
-    mcm = ConfusionMatrix(info.num_mask_classes) if seg else None
-    for x, y, m in make_loader(ds, 256, shuffle=False):
-        x = x.to(device)
-        cm.update(predict_labels(model, x).cpu(), y)
-        if mcm is not None and m is not None:
-            mcm.update(predict_mask(model, x).cpu(), m)
-    return {
-        "accuracy": cm.accuracy(),
-        "precision": cm.macro_precision(),
-        "miou": mcm.miou() if mcm is not None else None,
-    }
-
-
 def evaluate(
     model: nn.Module,
     test_set: Any,
@@ -64,7 +43,7 @@ def evaluate(
     A and R (R None where undefined) on the first `sigma_points` test images (measured, eval mode)."""
     with preserved_modes(model):
         model.eval()
-        out = predict_metrics(model, test_set, info, device)
+        out = score(model, test_set, device, batch_size=256)
         out.update({k: None for k in FINAL_KEYS[3:]})
         n = min(sigma_points, len(test_set))
         if n > 0:
