@@ -72,16 +72,19 @@ def num(value: Any, where: str = "") -> float | None:
 
 
 def as_int(value: Any) -> int | None:
+    """An integral finite number as int, else None (booleans and text are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return int(value) if math.isfinite(value) and float(value).is_integer() else None
 
 
 def as_str(value: Any) -> str | None:
+    """The value when it is text, else None."""
     return value if isinstance(value, str) else None
 
 
 def get(d: Any, *keys: str) -> Any:
+    """`d[k1][k2]...`, None as soon as a level is missing or not a dict."""
     for k in keys:
         if not isinstance(d, dict):
             return None
@@ -90,6 +93,7 @@ def get(d: Any, *keys: str) -> Any:
 
 
 def first(values: Iterable[Any]) -> Any:
+    """The first value that is not None (lazily: later values are not evaluated), else None."""
     for v in values:
         if v is not None:
             return v
