@@ -66,7 +66,10 @@ def planned_settings(
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
     or data loaded; the input shape is the model's, which is the data's for models trained here)."""
     meta = model_meta(run_dir, need="cannot plan its certificate") or {}
-    shape = tuple(input_shape) if input_shape is not None else tuple((meta.get("model") or {})["input_size"])
+    saved = (meta.get("model") or {}).get("input_size")
+    if input_shape is None and not saved:
+        raise RlipError(f"{run_dir}: config.json names no input size; pass --input-shape C,H,W")
+    shape = tuple(input_shape) if input_shape is not None else tuple(saved)
     return settings_for(dataset_name(data, meta), n, target, eps, seed, steps, mode, shape)
 
 
