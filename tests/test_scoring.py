@@ -1,4 +1,4 @@
-"""evaluation.scoring: score() against torchmetrics on per-image predictions, batch-size
+"""scoring: score() against torchmetrics on per-image predictions, batch-size
 invariance, the n limit, and that the model's train/eval modes are restored."""
 
 from __future__ import annotations

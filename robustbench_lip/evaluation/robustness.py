@@ -1,6 +1,6 @@
 """Attack a model over a dataset at several budgets: the payload of an `attack` record.
 
-Metric levels (documented in the record under `levels`; evaluation.scoring):
+Metric levels (documented in the record under `levels`; scoring):
 - classifiers (task "classification"): `accuracy` and `precision` (macro) are image-level over the
   image labels; `miou` is the mIoU of the model's mask (for mResNet-18 the CAM mask) against the
   dataset's masks, null when the dataset has no masks or the model cannot segment.
