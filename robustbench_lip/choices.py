@@ -69,6 +69,34 @@ class Executor(str, Enum):
     slurm = "slurm"
 
 
+class Norm(str, Enum):
+    """Threat model of an attack or a certified radius: ℓ∞ or ℓ2."""
+
+    linf = "linf"
+    l2 = "l2"
+
+
+class Objective(str, Enum):
+    """What an attack targets: the image label (cls) or the mask's pixels (pixel)."""
+
+    cls = "cls"
+    pixel = "pixel"
+
+
+class Split(str, Enum):
+    """A dataset split."""
+
+    train = "train"
+    test = "test"
+
+
+class ExportFormat(str, Enum):
+    """On-disk layouts `rlip data export` writes."""
+
+    cifar = "cifar"
+    coco = "coco"
+
+
 def values(choices: type[Enum] | tuple[Enum, ...]) -> tuple[str, ...]:
     """The string values of an Enum class or of a tuple of members, in definition order."""
     return tuple(m.value for m in choices)

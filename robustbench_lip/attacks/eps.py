@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from robustbench_lip.choices import Norm, values
 from robustbench_lip.errors import RlipError
 
-NORMS: tuple[str, ...] = ("linf", "l2")
+NORMS: tuple[str, ...] = values(Norm)
 
 
 def parse_eps_token(token: str, norm: str = "linf") -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,19 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
+from robustbench_lip.choices import Norm, Objective
 from robustbench_lip.cli.common import console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
-
-
-class Norm(str, Enum):
-    linf = "linf"
-    l2 = "l2"
-
-
-class Objective(str, Enum):
-    cls = "cls"
-    pixel = "pixel"
 
 
 def _fmt(v: float | None) -> str:

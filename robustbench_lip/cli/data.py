@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from robustbench_lip.choices import ExportFormat, Split
 from robustbench_lip.cli.common import console, handle_errors
 from robustbench_lip.errors import RlipError
 
@@ -18,14 +18,6 @@ data_app = typer.Typer(
 )
 
 
-class Split(str, Enum):
-    train = "train"
-    test = "test"
-
-
-class Format(str, Enum):
-    cifar = "cifar"
-    coco = "coco"
 
 
 RootOpt = Annotated[
@@ -128,7 +120,7 @@ def preview_cmd(
 @handle_errors
 def export_cmd(
     name: Annotated[str, typer.Argument(help="Dataset name (a built-in, or a real one with --root).")],
-    format: Annotated[Format, typer.Option("--format", "-f", help="On-disk layout to write.")],
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="On-disk layout to write.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     n: Annotated[int | None, typer.Option("--n", help="Images per split (default: the whole split).")] = None,
     split: Annotated[

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from robustbench_lip.choices import ExportFormat, values
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data.base import RlipDataset, check_int
 from robustbench_lip.data.cifar import BASE_FOLDER, write_cifar_folder
@@ -32,7 +33,7 @@ from robustbench_lip.errors import RlipError
 
 logger = logging.getLogger(__name__)
 
-FORMATS: tuple[str, ...] = ("cifar", "coco")
+FORMATS: tuple[str, ...] = values(ExportFormat)
 
 
 def _load_splits(

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from robustbench_lip.choices import Split, values
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data import lesions, shapes
 from robustbench_lip.data.base import RlipDataset, check_int, check_options
@@ -21,7 +22,7 @@ from robustbench_lip.errors import RlipError
 
 logger = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "test")
+SPLITS: tuple[str, ...] = values(Split)
 
 
 @dataclass(frozen=True)
