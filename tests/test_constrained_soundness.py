@@ -14,13 +14,14 @@ from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii, i2i_pixel
 from robustbench_lip.lipschitz.lower import lower_bounds
 from robustbench_lip.lipschitz.margins import head_radii, linear_head
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
 
 
 def _pixels(radii: torch.Tensor, k: int) -> torch.Tensor:
     """(N, k) flat indices of the k smallest finite positive radii of each image."""
     r = radii.flatten(1).clone()
     r[~(torch.isfinite(r) & (r > 0))] = float("inf")
+    assert bool(torch.isfinite(r).sum(1).ge(k).all()), "too few pixels with a finite positive radius"
     return r.argsort(1)[:, :k]
 
 
@@ -32,21 +33,21 @@ def test_i2i_bounds_and_pixel_radii_hold(arch):
     assert ub.upper <= 1 + 1e-4
     if arch == "unet_fne_tiny":
         assert ub.reflection <= 1.0
-    x, _, _ = data("lesions", 6, shape[-1], "test")
+    x, _, _ = data("lesions", 4, shape[-1], "test")
     low = lower_bounds(model, x, iters=10, steps=3)
     assert low.lower <= ub.upper
     with torch.no_grad():
         out = model(x)
     radii = i2i_pixel_radii(out, ub.upper)
     sign = torch.where(out[:, 0] > 0, 1.0, -1.0).flatten(1)
-    for idx in _pixels(radii, 3).T:  # one pixel per image at a time, all images at once
+    for idx in _pixels(radii, 2).T:  # one pixel per image at a time, all images at once
         r = radii.flatten(1).gather(1, idx[:, None])[:, 0]
         s = sign.gather(1, idx[:, None])[:, 0]
 
         def objective(xa, idx=idx, s=s):
             return -s * model(xa)[:, 0].flatten(1).gather(1, idx[:, None])[:, 0]  # > 0 ⇔ flipped
 
-        assert bool((pgd_l2(objective, x, 0.99 * r.float()) < 0).all()), arch
+        assert bool((pgd_l2(objective, x, 0.99 * r.float(), steps=25) < 0).all()), arch
 
 
 def test_lipresnet_bounds_sample_and_pixel_radii_hold():
@@ -54,7 +55,7 @@ def test_lipresnet_bounds_sample_and_pixel_radii_hold():
     shape = model.config.input_size
     head = linear_head(model, shape)
     assert head.ok and head.upper <= 1 + 1e-4
-    x, _, _ = data("shapes", 8, shape[-1], "test")
+    x, _, _ = data("shapes", 6, shape[-1], "test")
     low = lower_bounds(model, x, iters=10, steps=3)
     assert low.lower <= head.upper
     with torch.no_grad():
@@ -65,7 +66,7 @@ def test_lipresnet_bounds_sample_and_pixel_radii_hold():
         za = model(xa)
         return (za - 1e9 * F.one_hot(pred, za.shape[1])).amax(1) - za.gather(1, pred[:, None])[:, 0]
 
-    assert bool((pgd_l2(cls_objective, x, 0.99 * r.float()) < 0).all())
+    assert bool((pgd_l2(cls_objective, x, 0.99 * r.float(), steps=25) < 0).all())
 
     labels, radii = cam_pixel_radii(model, x)
     for idx in _pixels(radii, 2).T:
@@ -77,4 +78,4 @@ def test_lipresnet_bounds_sample_and_pixel_radii_hold():
             s = s.gather(2, idx.view(-1, 1, 1).expand(-1, s.shape[1], 1))[..., 0]
             return (s - 1e9 * F.one_hot(lab, s.shape[1])).amax(1) - s.gather(1, lab[:, None])[:, 0]
 
-        assert bool((pgd_l2(pix_objective, x, 0.99 * rr.float()) < 0).all())
+        assert bool((pgd_l2(pix_objective, x, 0.99 * rr.float(), steps=25) < 0).all())
