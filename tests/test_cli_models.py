@@ -27,7 +27,7 @@ def test_models_list_shows_every_model() -> None:
         assert name in res.stdout
     row = next(line for line in res.stdout.splitlines() if "unet_i2i_tiny" in line)
     assert "image2image" in row and "1×16×16" in row and "yes" in row and "7.0k" in row
-    row = next(line for line in res.stdout.splitlines() if " mresnet18_tiny " in line)
+    row = next(line for line in res.stdout.splitlines() if "│mresnet18_tiny " in line)
     assert "classification" in row and "3×16×16" in row and " no " in row
 
 

@@ -36,7 +36,9 @@ def list_cmd(
     if not names:
         raise RlipError(f"no registered model matches {pattern!r}; try `rlip models list`")
     table = Table(
-        title="rlip models (default options)", caption="masks: mask classes; R: R = 2A − I is defined"
+        title="rlip models (default options)",
+        caption="masks: mask classes; R: R = 2A − I is defined",
+        pad_edge=False,
     )
     for col, justify in (
         ("name", "left"),
