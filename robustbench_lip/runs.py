@@ -39,16 +39,32 @@ def is_finished(run_dir: str | os.PathLike[str]) -> bool:
     )
 
 
+def is_run_dir(path: str | os.PathLike[str]) -> bool:
+    """True when `path` is a folder holding a config.json or a results/ folder."""
+    p = Path(path)
+    return p.is_dir() and ((p / "config.json").is_file() or (p / RESULTS_DIR).is_dir())
+
+
 def run_dirs(runs_dir: str | os.PathLike[str]) -> list[Path]:
-    """Every immediate subfolder of `runs_dir` holding a config.json or a results/ folder, sorted."""
+    """Every run folder under `runs_dir`, at any depth, sorted; `runs_dir` itself may be a run.
+
+    A run folder holds a config.json or a results/ folder (`is_run_dir`). The walk does not
+    descend into a run, into hidden folders, nor through symlinked folders, so
+    `runs/<run>` and `runs/<dataset>/<run>` layouts are both found. Every command (train status,
+    certify, attack, leaderboard) finds runs with this one rule.
+    """
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    return sorted(
-        p
-        for p in root.iterdir()
-        if p.is_dir() and ((p / "config.json").exists() or (p / RESULTS_DIR).is_dir())
-    )
+    found: list[Path] = []
+    for here, dirs, _files in os.walk(root):
+        dirs.sort()
+        if is_run_dir(here):
+            found.append(Path(here))
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found)
 
 
 def finished_runs(runs_dir: str | os.PathLike[str]) -> list[Path]:

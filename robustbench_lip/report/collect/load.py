@@ -19,6 +19,7 @@ from typing import Any
 from robustbench_lip.errors import RlipError
 from robustbench_lip.records import RESULTS_DIR
 from robustbench_lip.report.collect.fields import record_created, record_kind, validate
+from robustbench_lip.runs import run_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +47,8 @@ class LoadedRecord:
 
 
 def find_result_dirs(runs_dir: Path) -> list[Path]:
-    """Every `results/` folder under runs_dir (runs_dir itself may be a run), sorted.
-
-    Unlike `robustbench_lip.runs.run_dirs` (immediate subfolders with a config.json or a results/
-    folder), this looks at any depth (`runs/<dataset>/<run>/results`), counts runs_dir itself as a
-    run when it holds results/, skips hidden folders and does not follow symlinked folders.
-    """
-    found: list[Path] = []
-    for root, dirs, _files in os.walk(runs_dir):
-        dirs.sort()
-        if RESULTS_DIR in dirs:
-            found.append(Path(root) / RESULTS_DIR)
-        # don't descend into results/ or checkpoints/, nor hidden folders
-        dirs[:] = [d for d in dirs if d not in (RESULTS_DIR, "checkpoints") and not d.startswith(".")]
-    return sorted(found)
+    """The `results/` folder of every run under runs_dir (`robustbench_lip.runs.run_dirs`), sorted."""
+    return [d / RESULTS_DIR for d in run_dirs(runs_dir) if (d / RESULTS_DIR).is_dir()]
 
 
 def _read(path: Path) -> tuple[Any, str | None]:
