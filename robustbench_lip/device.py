@@ -76,3 +76,12 @@ def set_eval(model: torch.nn.Module) -> None:
     except NotImplementedError:
         for m in model.modules():
             m.training = False
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Run the body with `model` in eval mode (`set_eval`); every submodule's `training` flag is
+    restored on exit, also on error. The one way library code switches a caller's model to eval."""
+    with preserved_modes(model):
+        set_eval(model)
+        yield

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from robustbench_lip.device import preserved_modes, resolve_device
+from robustbench_lip.device import eval_mode, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.metrics import ConfusionMatrix
 
@@ -158,6 +158,5 @@ def score(
     scores = Scores(
         Level.IMAGE, int(info.num_classes), info.num_mask_classes if predict.mask else None, ignore_index
     )
-    with preserved_modes(model):
-        model.eval()
+    with eval_mode(model):
         return score_loop(predict, dataset, scores, n, batch_size, resolve_device(device))

@@ -18,7 +18,7 @@ from robustbench_lip import __version__
 from robustbench_lip.cli.app import app
 from robustbench_lip.cli.common import handle_errors
 from robustbench_lip.config import DatasetInfo, ModelConfig
-from robustbench_lip.device import preserved_modes, preserved_rng, resolve_device
+from robustbench_lip.device import eval_mode, preserved_modes, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_path, atomic_write_json, read_json
 from robustbench_lip.records import SCHEMA_VERSION, make_record, record_path, settings_key, write_record
@@ -129,6 +129,16 @@ def test_preserved_rng_and_modes_also_on_error() -> None:
         raise RuntimeError
     assert torch.equal(torch.get_rng_state(), before) and random.getstate() == py_before
     assert net.training and net[0].training and not net[1].training
+
+
+def test_eval_mode_sets_eval_and_restores_each_flag() -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2), torch.nn.Dropout())
+    net.train()
+    net[1].eval()
+    with pytest.raises(RuntimeError), eval_mode(net):
+        assert not any(m.training for m in net.modules())
+        raise RuntimeError
+    assert net.training and net[0].training and not net[1].training and net[2].training
 
 
 def test_cli_version_and_help() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from robustbench_lip.attacks.eps import NORMS
-from robustbench_lip.device import preserved_modes, preserved_rng
+from robustbench_lip.device import eval_mode, preserved_rng
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.jvp import sample_norms
 
@@ -61,8 +61,7 @@ def default_alpha(eps: float, steps: int) -> float:
 def isolated(model: torch.nn.Module) -> Iterator[None]:
     """Run the body with `model` in eval mode; afterwards (also on error) every submodule's
     `training` flag and the global RNG states (Python, NumPy, torch CPU/CUDA) are as before."""
-    with preserved_modes(model), preserved_rng():
-        model.eval()
+    with eval_mode(model), preserved_rng():
         yield
 
 

@@ -33,7 +33,7 @@ from robustbench_lip.attacks.base import check_budget, check_norm, default_alpha
 from robustbench_lip.attacks.classification import ClassificationAttack
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.attacks.segmentation import IGNORE_INDEX, SegmentationAttack, pixel_logits_fn
-from robustbench_lip.device import preserved_modes, preserved_rng, resolve_device
+from robustbench_lip.device import eval_mode, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.metrics import per_sample_accuracy
 from robustbench_lip.records.schema import ATTACK_TASK_NAMES, Task
@@ -372,8 +372,7 @@ def evaluate_attacks(
     cells = _Cells(plan, model, dataset, pixel_fn)
     total_units = math.ceil(plan.n / plan.batch_size) * len(plan.cells)
     done = 0
-    with preserved_modes(model), preserved_rng():
-        model.eval()
+    with eval_mode(model), preserved_rng():
         for x, y, m in batches(dataset, plan.n, plan.batch_size):
             x, y = x.to(dev), y.to(dev)
             m = m.to(dev) if m is not None else None

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustbench_lip.device import eval_mode
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.margins import pair_norms
 
@@ -91,14 +92,9 @@ def cam_pixel_radii(
         lip_features = features_bound(model, tuple(x.shape[1:]))
         if lip_features is None:
             raise RlipError("the feature map of this model has no certified bound")
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            scores = model.mask_logits(x).to(torch.float64)  # (N, M, H, W)
-            feat_hw = model.features(x[:1]).shape[-2:]
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        scores = model.mask_logits(x).to(torch.float64)  # (N, M, H, W)
+        feat_hw = model.features(x[:1]).shape[-2:]
     rows = w[1:] if offset == 0 else w
     wp = torch.cat([torch.zeros(1, w.shape[1], dtype=torch.float64), rows])  # background row: 0
     d = pair_norms(wp).to(scores.device)  # (M, M)

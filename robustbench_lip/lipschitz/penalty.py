@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.config.penalty import PenaltyConfig, default_target
-from robustbench_lip.device import preserved_modes
+from robustbench_lip.device import eval_mode
 from robustbench_lip.lipschitz.jvp import JacobianProducts, sample_norms, unit_samples
 from robustbench_lip.lipschitz.spectral import power_iterate
 
@@ -111,8 +111,7 @@ def batch_stat_bn(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
     try:
         for m in layers:
             m.forward = collect(m)  # type: ignore[method-assign]
-        with preserved_modes(model):
-            model.eval()
+        with eval_mode(model):
             model(x.detach())
         for m in layers:
             m.forward = partial(affine, m)  # type: ignore[method-assign]
@@ -204,8 +203,7 @@ class LipschitzPenalty:
         h = self._hard_used(x)
         pts = self._points(x, h)
         bn = batch_stat_bn(model, pts) if cfg.bn == "batch" else nullcontext()
-        with preserved_modes(model), torch.enable_grad(), bn:
-            model.eval()
+        with eval_mode(model), torch.enable_grad(), bn:
             u = self._start_vector(pts, h)
             products = JacobianProducts(model, pts, self.target(model), method=cfg.method)
             u, _, _ = power_iterate(products, u, cfg.iters)

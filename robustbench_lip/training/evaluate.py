@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.config import DatasetInfo
-from robustbench_lip.device import preserved_modes
+from robustbench_lip.device import eval_mode
 from robustbench_lip.lipschitz.spectral import spectral_norm
 from robustbench_lip.scoring import score
 
@@ -22,8 +22,7 @@ def measure_sigma(
     lower estimate of the local Lipschitz constant; fixed seed for the start vectors)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
-    with preserved_modes(model):
-        model.eval()
+    with eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
             u0 = torch.randn(xb.shape, generator=gen).to(xb)
@@ -41,8 +40,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Held-out metrics: accuracy, macro precision, mIoU (None without masks), and mean/max σ of
     A and R (R None where undefined) on the first `sigma_points` test images (measured, eval mode)."""
-    with preserved_modes(model):
-        model.eval()
+    with eval_mode(model):
         out = score(model, test_set, device, batch_size=256)
         out.update({k: None for k in FINAL_KEYS[3:]})
         n = min(sigma_points, len(test_set))

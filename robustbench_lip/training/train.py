@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.config import DatasetInfo, PenaltyConfig, TrainConfig
-from robustbench_lip.device import preserved_rng, resolve_device
+from robustbench_lip.device import preserved_rng, resolve_device, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.penalty import LipschitzPenalty
 from robustbench_lip.records import RecordKind, TrainRecord, env_info, record_path, write_record
@@ -258,7 +258,7 @@ class _Session:
 
         final = _final(self.progress.history)
         summary = {"settings": self.settings, "final": final, "epochs": self.cfg.epochs}
-        self.parts.model.eval()
+        set_eval(self.parts.model)
         training = state.json_roundtrip(summary)
         save_model(self.parts.model, self.run_dir, dataset=self.setup.info, training=training)
         rec = self.record("finished")
