@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 / torchvision 0.29.1 lie on this machine's disk (a CUDA build that runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-slow lint bench clean-runs
+.PHONY: setup demo test test-slow test-slurm test-browser lint bench clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# Real engines (run by .ci/run): a single-node Slurm cluster (installed with apt when missing) running
+# `rlip zoo train --executor slurm`, and headless Chromium on a generated leaderboard.html.
+# Each skips with a "SKIP:" line only where it cannot run (not root, no apt-get).
+test-slurm: $(STAMP)
+	PY=$(abspath $(PY)) tests/engines/slurm.sh
+
+test-browser: $(STAMP)
+	$(PY) tests/engines/browser_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

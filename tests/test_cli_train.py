@@ -109,7 +109,7 @@ def test_zoo_train_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert r.exit_code == 0 and "no runs" in r.stdout
 
 
-def test_zoo_bad_specs(tmp_path: Path) -> None:
+def test_zoo_bad_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.replace("lams = [0.5]\n", ""))
     _one_line_error(
@@ -121,6 +121,8 @@ def test_zoo_bad_specs(tmp_path: Path) -> None:
     )
     _one_line_error(runner.invoke(app, ["zoo", "train", str(tmp_path / "missing.toml")]), "not found")
     spec.write_text(SPEC)
+    # a machine without Slurm (make test-slurm installs a real one, so hide it here)
+    monkeypatch.setattr("robustbench_lip.sweep.shutil.which", lambda _name: None)
     r = runner.invoke(
         app, ["zoo", "train", str(spec), "--executor", "slurm", "--runs-dir", str(tmp_path / "r")]
     )
