@@ -138,6 +138,15 @@ def train_cmd(
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
     ] = None,
+    noise_sigma: Annotated[
+        float,
+        typer.Option(
+            "--noise-sigma",
+            min=0.0,
+            help="Gaussian noise augmentation: add N(0, S²) to the training inputs (pixel units; "
+            "not clamped, as in Cohen et al.; 0 = off). For randomized smoothing.",
+        ),
+    ] = _T["noise_sigma"],
     seed: Annotated[int, typer.Option("--seed")] = _T["seed"],
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _T["device"],
     n_train: Annotated[
@@ -189,6 +198,7 @@ def train_cmd(
         dice=dice,
         logit_scale=logit_scale,
         augment=augment,
+        noise_sigma=noise_sigma,
         seed=seed,
         device=device,
         sigma_points=sigma_points,

@@ -113,10 +113,15 @@ def build(cfg: TrainConfig) -> Setup:
 
 
 def record_settings(cfg: TrainConfig, penalty: PenaltyConfig) -> dict[str, Any]:
-    """The `settings` of the train record: the flat config without the device, target resolved."""
+    """The `settings` of the train record: the flat config without the device, target and augmentation
+    resolved (`augment`: whether flip/crop ran; `augmentation`: every transform applied, in order)."""
+    from robustbench_lip.training.losses import augmentation, use_augment
+
     d = cfg.to_dict()
     d.pop("device", None)
     d["reg_target"] = penalty.target
+    d["augment"] = use_augment(cfg)
+    d["augmentation"] = augmentation(cfg)
     return d
 
 
