@@ -113,13 +113,15 @@ def build(cfg: TrainConfig) -> Setup:
 
 
 def record_settings(cfg: TrainConfig, penalty: PenaltyConfig) -> dict[str, Any]:
-    """The `settings` of the train record: the flat config without the device, target and augmentation
-    resolved (`augment`: whether flip/crop ran; `augmentation`: every transform applied, in order)."""
+    """The `settings` of the train record: the flat config without the device; target, root (absolute)
+    and augmentation resolved (`augment`: whether flip/crop ran; `augmentation`: every transform
+    applied, in order)."""
     from robustbench_lip.training.losses import augmentation, use_augment
 
     d = cfg.to_dict()
     d.pop("device", None)
     d["reg_target"] = penalty.target
+    d["root"] = str(Path(cfg.root).resolve()) if cfg.root else None  # certify/attack find it here
     d["augment"] = use_augment(cfg)
     d["augmentation"] = augmentation(cfg)
     return d
