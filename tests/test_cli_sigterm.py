@@ -59,3 +59,23 @@ def test_sigterm_interrupts_and_the_rerun_resumes_bit_identically(tmp_path: Path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     sha = [json.loads((d / "config.json").read_text())["weights_sha256"] for d in (run, full)]
     assert sha[0] == sha[1]
+
+
+def test_zoo_train_turns_sigterm_into_an_interruption(tmp_path: Path, monkeypatch) -> None:
+    """Local `rlip zoo train`: SIGTERM inside the sweep → one line, exit 1; the handler is restored."""
+    import robustbench_lip.sweep as sweep_mod
+
+    def fake_sweep(*args, **kwargs):
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN):  # would kill pytest
+            raise AssertionError("rlip zoo train installs no SIGTERM handler")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM was not turned into an interruption")
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", fake_sweep)
+    before = signal.getsignal(signal.SIGTERM)
+    r = CliRunner().invoke(
+        app, ["zoo", "train", str(ROOT / "zoo" / "shapes_cpu.toml"), "--runs-dir", str(tmp_path)]
+    )
+    assert r.exit_code == 1 and "interrupted (SIGTERM)" in r.output, r.output
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -19,6 +19,7 @@ STATUS_STYLE = {
     "finished": "green",
     "running": "yellow",
     "failed": "red",
+    "interrupted": "magenta",
     "submitted": "cyan",
     "pending": "dim",
 }
