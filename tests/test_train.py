@@ -298,7 +298,8 @@ OLD_FLAT = {
 
 def test_old_flat_configs_load_into_the_nested_form(tmp_path: Path) -> None:
     """A flat config of the previous version loads into TrainConfig{penalty, optim}, writes back the same
-    keys (plus the new reg_method and noise_sigma), and a run folder holding it is recognised as the same run."""
+    keys (plus the new reg_method and noise_sigma), and a run folder holding it is recognised as the
+    same run."""
     cfg = TrainConfig.from_dict(OLD_FLAT)
     assert cfg.penalty == PenaltyConfig(lam=0.01, target="A", every=2, subbatch=8, hard=4, bn="batch")
     assert cfg.optim == OptimConfig(name="adamw", lr=0.003, warmup=0.2)
