@@ -107,11 +107,11 @@ def attack_cmd(
     ] = Path("zoo/runs"),
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
+    eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
     from robustbench_lip.evaluation.attack import attack_list, planned_settings
     from robustbench_lip.records import is_recorded
     from robustbench_lip.runs import finished_runs
 
-    eps_list = parse_eps_list(eps, norm.value)
     attacks = attack_list(attack)
     alpha_v = parse_eps_token(alpha, "l2") if alpha is not None else None
     if alpha_v is not None and alpha_v <= 0:

@@ -120,10 +120,12 @@ def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> 
 def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, **options: Any) -> None:
     """Certify one model (evaluation.certify_run), warn about a missing bound, render, say where
     the record went."""
+    from robustbench_lip.cli.progress import step_progress
     from robustbench_lip.evaluation.certify import certify_run
     from robustbench_lip.records import record_path, write_record
 
-    rec = certify_run(model_path, layers=layers, **options)
+    with step_progress(f"certifying {model_path.name}") as progress:
+        rec = certify_run(model_path, layers=layers, progress=progress, **options)
     payload = rec.to_dict()
     if payload["lipschitz"]["A"]["upper"] is None:
         reasons = [f"{p['op']} ({p['node']}): {p['reason']}" for p in rec.bound_problems or []]

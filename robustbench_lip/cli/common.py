@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -34,10 +36,38 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except RlipError as e:
             raise fail(str(e)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted") from None
+        except KeyboardInterrupt as e:
+            raise fail(interrupted_text(e)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C (SIGINT) so that the same clean-up runs."""
+
+
+def interrupted_text(e: BaseException) -> str:
+    """The message of an interruption: interrupted, or interrupted (SIGTERM)."""
+    return "interrupted (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread; the
+    previous handler is restored afterwards. Outside the main thread: no change."""
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -8,31 +8,21 @@ so a script notices a wrong --runs-dir). Files that are not valid records are sk
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
 from robustbench_lip.cli.common import console, handle_errors
 from robustbench_lip.errors import RlipError
-from robustbench_lip.report import (
-    FORMATS,
-    LAM,
-    SLOPE_HEADER,
-    build_leaderboard,
-    key_columns,
-    parse_formats,
-    slopes_rows,
-    table_rows,
-    write_reports,
-)
+
+if TYPE_CHECKING:  # pandas and the report package load in the command body (fast --help)
+    import pandas as pd
 
 _TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE")
-# Which key columns to keep first when the terminal is narrow.
+# Which key columns to keep first when the terminal is narrow ("λ" inserted second, see _fit_width).
 _PRIORITY = (
     "run",
-    LAM,
     "precision",
     "L(A) upper",
     "L(A) lower",
@@ -46,10 +36,13 @@ _PRIORITY = (
 
 def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
     """The columns of `cols` that fit in `width` characters, the most important first, in `cols` order."""
+    from robustbench_lip.report import LAM, table_rows
+
+    priority = (_PRIORITY[0], LAM, *_PRIORITY[1:])
     rows = table_rows(frame, cols)
     need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
     worst = [c for c in cols if c.startswith("worst_")]
-    first = [c for c in _PRIORITY[:5] if c in cols] + worst + [c for c in _PRIORITY[5:] if c in cols]
+    first = [c for c in priority[:5] if c in cols] + worst + [c for c in priority[5:] if c in cols]
     order = first + [c for c in cols if c not in first]
     kept: set[str] = set()
     used = 1
@@ -69,8 +62,11 @@ def leaderboard(
         "reports"
     ),
     formats: Annotated[
-        str, typer.Option("--format", "-f", help=f"Comma-separated report formats: {','.join(FORMATS)}.")
-    ] = ",".join(FORMATS),
+        str | None,
+        typer.Option(
+            "--format", "-f", help="Report formats, comma-separated: md,csv,json,html (default: all)."
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option("--sort", "-s", help="Sort by this column (e.g. 'L(A) upper', lam, precision)."),
@@ -80,7 +76,19 @@ def leaderboard(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write the PNG plots.")] = True,
 ) -> None:
     """Build the leaderboard from the result records under --runs-dir and write it to --out."""
-    fmts = parse_formats(formats)
+    from robustbench_lip.report import (
+        FORMATS,
+        LAM,
+        SLOPE_HEADER,
+        build_leaderboard,
+        key_columns,
+        parse_formats,
+        slopes_rows,
+        table_rows,
+        write_reports,
+    )
+
+    fmts = parse_formats(formats if formats is not None else FORMATS)
     lb = build_leaderboard(runs_dir, dataset=dataset, sort=sort, descending=descending)
     if lb.table.empty:
         raise RlipError(

@@ -12,7 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from robustbench_lip.choices import Optimizer, Reduce, RegBn, RegPoints, RegTarget, Schedule
-from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.common import (
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    interrupted_text,
+    sigterm_as_interrupt,
+)
 from robustbench_lip.config import OptimConfig, PenaltyConfig, TrainConfig
 from robustbench_lip.errors import RlipError
 
@@ -131,6 +138,15 @@ def train_cmd(
     augment: Annotated[
         bool | None, typer.Option("--augment/--no-augment", help="Flip/crop (default: natural images only).")
     ] = None,
+    noise_sigma: Annotated[
+        float,
+        typer.Option(
+            "--noise-sigma",
+            min=0.0,
+            help="Gaussian noise augmentation: add N(0, S²) to the training inputs (pixel units; "
+            "not clamped, as in Cohen et al.; 0 = off). For randomized smoothing.",
+        ),
+    ] = _T["noise_sigma"],
     seed: Annotated[int, typer.Option("--seed")] = _T["seed"],
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = _T["device"],
     n_train: Annotated[
@@ -182,12 +198,16 @@ def train_cmd(
         dice=dice,
         logit_scale=logit_scale,
         augment=augment,
+        noise_sigma=noise_sigma,
         seed=seed,
         device=device,
         sigma_points=sigma_points,
     )
-    with make_progress() as progress:
-        res = train(cfg, out, progress=ProgressView(progress, out.name))
+    try:
+        with sigterm_as_interrupt(), make_progress() as progress:
+            res = train(cfg, out, progress=ProgressView(progress, out.name))
+    except KeyboardInterrupt as e:  # train.json says "interrupted"; the last epoch's checkpoint stays
+        raise fail(f"{interrupted_text(e)}; rerun the same command to resume from the last epoch") from None
     if res.skipped:
         console.print(f"{out}: already finished (nothing retrained)", soft_wrap=True)
     console.print(final_table(f"{out} ({res.status}, {res.wall_s:.1f} s)", res.final))

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from robustbench_lip.choices import Executor
-from robustbench_lip.cli.common import console, handle_errors
+from robustbench_lip.cli.common import console, handle_errors, sigterm_as_interrupt
 from robustbench_lip.cli.train import ProgressView, make_progress
 
 zoo_app = typer.Typer(help="Model zoo: λ sweeps from TOML specs.", no_args_is_help=True)
@@ -19,6 +19,7 @@ STATUS_STYLE = {
     "finished": "green",
     "running": "yellow",
     "failed": "red",
+    "interrupted": "magenta",
     "submitted": "cyan",
     "pending": "dim",
 }
@@ -88,7 +89,7 @@ def zoo_train(
     sweep = SweepSpec.from_toml(spec)
     slurm = SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, time_min=slurm_time, cpus=slurm_cpus)
     if executor is Executor.local:
-        with make_progress() as progress:
+        with sigterm_as_interrupt(), make_progress() as progress:
             res = run_sweep(
                 sweep,
                 runs_dir,

@@ -32,7 +32,9 @@ class TrainConfig:
     (segmenters). logit_scale T > 0: segmenters' losses see T·logits (the predicted mask, the
     argmax, is unchanged) — a firmly non-expansive image-to-image map has margins in image units,
     which T turns into usable logits. augment None → flip/crop for natural images (cifar10, coco),
-    none for generated ones. amp None → on with CUDA. sigma_points/sigma_iters: held-out points and
+    none for generated ones. noise_sigma S ≥ 0: Gaussian noise N(0, S²) added to the task loss's
+    training inputs (pixel units, not clamped, as in Cohen et al. 2019; 0 = off; the penalty keeps
+    the clean points). amp None → on with CUDA. sigma_points/sigma_iters: held-out points and
     power iterations of the per-epoch σ measurement (sigma_final_iters after the last epoch).
     device "auto" | "cpu" | "cuda[:N]".
     """
@@ -49,6 +51,7 @@ class TrainConfig:
     dice: bool = False
     logit_scale: float = 1.0
     augment: bool | None = None
+    noise_sigma: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None
@@ -140,6 +143,7 @@ def _problem(c: TrainConfig) -> str | None:
     ints = (("epochs", 1), ("batch_size", 1), ("sigma_iters", 1), ("sigma_final_iters", 1))
     ints += (("sigma_points", 0), ("seed", 0))
     checks = [check.integer(getattr(c, k), k, low) for k, low in ints]
+    checks.append(check.number(c.noise_sigma, "noise_sigma"))
     checks.append(check.number(c.logit_scale, "logit_scale", what="a finite number > 0"))
     if not checks[-1] and c.logit_scale <= 0:
         checks.append(f"logit_scale must be a finite number > 0, got {c.logit_scale!r}")

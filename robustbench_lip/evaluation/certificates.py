@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from torch import nn
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certified import robustness
+from robustbench_lip.evaluation.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
 from robustbench_lip.records.schema import FneVerdict, Task
@@ -128,11 +129,27 @@ def _input_shape(
     return shape
 
 
+FORWARD_BATCH = 64
+
+
+def _batches(x: torch.Tensor, steps: Steps | None) -> Iterator[torch.Tensor]:
+    """x in batches of FORWARD_BATCH, each a progress step."""
+    for i in range(0, x.shape[0], FORWARD_BATCH):
+        if steps is not None:
+            steps.start(f"forward pass, images {i + 1}–{min(i + FORWARD_BATCH, x.shape[0])}")
+        yield x[i : i + FORWARD_BATCH]
+        if steps is not None:
+            steps.finish()
+
+
 @torch.no_grad()
-def _forward_all(model: nn.Module, x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """The model's outputs on x in batches of 64; one-line errors when it fails or is not finite."""
+def _forward_all(
+    model: nn.Module, x: torch.Tensor, shape: Sequence[int], steps: Steps | None = None
+) -> torch.Tensor:
+    """The model's outputs on x in batches of 64 (a progress step each); one-line errors when it
+    fails or is not finite."""
     try:
-        out = torch.cat([model(x[i : i + 64]) for i in range(0, x.shape[0], 64)])
+        out = torch.cat([model(xb) for xb in _batches(x, steps)])
     except RlipError:
         raise
     except Exception as e:  # a foreign model may raise anything
@@ -163,16 +180,23 @@ def _lower_and_fne(
     iters: int,
     steps: int,
     gen: torch.Generator,
+    progress: Steps,
 ) -> tuple[LowerBound, LowerBound | None, dict[str, Any]]:
     """Witnessed lower bounds of A, and — when `reflection` (R defined and asked for) — of R and
     the FNE test, checked against the certified upper bounds. Without R the FNE verdict is
     "undefined" (as the records have always said, also for target A on a same-shape model)."""
+    progress.start("lower bounds of A (witnessed search)")
     low_a = lower_bounds(model, x, "A", iters=iters, steps=steps, generator=gen)
+    progress.finish()
     _check_order("L(A)", low_a, ub.upper)
     if not reflection:
         return low_a, None, _undefined_fne()
+    progress.start("lower bounds of R = 2A − I (witnessed search)")
     low_r = lower_bounds(model, x, "reflection", iters=iters, steps=steps, generator=gen)
+    progress.finish()
+    progress.start("firm non-expansiveness test")
     fne = fne_test(model, x, steps=steps, generator=gen)
+    progress.finish()
     ru = ub.reflection_upper()
     _check_order("L(R)", low_r, ru)
     if ru is not None and ru <= 1:  # R 1-Lipschitz ⇔ A firmly non-expansive
@@ -202,6 +226,7 @@ def certify(
     num_mask_classes: int | None = None,
     device: str | torch.device | None = None,
     bound: UpperBound | None = None,
+    progress: ProgressFn | None = None,
 ) -> Certificate:
     """Certify `model` (inputs in [0,1], eval semantics; its modes and the global RNG are restored).
 
@@ -210,6 +235,7 @@ def certify(
     target: "A", "reflection" (needs output shape == input shape) or "both" (R when defined).
     eps: ℓ2 radii for the certified metrics. num_mask_classes: mask label count for segmenters
     (defaults to model.config.num_mask_classes). bound: a precomputed UpperBound to reuse.
+    progress(what, done, total): called as each step starts (evaluation.steps).
     """
     if target not in ("A", "reflection", "both"):
         raise RlipError(f"unknown target {target!r}; expected A, reflection or both")
@@ -230,7 +256,9 @@ def certify(
             notes.append(f"no data: lower bounds from {n_random} uniform random points in [0,1]")
         else:
             x = images.to(dev, torch.float32)
-        out = _forward_all(model, x, shape)
+        n_batches = -(-x.shape[0] // FORWARD_BATCH)
+        todo = Steps(progress, n_batches + 3 + (2 if target != "A" else 0))
+        out = _forward_all(model, x, shape, todo)
         same_shape = tuple(out.shape[1:]) == tuple(x.shape[1:])
         if target == "reflection" and not same_shape:
             raise RlipError(
@@ -238,19 +266,25 @@ def certify(
                 f"maps {tuple(x.shape[1:])} → {tuple(out.shape[1:])}; use --target A"
             )
         t0 = time.perf_counter()
+        todo.start("certified upper bound")
         ub = bound if bound is not None else upper_bound(model, shape, mode=mode, device=dev)
+        todo.finish()
         timings["upper_s"] = time.perf_counter() - t0
         if ub.upper is None:
             notes.append("no certified bound: " + "; ".join(ub.reasons))
         t0 = time.perf_counter()
         reflection = same_shape and target in ("reflection", "both")
-        low_a, low_r, fne = _lower_and_fne(model, x, ub, reflection, iters, steps, gen)
+        if target != "A" and not reflection:
+            todo.drop(2)
+        low_a, low_r, fne = _lower_and_fne(model, x, ub, reflection, iters, steps, gen, todo)
         timings["lower_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
+        todo.start("certified robustness")
         rob = robustness(_task_of(model, out, x), out, data, ub, low_a, eps, k, notes)
         timings["robustness_s"] = time.perf_counter() - t0
+        todo.end()
     return Certificate(
         bound=ub, lower_A=low_a, lower_R=low_r, fne=fne, timings=timings, notes=notes, **vars(rob)
     )

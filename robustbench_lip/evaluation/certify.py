@@ -23,6 +23,7 @@ from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certificates import DEFAULT_EPS, TargetChoice, certify
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluation.steps import ProgressFn
 from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
 
 log = logging.getLogger(__name__)
@@ -147,13 +148,15 @@ def certify_run(
     mode: str = "fast",
     device: str | torch.device = "auto",
     write: bool = True,
+    progress: ProgressFn | None = None,
 ) -> CertifyRecord:
     """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
 
     data: dataset name, "none" for `min(n, 64)` random inputs, None for the model's own; n: test
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
     steps/mode: as `certify`; layers: also record the per-layer bounds. With `write`, a run
-    folder gets the record in `results/` (a model file gets none; see record_path)."""
+    folder gets the record in `results/` (a model file gets none; see record_path). progress: see
+    evaluation.steps."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
 
@@ -168,7 +171,7 @@ def certify_run(
     cert = certify(
         model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
         n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
-        num_mask_classes=inp.num_mask, device=dev,
+        num_mask_classes=inp.num_mask, device=dev, progress=progress,
     )  # fmt: skip
     rec = CertifyRecord(
         model=model.config.to_dict(),

@@ -3,7 +3,8 @@
 Dataset rule: `--data NAME` when given, else the dataset named in the model's config.json;
 "none" (certify only) means no data. The dataset options saved with the model (sizes, seed of a
 built-in dataset, ...) are used whenever the dataset is the model's own, so an evaluation sees
-the test split the model was trained for. Always the "test" split.
+the test split the model was trained for — and so is its folder (`root`, recorded by `rlip train`)
+when no root is given. Always the "test" split.
 """
 
 from __future__ import annotations
@@ -44,11 +45,26 @@ def dataset_name(data: str | None, meta: dict[str, Any] | None) -> str | None:
     return name
 
 
+def saved_root(meta: dict[str, Any] | None) -> str | None:
+    """The dataset folder the model was trained on (config.json: training.settings.root), or None."""
+    training = (meta or {}).get("training")
+    settings = training.get("settings") if isinstance(training, dict) else None
+    root = settings.get("root") if isinstance(settings, dict) else None
+    return root if isinstance(root, str) and root else None
+
+
 def load_test_set(name: str, root: str | os.PathLike[str] | None, meta: dict[str, Any] | None) -> Any:
-    """The test split of dataset `name` (an RlipDataset), with the model's saved options when it
-    is the model's own dataset."""
+    """The test split of dataset `name` (an RlipDataset), with the model's saved options — and,
+    when `root` is None, its saved folder — when it is the model's own dataset."""
     from robustbench_lip.data import get_dataset
 
     saved = saved_dataset(meta) or {}
-    options = dict(saved.get("options") or {}) if saved.get("name") == name else {}
-    return get_dataset(name, split="test", root=str(root) if root is not None else None, **options)
+    own = saved.get("name") == name
+    options = dict(saved.get("options") or {}) if own else {}
+    fallback = saved_root(meta) if own and root is None else None
+    if fallback is None:
+        return get_dataset(name, split="test", root=str(root) if root is not None else None, **options)
+    try:
+        return get_dataset(name, split="test", root=fallback, **options)
+    except RlipError as e:
+        raise RlipError(f"{e} (that folder is the one the run was trained on; pass --root DIR)") from None

@@ -2,8 +2,10 @@
 
 A model directory (segmentation_models.pytorch style) holds `model.safetensors` (the state_dict)
 and `config.json` = {"format": "rlip-model", "format_version": 1, "model": ModelConfig dict,
-"dataset": DatasetInfo dict | null, "training": dict | null, "rlip", "torch", "weights_sha256"}:
-enough to rebuild the model from the registry with no code from the file.
+"dataset": DatasetInfo dict | null, "training": dict | null, "rlip", "torch", "weights_sha256",
+"weights_sha256_of"}: enough to rebuild the model from the registry with no code from the file.
+`weights_sha256` is the fingerprint of the tensors alone (fingerprint.py: name, dtype, shape, bytes,
+sorted by name), not of the file's bytes, so it does not depend on the safetensors layout.
 
 `load_model` also reads
 - `.pt` / `.pth` / other torch files holding {"config": ModelConfig dict, "state_dict": ...} or a
@@ -24,8 +26,9 @@ segmentation (mask classes = K, predict_mask = argmax); any other output → fea
 no certified radius). Dict outputs use their "out" entry
 (torchvision segmentation models).
 
-Modules: files (format constants, weights-only readers), statedict (strict loading), foreign
-(ForeignModel, infer_config, torchvision builders), rebuild (weights → model), save, load, pt2.
+Modules: files (format constants, weights-only readers), fingerprint (weights_sha256), statedict
+(strict loading), foreign (ForeignModel, infer_config, torchvision builders), rebuild (weights →
+model), save, load, pt2.
 """
 
 from robustbench_lip.modelio.files import (

@@ -4,7 +4,6 @@ from the file is ever run (see the `robustbench_lip.modelio` docstring)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from robustbench_lip.modelio.files import (
     _read_bytes,
     _torch_load,
 )
+from robustbench_lip.modelio.fingerprint import matches
 from robustbench_lip.modelio.pt2 import _load_pt2
 from robustbench_lip.modelio.rebuild import _build_and_load, _from_bare_state
 
@@ -100,11 +100,19 @@ def _load_dir(d: Path, arch: str | None, input_size: Sequence[int] | None) -> nn
     wpath = d / WEIGHTS_FILE
     data = _read_bytes(wpath)
     expected = meta.get("weights_sha256")
-    if expected and hashlib.sha256(data).hexdigest() != expected:
+    try:
+        state = _load_safetensors(data, str(wpath))
+    except RlipError:
+        if not expected:
+            raise
+        state = None  # unreadable: reported as a mismatch below
+    if expected and not matches(expected, data, state):
         raise RlipError(
             f"{wpath} does not match the sha256 in {CONFIG_FILE} (changed or truncated); re-save the model"
         )
-    return _build_and_load(cfg, _load_safetensors(data, str(wpath)), str(wpath))
+    if state is None:
+        state = _load_safetensors(data, str(wpath))  # raises its own error
+    return _build_and_load(cfg, state, str(wpath))
 
 
 def load_model(

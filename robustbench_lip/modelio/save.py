@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from robustbench_lip.device import set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_bytes, atomic_write_json
 from robustbench_lip.modelio.files import CONFIG_FILE, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
+from robustbench_lip.modelio.fingerprint import FINGERPRINT_KIND, weights_fingerprint
 
 
 def _config_of(model: nn.Module) -> ModelConfig:
@@ -47,8 +47,8 @@ def save_model(
     if cfg.arch == "pt2":
         raise RlipError("an exported (.pt2) model cannot be saved as a model directory; keep its .pt2 file")
     directory = Path(directory)
-    data = st_save(_state_for_saving(model), metadata={"format": "pt", "rlip_arch": cfg.arch})
-    sha = hashlib.sha256(data).hexdigest()
+    state = _state_for_saving(model)
+    data = st_save(state, metadata={"format": "pt", "rlip_arch": cfg.arch})
     if isinstance(dataset, DatasetInfo):
         dataset = dataset.to_dict()
     meta = {
@@ -59,7 +59,8 @@ def save_model(
         "training": training,
         "rlip": __version__,
         "torch": torch.__version__,
-        "weights_sha256": sha,
+        "weights_sha256": weights_fingerprint(state),
+        "weights_sha256_of": FINGERPRINT_KIND,
     }
     atomic_write_bytes(directory / WEIGHTS_FILE, data)
     atomic_write_json(directory / CONFIG_FILE, meta)

@@ -170,8 +170,8 @@ def _plain(v: Any) -> Any:
 
 @dataclass
 class TrainRecord(Record):
-    """kind "train": status ("running" | "finished" | "failed"), per-epoch history, final metrics,
-    the penalty config, and the error message of a failed run."""
+    """kind "train": status ("running" | "finished" | "failed" | "interrupted"), per-epoch history,
+    final metrics, the penalty config, and the error message of a failed run."""
 
     kind: ClassVar[RecordKind] = RecordKind.TRAIN
     optional_keys: ClassVar[tuple[str, ...]] = ("error",)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.config import TrainConfig
-from robustbench_lip.training.losses import augment, task_loss, use_augment
+from robustbench_lip.training.losses import add_noise, augment, task_loss, use_augment
 from robustbench_lip.training.state import Trainables
 
 Emit = Callable[[dict[str, Any]], None]
@@ -68,6 +68,10 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 100_003 + epoch
 
 
+#: added to an epoch's seed for its Gaussian-noise generator (a stream apart from flip/crop's)
+NOISE_STREAM = 0x6E6F697365
+
+
 def run_epoch(loop: Loop, epoch: int, emit: Emit) -> EpochStats:
     """Train one epoch (0-based) in train mode; raises NonFiniteLoss before a non-finite step."""
     from robustbench_lip.data import make_loader
@@ -78,6 +82,7 @@ def run_epoch(loop: Loop, epoch: int, emit: Emit) -> EpochStats:
     aug_gen = torch.Generator().manual_seed(seed)
     loader = make_loader(loop.train_set, cfg.batch_size, shuffle=True, seed=seed, drop_last=loop.drop_last)
     do_augment = use_augment(cfg)
+    noise_gen = torch.Generator().manual_seed(seed + NOISE_STREAM) if cfg.noise_sigma > 0 else None
     stats = EpochStats()
     t0 = time.perf_counter()
     for step, (x, y, m) in enumerate(loader):
@@ -85,7 +90,8 @@ def run_epoch(loop: Loop, epoch: int, emit: Emit) -> EpochStats:
         m = m.to(loop.device, non_blocking=True) if m is not None else None
         if do_augment:
             x, m = augment(x, m, aug_gen)
-        loss, penalty, sigma = _step(loop, x, y, m, epoch, step, stats)
+        x_task = add_noise(x, cfg.noise_sigma, noise_gen) if noise_gen is not None else x
+        loss, penalty, sigma = _step(loop, (x_task, x), y, m, epoch, step, stats)
         emit(
             {
                 "event": "step",
@@ -106,17 +112,19 @@ def run_epoch(loop: Loop, epoch: int, emit: Emit) -> EpochStats:
 
 def _step(
     loop: Loop,
-    x: torch.Tensor,
+    xs: tuple[torch.Tensor, torch.Tensor],
     y: torch.Tensor,
     m: torch.Tensor | None,
     epoch: int,
     step: int,
     stats: EpochStats,
 ) -> tuple[float, float, float | None]:
-    """One optimiser step on a batch, added to `stats`; returns (loss, penalty, max σ or None)."""
+    """One optimiser step on a batch, added to `stats`; returns (loss, penalty, max σ or None).
+    xs: (the task loss's inputs — with noise when asked —, the penalty's inputs)."""
     cfg, parts = loop.cfg, loop.parts
+    x_task, x = xs
     with torch.autocast(device_type=loop.device.type, enabled=loop.amp):
-        loss = task_loss(parts.model, x, y, m, cfg.dice, cfg.logit_scale)
+        loss = task_loss(parts.model, x_task, y, m, cfg.dice, cfg.logit_scale)
     p = parts.penalty(parts.model, x)
     total = loss.float() + p.value
     if not bool(torch.isfinite(total)):

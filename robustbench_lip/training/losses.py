@@ -1,4 +1,4 @@
-"""Task losses and the flip/crop augmentation of the training loop.
+"""Task losses and the augmentation of the training loop (flip/crop, Gaussian noise).
 
 Classification → cross-entropy on the logits; segmentation and image-to-image models → pixel
 cross-entropy on `mask_logits` (for the binary one-channel image-to-image U-Net that is exactly
@@ -21,6 +21,19 @@ NATURAL_IMAGES: tuple[str, ...] = ("cifar10", "coco")
 def use_augment(cfg: TrainConfig) -> bool:
     """Whether the run augments: cfg.augment, or (None) natural images only."""
     return cfg.augment if cfg.augment is not None else cfg.data in NATURAL_IMAGES
+
+
+def augmentation(cfg: TrainConfig) -> list[str]:
+    """What the training loop really applies to the training inputs, in order (recorded with the run)."""
+    out = ["random horizontal flip (p = 0.5)", "random crop, 4 px zero padding"] if use_augment(cfg) else []
+    if cfg.noise_sigma > 0:
+        out.append(f"gaussian noise N(0, {cfg.noise_sigma:g}²), not clamped (task loss only)")
+    return out
+
+
+def add_noise(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """x + σ·ε, ε ~ N(0, I) drawn from `gen` (CPU) — not clamped to [0, 1]."""
+    return x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,10 @@
 
 Each epoch (training/epoch.py) is followed by the held-out evaluation (training/evaluate.py), a
 checkpoint and the record (status "running"); the last one saves the model and marks the record
-"finished". A run restarted after an interruption resumes from the last epoch checkpoint and ends
-with the weights of an uninterrupted one (bit-identical on the CPU). The library never prints:
-progress goes to an optional callback, messages to `logging`.
+"finished". Ctrl-C (KeyboardInterrupt; the CLI turns SIGTERM into one) marks it "interrupted", with
+the epochs of the last checkpoint, and is re-raised. A run restarted after an interruption resumes
+from the last epoch checkpoint and ends with the weights of an uninterrupted one (bit-identical on
+the CPU). The library never prints: progress goes to an optional callback, messages to `logging`.
 """
 
 from __future__ import annotations
@@ -112,10 +113,17 @@ def build(cfg: TrainConfig) -> Setup:
 
 
 def record_settings(cfg: TrainConfig, penalty: PenaltyConfig) -> dict[str, Any]:
-    """The `settings` of the train record: the flat config without the device, target resolved."""
+    """The `settings` of the train record: the flat config without the device; target, root (absolute)
+    and augmentation resolved (`augment`: whether flip/crop ran; `augmentation`: every transform
+    applied, in order)."""
+    from robustbench_lip.training.losses import augmentation, use_augment
+
     d = cfg.to_dict()
     d.pop("device", None)
     d["reg_target"] = penalty.target
+    d["root"] = str(Path(cfg.root).resolve()) if cfg.root else None  # certify/attack find it here
+    d["augment"] = use_augment(cfg)
+    d["augmentation"] = augmentation(cfg)
     return d
 
 
@@ -181,9 +189,10 @@ class _Session:
     def wall_s(self) -> float:
         return self.progress.wall_before + time.perf_counter() - self.t0
 
-    def record(self, status: str, error: str | None = None) -> TrainRecord:
-        """Write results/train.json with this status and the history so far; returns the record."""
-        history = list(self.progress.history)
+    def record(self, status: str, error: str | None = None, epochs: int | None = None) -> TrainRecord:
+        """Write results/train.json with this status and the history so far (its first `epochs`
+        entries when given); returns the record."""
+        history = list(self.progress.history)[:epochs]
         rec = TrainRecord(
             model=self.parts.model.config.to_dict(),
             dataset=self.setup.info.to_dict(),
@@ -216,9 +225,16 @@ class _Session:
         cfg = self.cfg
         start = {"event": "start", "epochs": cfg.epochs, "start_epoch": self.progress.epoch}
         emit({**start, "steps": self.loop.steps, "run": str(self.run_dir)})
-        for epoch in range(self.progress.epoch, cfg.epochs):
-            self.epoch(epoch, emit)
-        return self.finish(emit)
+        self.saved = self.progress.epoch  # epochs in the checkpoint on disk
+        try:
+            for epoch in range(self.progress.epoch, cfg.epochs):
+                self.epoch(epoch, emit)
+            return self.finish(emit)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM turned into one by the CLI
+            self.record("interrupted", epochs=self.saved)
+            log.debug("%s: interrupted; the checkpoint of epoch %d is kept", self.run_dir, self.saved)
+            emit({"event": "end", "status": "interrupted"})
+            raise
 
     def epoch(self, epoch: int, emit: Emit) -> None:
         """Train, evaluate, checkpoint and record epoch `epoch` (0-based)."""
@@ -249,6 +265,7 @@ class _Session:
             _fmt(metrics["sigma_A_max"]),
         )
         state.save_checkpoint(self.ckpt, parts, self.progress, self.wall_s())
+        self.saved = epoch + 1
         self.record("running")
         emit({"event": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs, "metrics": row})
 
