@@ -210,16 +210,29 @@ def certify_smoothed_run(
     samples / n0: Monte Carlo estimation / selection samples per image; alpha: each image's (and
     each radius's, for masks) statement fails with probability ≤ alpha. progress(done, total) is
     called per group of images (total = images × passes; classifiers with CAM masks take two
-    passes). With `write`, a run folder gets the record in `results/` (record_path)."""
+    passes). With `write`, a run folder gets the record in `results/` (record_path). The global RNGs
+    are left as they were (and `_smooth` restores the model's modes)."""
+    from robustbench_lip.device import preserved_rng
+
+    with preserved_rng():  # building the model before loading its weights draws from the global RNG
+        return _certify_smoothed_run(
+            Path(model_path), sigma=sigma, data=data, root=root, n=n, samples=samples, n0=n0, alpha=alpha,
+            seed=seed, input_shape=input_shape, batch_size=batch_size, device=device, write=write,
+            progress=progress,
+        )  # fmt: skip
+
+
+def _certify_smoothed_run(path: Path, **kw: Any) -> CertifyRecord:
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
 
     t0 = time.perf_counter()
-    path = Path(model_path)
+    sigma, data, root, n, samples, n0 = (kw[k] for k in ("sigma", "data", "root", "n", "samples", "n0"))
+    alpha, seed, input_shape, batch_size = (kw[k] for k in ("alpha", "seed", "input_shape", "batch_size"))
     if not path.exists():
         raise RlipError(f"no such model file or folder: {path}")
     check_positive_int("--n", n)
-    dev = resolve_device(device)
+    dev = resolve_device(kw["device"])
     meta = model_meta(path)
     name = dataset_name(data, meta)
     if name is None:
@@ -233,7 +246,7 @@ def certify_smoothed_run(
     settings = smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape)
     opts = {"n_images": n, "n0": n0, "n": samples, "alpha": alpha, "seed": seed, "batch_size": batch_size,
             "device": dev}  # fmt: skip
-    payload, notes = _smooth(model, ds, settings["sigma"], opts, progress)
+    payload, notes = _smooth(model, ds, settings["sigma"], opts, kw["progress"])
     wall = time.perf_counter() - t0
     smoothing = {
         "sigma": settings["sigma"], "alpha": settings["alpha"], "n": samples, "n0": n0,
@@ -250,6 +263,6 @@ def certify_smoothed_run(
         timings={"smoothing_s": wall},
         notes=notes,
     )
-    if write and path.is_dir():
+    if kw["write"] and path.is_dir():
         write_record(record_path(path, "certify", settings), rec)
     return rec
