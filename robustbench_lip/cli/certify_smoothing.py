@@ -34,7 +34,9 @@ def smoothing_table(name: str, sm: dict[str, Any]) -> Table:
         cols.append(("pixel abstain", seg["pixel_abstention_rate"]))
     for label, _ in cols:
         t.add_column(label, justify="right")
-    keys = list((cls or seg)["certified_accuracy" if cls else "certified_miou"])
+    from robustbench_lip.attacks.eps import parse_eps_token
+
+    keys = sorted((cls or seg)["certified_accuracy" if cls else "certified_miou"], key=parse_eps_token)
     for k in keys:
         t.add_row(k, *(_fmt(d.get(k)) for _, d in cols))
     return t
