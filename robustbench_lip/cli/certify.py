@@ -179,6 +179,23 @@ def certify_cmd(
         bool,
         typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit."),
     ] = False,
+    smoothing: Annotated[
+        str | None,
+        typer.Option(
+            "--smoothing",
+            help="Randomized smoothing at these noise levels σ (e.g. 0.25,0.5), instead of the Lipschitz "
+            "certificate: probabilistic certificates of the smoothed model, one record per σ.",
+        ),
+    ] = None,
+    smoothing_n: Annotated[
+        int, typer.Option("--smoothing-n", min=1, help="Monte Carlo samples per image (smoothing).")
+    ] = 1000,
+    smoothing_n0: Annotated[
+        int, typer.Option("--smoothing-n0", min=1, help="Selection samples per image (smoothing).")
+    ] = 100,
+    smoothing_alpha: Annotated[
+        float, typer.Option("--smoothing-alpha", help="Failure probability α of each smoothed certificate.")
+    ] = 0.001,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
     if list_rules:
@@ -189,6 +206,17 @@ def certify_cmd(
             if ops:
                 label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
                 console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+        return
+    if smoothing is not None:
+        from robustbench_lip.cli.certify_smoothing import smooth_cmd
+
+        if layers:
+            raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
+        smooth_cmd(
+            model, runs_dir, smoothing, json_file, data=data, root=root, n=n, samples=smoothing_n,
+            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device,
+            input_shape=parse_shape(input_shape) if input_shape is not None else None,
+        )  # fmt: skip
         return
     from robustbench_lip.attacks.eps import parse_eps_list
 

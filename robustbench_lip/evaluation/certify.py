@@ -5,6 +5,9 @@ the model's own dataset; "none": `n` uniform random points), certify (evaluation
 assemble a `CertifyRecord` and, for a run folder, write it to `RUN/results/certify-<key>.json`
 (`key` = the settings key; records.store). The settings name exactly what was asked: data, n,
 target, eps, seed, steps, mode and the input shape.
+
+Randomized smoothing (`rlip certify --smoothing`): `certify_smoothed_run` / `runs_to_smooth`
+(evaluation.smoothing_run) write their own records, `certificate: "smoothed"`, one per σ.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certificates import DEFAULT_EPS, TargetChoice, certify
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
+from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
 from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
 

@@ -50,6 +50,7 @@ class CertificateKind(str, Enum):
     """What a certify record's robustness claims rest on."""
 
     LIPSCHITZ = "lipschitz"  # a certified global Lipschitz upper bound of the forward map
+    SMOOTHED = "smoothed"  # randomized smoothing: probabilistic (≥ 1 − α), for the smoothed model g
 
 
 class Task(str, Enum):
@@ -186,10 +187,12 @@ class TrainRecord(Record):
 class CertifyRecord(Record):
     """kind "certify": Lipschitz bounds of A and R (certified upper, witnessed lower), the FNE test,
     certified robustness per ε (text keys such as "36/255"), clean metrics, timings (s), notes.
-    `layers` (the per-layer bound table) is written only when asked for."""
+    `layers` (the per-layer bound table) is written only when asked for. A randomized-smoothing
+    certificate (`certificate` "smoothed", evaluation.smoothing_run) leaves the Lipschitz keys null
+    and holds everything in `smoothing` (written only for it)."""
 
     kind: ClassVar[RecordKind] = RecordKind.CERTIFY
-    optional_keys: ClassVar[tuple[str, ...]] = ("layers",)
+    optional_keys: ClassVar[tuple[str, ...]] = ("layers", "smoothing")
     certificate: CertificateKind | str = CertificateKind.LIPSCHITZ
     lipschitz: dict[str, Any] | None = None
     fne: dict[str, Any] | None = None
@@ -204,6 +207,7 @@ class CertifyRecord(Record):
     timings: dict[str, float] | None = None
     notes: list[str] | None = None
     layers: list[dict[str, Any]] | None = None
+    smoothing: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.certificate, str) and not isinstance(self.certificate, CertificateKind):

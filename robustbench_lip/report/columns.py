@@ -69,6 +69,16 @@ PATTERN_DOCS: dict[str, str] = {
     "within ε (segmenters; from L(A) upper).",
     "cert mIoU@<ε>": "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
     "counted as wrong (segmenters; from L(A) upper).",
+    "smoothed cert acc@<r> (σ=<σ>)": "Randomized smoothing (probabilistic, not a Lipschitz certificate): "
+    "fraction of test images the noise-σ smoothed classifier g classifies correctly with certified ℓ2 radius "
+    "> r; each image's certificate holds with probability ≥ 1 − α over the Monte Carlo draw; abstentions "
+    "count as wrong.",
+    "smoothed cert mIoU@<r> (σ=<σ>)": "Randomized smoothing (probabilistic): mIoU of the smoothed "
+    "segmentation (U-Net output or CAM masks) with every pixel not certified at ℓ2 radius r counted as wrong "
+    "(SegCertify, Holm over each image's pixels at level α).",
+    "smoothed abstain (σ=<σ>)": "Fraction of test images on which the smoothed classifier abstains.",
+    "smoothed pixel abstain (σ=<σ>)": "Fraction of pixels on which the smoothed segmentation abstains "
+    "(r = 0).",
 }
 
 #: Every column name or pattern → one-line explanation (for the README).
@@ -107,6 +117,10 @@ _ATTACK_COL = re.compile(
     r"(?P<metric>acc|prec|pixel acc|pixel prec|mIoU)$"
 )
 _CERT_COL = re.compile(r"^cert (?P<metric>acc|pixel acc|mIoU)@(?P<eps>\S+)$")
+_SMOOTH_COL = re.compile(
+    r"^smoothed (?:cert (?P<metric>acc|mIoU)@(?P<eps>\S+)|(?P<abstain>abstain|pixel abstain))"
+    r" \(σ=(?P<sigma>[^)]+)\)$"
+)
 
 
 def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:
@@ -117,6 +131,20 @@ def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:
 def cert_column(metric: str, eps: str) -> str:
     """`cert <metric>@<ε>`."""
     return f"cert {metric}@{eps}"
+
+
+def smoothed_column(metric: str, eps: str | None, sigma: float) -> str:
+    """`smoothed cert <metric>@<r> (σ=<σ>)` (metric acc / mIoU), or with eps None
+    `smoothed <metric> (σ=<σ>)` (metric abstain / pixel abstain)."""
+    what = metric if eps is None else f"cert {metric}@{eps}"
+    return f"smoothed {what} (σ={sigma:g})"
+
+
+def _smoothed_pattern(name: str) -> str | None:
+    m = _SMOOTH_COL.match(name)
+    if not m:
+        return None
+    return f"smoothed {m['abstain']} (σ=<σ>)" if m["abstain"] else f"smoothed cert {m['metric']}@<r> (σ=<σ>)"
 
 
 def metric_name(short: str, level: str | None) -> str:
@@ -149,7 +177,8 @@ def column_doc(name: str) -> str:
         return (
             f"Certified {what} at ℓ2 radius ε = {m['eps']} (provable, from the certified L(A) upper bound)."
         )
-    return ""
+    pattern = _smoothed_pattern(name)
+    return PATTERN_DOCS[pattern] if pattern else ""
 
 
 def column_docs(columns: Iterable[str]) -> dict[str, str]:
@@ -158,6 +187,8 @@ def column_docs(columns: Iterable[str]) -> dict[str, str]:
 
 
 def _pattern_of(name: str) -> str | None:
+    if name.startswith("smoothed "):
+        return _smoothed_pattern(name)
     m = _CERT_COL.match(name)
     if m:
         return f"cert {m['metric']}@<ε>"
@@ -187,6 +218,10 @@ def dynamic_sort_key(col: str) -> tuple[Any, ...]:
     m = _CERT_COL.match(col)
     if m:
         return (0, "cert", ("acc", "pixel acc", "mIoU").index(m["metric"]), eps_value(m["eps"]), 0)
+    m = _SMOOTH_COL.match(col)
+    if m:  # after the Lipschitz certificates: per σ, accuracy, mIoU, abstentions, each by radius
+        order = ("acc", "mIoU", "abstain", "pixel abstain").index(m["metric"] or m["abstain"])
+        return (0, "smoothed", eps_value(m["sigma"]), order, eps_value(m["eps"] or "0"))
     m = _ATTACK_COL.match(col)
     if m:
         worst = m["attack"] == "worst"

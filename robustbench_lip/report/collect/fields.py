@@ -46,7 +46,10 @@ def validate(rec: Any) -> str | None:
         return f"{kind} record without key(s) {', '.join(missing)}"
     if kind == "train" and not isinstance(rec["settings"], dict):
         return "train record whose 'settings' is not an object"
-    if kind == "certify" and not isinstance(rec["lipschitz"], dict):
+    if kind == "certify" and is_smoothed(rec):
+        if not isinstance(rec.get("smoothing"), dict):
+            return "smoothed certify record whose 'smoothing' is not an object"
+    elif kind == "certify" and not isinstance(rec["lipschitz"], dict):
         return "certify record whose 'lipschitz' is not an object"
     if kind == "attack" and not isinstance(rec["results"], list):
         return "attack record whose 'results' is not a list"
@@ -204,6 +207,23 @@ def fne_verdict(rec: dict[str, Any]) -> str | None:
     if violated is False:
         return "no violation found"
     return None
+
+
+def is_smoothed(rec: dict[str, Any]) -> bool:
+    """Whether a certify record is a randomized-smoothing certificate (`certificate` "smoothed"),
+    whose numbers are probabilistic and never go into the Lipschitz columns."""
+    return rec.get("certificate") == "smoothed"
+
+
+def smoothing_part(rec: dict[str, Any], task: str) -> dict[str, Any]:
+    """`smoothing.<task>` of a smoothed certify record (classification / segmentation); {} when absent."""
+    part = get(rec, "smoothing", task)
+    return part if isinstance(part, dict) else {}
+
+
+def smoothing_sigma(rec: dict[str, Any]) -> Any:
+    """σ of a smoothed certify record (`smoothing.sigma`), unchecked."""
+    return get(rec, "smoothing", "sigma")
 
 
 def certified_values(rec: dict[str, Any], payload_key: str) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from robustbench_lip.report.collect.fields import (
     train_status,
 )
 from robustbench_lip.report.collect.load import LoadedRecord, newest_first
+from robustbench_lip.report.collect.smoothed import smoothed_columns, split_smoothed
 from robustbench_lip.report.columns import (
     ACC,
     FNE,
@@ -197,7 +198,7 @@ def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], lis
     for lr in recs:
         by_kind[lr.kind].append(lr)
     trains = newest_first(by_kind["train"])
-    certs = newest_first(by_kind["certify"])
+    certs, smoothed = split_smoothed(newest_first(by_kind["certify"]))  # never mixed: own columns
     attacks = newest_first(by_kind["attack"])
     train = trains[0].record if trains else None
     if len(trains) > 1:
@@ -206,6 +207,7 @@ def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], lis
     row.update(_clean(run, train, attacks + certs))
     row.update(_lipschitz(certs))
     row.update(_certified(certs))
+    row.update(smoothed_columns(smoothed))
     long_rows = attack_rows(run, attacks)
     row.update(_attack_columns(long_rows))
     row[TRAIN_S] = num(record_wall_s(train), f"{run} train wall_s") if train else None

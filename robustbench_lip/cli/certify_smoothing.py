@@ -1,0 +1,114 @@
+"""`rlip certify --smoothing SIGMA[,SIGMA…]`: randomized-smoothing certificates (one record per σ)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from robustbench_lip.cli.common import console, err_console
+from robustbench_lip.errors import RlipError
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def smoothing_table(name: str, sm: dict[str, Any]) -> Table:
+    """Certified accuracy / mIoU / pixel abstention of the smoothed model g per ℓ2 radius."""
+    cls, seg = sm.get("classification"), sm.get("segmentation")
+    t = Table(
+        title=f"smoothed certificate {name} "
+        f"(σ={sm['sigma']:g}, n={sm['n']}, n0={sm['n0']}, α={sm['alpha']:g})",
+        caption="probabilistic: each value holds with probability ≥ 1 − α over the Monte Carlo draw, "
+        "for the smoothed model g (abstentions count as wrong)",
+    )
+    t.add_column("radius (ℓ2)", justify="left")
+    cols = []
+    if cls:
+        cols.append(("cert acc", cls["certified_accuracy"]))
+    if seg:
+        cols += [("cert mIoU", seg["certified_miou"]), ("cert pixel acc", seg["certified_pixel_accuracy"])]
+        cols.append(("pixel abstain", seg["pixel_abstention_rate"]))
+    for label, _ in cols:
+        t.add_column(label, justify="right")
+    from robustbench_lip.attacks.eps import parse_eps_token
+
+    keys = sorted((cls or seg)["certified_accuracy" if cls else "certified_miou"], key=parse_eps_token)
+    for k in keys:
+        t.add_row(k, *(_fmt(d.get(k)) for _, d in cols))
+    return t
+
+
+def _render(name: str, rec: Any) -> None:
+    sm = rec.smoothing
+    console.print(smoothing_table(name, sm))
+    cls, seg = sm.get("classification"), sm.get("segmentation")
+    parts = []
+    if cls:
+        parts.append(f"image abstention {_fmt(cls['abstention_rate'])}")
+        parts.append(f"g accuracy {_fmt(cls['clean']['accuracy'])}")
+    if seg:
+        parts.append(f"pixel abstention (r=0) {_fmt(seg['abstention_rate'])}")
+        parts.append(f"g mIoU {_fmt(seg['clean']['miou'])}")
+    src = (sm.get("masks") or {}).get("source")
+    parts += [f"masks: {src}"] if src else []
+    console.print("; ".join([*parts, f"{rec.wall_s:.1f} s"]), highlight=False)
+    for note in rec.notes or []:
+        console.print(f"note: {note}", highlight=False)
+
+
+def smooth_one(model_path: Path, sigma: float, json_path: Path | None, **options: Any) -> None:
+    """One smoothed certificate (evaluation.certify.certify_smoothed_run) with a progress bar; render."""
+    from robustbench_lip.evaluation.certify import certify_smoothed_run
+    from robustbench_lip.records import record_path, write_record
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"smoothing {model_path.name} (σ={sigma:g})", total=None)
+        rec = certify_smoothed_run(
+            model_path, sigma=sigma, **options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    _render(model_path.name, rec)
+    if model_path.is_dir():
+        console.print(f"record: {record_path(model_path, 'certify', rec.settings)}", highlight=False)
+    if json_path is not None:
+        write_record(json_path, rec)
+        console.print(f"json: {json_path}", highlight=False)
+
+
+def smooth_cmd(
+    model: Path | None, runs_dir: Path, sigma_text: str, json_path: Path | None, **options: Any
+) -> None:
+    """Smoothed certificates of MODEL, or of every finished run under runs_dir that lacks one, per σ."""
+    from robustbench_lip.evaluation.smoothing_run import parse_sigmas
+
+    sigmas = parse_sigmas(sigma_text)
+    if json_path is not None and (model is None or len(sigmas) > 1):
+        raise RlipError("--json needs a single MODEL and a single --smoothing σ")
+    if model is not None:
+        for s in sigmas:
+            smooth_one(model, s, json_path, **options)
+        return
+    from robustbench_lip.evaluation.certify import runs_to_smooth
+
+    plan = {k: v for k, v in options.items() if k not in ("root", "device", "batch_size")}
+    todo = runs_to_smooth(runs_dir, sigmas, **plan)
+    if not todo:
+        console.print(
+            f"nothing to certify: every finished run under {runs_dir} has a smoothed certificate "
+            "for these settings"
+        )
+        return
+    for run, s in todo:
+        console.print(f"[bold]{run.name}[/bold]")
+        smooth_one(run, s, None, **options)
