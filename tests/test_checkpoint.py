@@ -359,3 +359,10 @@ def test_load_model_device_and_mode(tmp_path: Path) -> None:
     assert model.training  # saving does not change the caller's model
     with pytest.raises(RlipError, match="device"):
         load_model(tmp_path, device="tpu")
+
+
+def test_load_model_leaves_the_global_rng_alone(tmp_path: Path) -> None:
+    save_model(create_model("mresnet18_tiny"), tmp_path)
+    state = torch.get_rng_state().clone()
+    load_model(tmp_path)
+    assert torch.equal(torch.get_rng_state(), state)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.config import ModelConfig
-from robustbench_lip.device import resolve_device, set_eval
+from robustbench_lip.device import preserved_rng, resolve_device, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import read_json
 from robustbench_lip.modelio.files import (
@@ -131,10 +131,22 @@ def load_model(
     a `.pt2` torch.export archive. arch: a registered name or `torchvision:NAME` for bare weights.
     input_size (C, H, W): overrides the recorded input size (foreign models: the probe size; default
     3×224×224 for torchvision). mean/std: normalisation for bare weights (foreign models: none by
-    default — torchvision weights trained on ImageNet expect its mean/std).
+    default — torchvision weights trained on ImageNet expect its mean/std). The global RNGs are
+    left as they were (building a model before loading its weights draws from them).
     """
-    dev = resolve_device(device)
-    p = Path(path)
+    with preserved_rng():
+        return _load_model(Path(path), arch, resolve_device(device), input_size, mean, std)
+
+
+def _load_model(
+    p: Path,
+    arch: str | None,
+    dev: torch.device,
+    input_size: Sequence[int] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> nn.Module:
+    """`load_model` without the RNG guard."""
     if not p.exists():
         raise RlipError(f"no such model file or folder: {p}")
     d = _model_dir(p)
