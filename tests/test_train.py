@@ -322,3 +322,18 @@ def test_old_flat_configs_load_into_the_nested_form(tmp_path: Path) -> None:
     other = TrainConfig.from_dict({**OLD_FLAT, "reg_every": 1})
     with pytest.raises(RlipError, match="reg_every"):
         prepare_run_dir(run, other)
+
+
+def test_outputs_finite_catches_eval_mode_overflow() -> None:
+    """Finite weights whose eval-mode outputs overflow (running BN statistics) are caught."""
+    from robustbench_lip.data import get_dataset
+    from robustbench_lip.training.evaluate import outputs_finite
+
+    test_set = get_dataset("shapes", "test", **TINY_DATA)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.BatchNorm2d(2, eps=0.0))
+    assert outputs_finite(net, test_set, torch.device("cpu"))
+    net[1].running_var.zero_()
+    net[1].running_mean.fill_(1e6)
+    net[1].train()
+    assert not outputs_finite(net, test_set, torch.device("cpu"))
+    assert net[1].training  # the caller's mode is restored

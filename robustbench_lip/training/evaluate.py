@@ -53,3 +53,15 @@ def evaluate(
                 out[f"sigma_{key}_mean"] = float(s.mean())
                 out[f"sigma_{key}_max"] = float(s.max())
     return out
+
+
+def outputs_finite(model: torch.nn.Module, test_set: Any, device: torch.device, n: int = 64) -> bool:
+    """True when the model's eval-mode outputs on the first `n` test images are all finite (finite
+    weights can still overflow in eval mode, e.g. through running BatchNorm statistics)."""
+    k = min(n, len(test_set))
+    if k == 0:
+        return True
+    x = test_set.take(k).tensors()[0].to(device)
+    with eval_mode(model), torch.no_grad():
+        out = model(x)
+    return bool(torch.isfinite(out).all()) if isinstance(out, torch.Tensor) else True

@@ -33,7 +33,7 @@ from robustbench_lip.records import RecordKind, TrainRecord, env_info, record_pa
 from robustbench_lip.runs import is_finished, read_train_record
 from robustbench_lip.training import state
 from robustbench_lip.training.epoch import Emit, Loop, NonFiniteLoss, run_epoch
-from robustbench_lip.training.evaluate import FINAL_KEYS, evaluate
+from robustbench_lip.training.evaluate import FINAL_KEYS, evaluate, outputs_finite
 from robustbench_lip.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,8 @@ class _Session:
             raise self.fail(what, emit) from None
         if not all(bool(torch.isfinite(p).all()) for p in parts.model.parameters()):
             raise self.fail(f"non-finite weights after epoch {epoch + 1}", None)
+        if not outputs_finite(parts.model, self.setup.test_set, self.device):
+            raise self.fail(f"non-finite eval-mode outputs after epoch {epoch + 1}", None)
         last = epoch + 1 == cfg.epochs
         iters = max(cfg.sigma_iters, cfg.sigma_final_iters) if last else cfg.sigma_iters
         setup = self.setup
