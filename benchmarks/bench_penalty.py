@@ -136,7 +136,10 @@ def main() -> None:
     steps = args.steps or (6 if args.quick else 20)
     args.warmup_steps = args.warmup_steps if args.warmup_steps is not None else (15 if args.quick else 30)
     t0 = time.perf_counter()
-    runs = [run_once(args, steps, seed) for seed in range(max(1, args.seeds))]
+    runs = []
+    for seed in range(max(1, args.seeds)):
+        runs.append(run_once(args, steps, seed))
+        print(f"seed {seed} done after {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     names = [k for k in runs[0] if k != "sigma_start"]
     step_s = {k: statistics.median(r[k][0] for r in runs) for k in names}
     sigma = {k: _spread([r[k][1] for r in runs]) for k in names}

@@ -28,6 +28,7 @@ from robustbench_lip.report.columns import (
     STD_SUFFIX,
     format_cell,
     is_missing,
+    key_columns,
     to_py,
 )
 
@@ -169,3 +170,12 @@ def display_rows(table: pd.DataFrame, columns: Sequence[str] | None = None) -> l
     """Cell texts of the display columns, row by row (see `cell_text`)."""
     cols = display_columns(table, columns)
     return [[cell_text(table, i, c) for c in cols] for i in table.index]
+
+
+def summary_columns(table: pd.DataFrame) -> list[str]:
+    """`key_columns` of an aggregated table, with `n seeds` after `target` when some row holds several."""
+    cols = key_columns(table)
+    if has_seed_groups(table):
+        at = cols.index("target") + 1 if "target" in cols else len(cols)
+        cols.insert(at, SEEDS_N)
+    return cols

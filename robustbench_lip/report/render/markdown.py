@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pandas as pd
-
 from robustbench_lip.report.build import Leaderboard
-from robustbench_lip.report.columns import SEEDS_N, key_columns, legend
+from robustbench_lip.report.columns import legend
 from robustbench_lip.report.plots import PLOT_TITLES
-from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups
+from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups, summary_columns
 from robustbench_lip.report.slopes import SLOPE_HEADER, slopes_rows
 
 
@@ -25,15 +23,6 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     ]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def summary_columns(table: pd.DataFrame) -> list[str]:
-    """`key_columns` of an aggregated table, with `n seeds` after `target` when some row holds several."""
-    cols = key_columns(table)
-    if has_seed_groups(table):
-        at = cols.index("target") + 1 if "target" in cols else len(cols)
-        cols.insert(at, SEEDS_N)
-    return cols
 
 
 def render_markdown(lb: Leaderboard, plots: Sequence[str] = ()) -> str:
