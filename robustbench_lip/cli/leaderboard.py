@@ -21,14 +21,13 @@ from robustbench_lip.report import (
     LAM,
     SLOPE_HEADER,
     build_leaderboard,
-    key_columns,
     parse_formats,
     slopes_rows,
-    table_rows,
     write_reports,
 )
+from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups, summary_columns
 
-_TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE")
+_TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE", "seed")
 # Which key columns to keep first when the terminal is narrow.
 _PRIORITY = (
     "run",
@@ -46,7 +45,7 @@ _PRIORITY = (
 
 def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
     """The columns of `cols` that fit in `width` characters, the most important first, in `cols` order."""
-    rows = table_rows(frame, cols)
+    rows = display_rows(frame, cols)
     need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
     worst = [c for c in cols if c.startswith("worst_")]
     first = [c for c in _PRIORITY[:5] if c in cols] + worst + [c for c in _PRIORITY[5:] if c in cols]
@@ -89,17 +88,19 @@ def leaderboard(
         )
     written = write_reports(lb, out, fmts, plots=plots)
 
-    cols = _fit_width(key_columns(lb.table), lb.table, console.width)
-    table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}")
+    agg = lb.aggregated
+    cols = _fit_width(summary_columns(agg), agg, console.width)
+    groups = f", {len(agg)} row(s) averaging seeds" if has_seed_groups(agg) else ""
+    table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}{groups}")
     for c in cols:
         numeric = c not in _TEXT_COLUMNS
         table.add_column(c, justify="right" if numeric else "left", no_wrap=True)
-    for row in table_rows(lb.table, cols):
+    for row in display_rows(agg, cols):
         table.add_row(*row)
     console.print(table)
-    if len(cols) < len(lb.columns):
+    if len(cols) < len(display_columns(agg)):
         console.print(
-            f"[dim]{len(lb.columns) - len(cols)} more column(s) in the written reports "
+            f"[dim]{len(display_columns(agg)) - len(cols)} more column(s) in the written reports "
             "(a wider terminal shows more).[/dim]"
         )
 
