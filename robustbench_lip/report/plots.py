@@ -253,6 +253,7 @@ def plot_attacked_vs_eps(lb: Leaderboard) -> bytes | None:
     for ax, (metric, norm, level) in zip(axes, panels, strict=True):
         w = curves[metric]
         shown: list[float] = []
+        ys: list[float] = []
         for run in runs:
             sel = w[(w["run"] == run) & (w["norm"] == norm) & (w["level"] == level)].sort_values("eps")
             if sel.empty:
@@ -261,11 +262,12 @@ def plot_attacked_vs_eps(lb: Leaderboard) -> bytes | None:
             label = run if is_missing(lam) else f"{run} (λ={format_cell(LAM, lam)})"
             ax.plot(sel["eps"], sel[metric], marker="o", color=colors[run], label=label)
             shown += sel["eps"].tolist()
+            ys += sel[metric].tolist()
         _eps_ticks(ax, shown)
         what = "mIoU" if metric == "miou" else ("pixel accuracy" if level == "pixel" else "accuracy")
         ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, pixel units; 0 = clean)")
         ax.set_ylabel(f"attacked {what} (worst over attacks)")
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(*fit_limits(ys))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle("Attacked metric against ε")
