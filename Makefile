@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # torch 2.14.1 / torchvision 0.29.1 lie on this machine's disk (a CUDA build that runs on the CPU).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test test-slow test-slurm test-browser lint bench clean-runs
+.PHONY: setup demo reproduce test test-slow test-slurm test-browser lint bench clean-runs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ demo: $(STAMP)
 	$(RLIP) certify --runs-dir $(RUNS) --n 64
 	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
+
+# The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's training, certify and
+# attack settings, every λ trained with seeds 0, 1, 2; the leaderboard reports mean ± std (n = 3).
+REPRO_SPEC ?= zoo/shapes_cpu_seeds.toml
+REPRO_RUNS ?= zoo/runs_reproduce
+REPRO_OUT  ?= reports/reproduce
+reproduce: $(STAMP)
+	$(RLIP) zoo train $(REPRO_SPEC) --runs-dir $(REPRO_RUNS)
+	$(RLIP) certify --runs-dir $(REPRO_RUNS) --n 64
+	$(RLIP) attack --runs-dir $(REPRO_RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
+	$(RLIP) leaderboard --runs-dir $(REPRO_RUNS) --out $(REPRO_OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest

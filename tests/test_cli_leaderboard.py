@@ -77,6 +77,8 @@ def test_writes_all_reports(runs: Path, tmp_path: Path) -> None:
             "leaderboard.csv",
             "leaderboard.json",
             "leaderboard.html",
+            "leaderboard_runs.csv",  # per-run rows next to the seed-aggregated tables
+            "leaderboard_runs.json",
             "lipschitz_vs_lambda.png",
             "precision_vs_lambda.png",
             "attacked_vs_eps.png",
@@ -100,7 +102,12 @@ def test_format_sort_and_dataset(runs: Path, tmp_path: Path) -> None:
     args = ["leaderboard", "-r", str(runs), "-o", str(out), "--format", "csv,json", "--no-plots"]
     res = CliRunner().invoke(app, [*args, "--sort", "precision", "--desc", "--dataset", "shapes"])
     assert res.exit_code == 0, res.output
-    assert _files(out) == ["leaderboard.csv", "leaderboard.json"]
+    assert _files(out) == [
+        "leaderboard.csv",
+        "leaderboard.json",
+        "leaderboard_runs.csv",
+        "leaderboard_runs.json",
+    ]
     rows = json.loads((out / "leaderboard.json").read_text())["rows"]
     precisions = [r["precision"] for r in rows]
     assert precisions == sorted(precisions, reverse=True) and rows[0]["run"] == "lam0"

@@ -443,13 +443,16 @@ def test_missing_cells_are_empty_not_zero(runs: Path, tmp_path: Path) -> None:
     obj = json.loads(json.dumps(to_json_obj(lb)))
     jrow = next(d for d in obj["rows"] if d["run"] == run)
     assert all(jrow[c] is None for c in [*attack_cols, "mIoU", "FNE"])
-    assert jrow["seed"] == 0 and isinstance(jrow["seed"], int) and jrow[LAM] == 1e-2
+    # the main table aggregates seeds: `seed` lists them as text; the per-run rows keep the integer
+    assert jrow["seed"] == "0" and jrow["n seeds"] == 1 and jrow[LAM] == 1e-2
+    per_run = to_json_obj(lb, runs=True)["rows"]
+    assert next(d for d in per_run if d["run"] == run)["seed"] == 0
     # Markdown: empty cells in that row
     md = render_markdown(lb)
     full = md.split("## All columns")[1]  # the full table (the summary above holds key columns only)
     header = next(line for line in full.splitlines() if line.startswith("| run |"))
     names = [h.strip() for h in header.strip("|").split(" | ")]
-    assert names == lb.columns
+    assert names == [*lb.columns[:6], "n seeds", *lb.columns[6:]]  # one seed per row: + `n seeds`
     line = next(line for line in full.splitlines() if line.startswith(f"| {run} |"))
     cells = [c.strip() for c in line.strip()[2:-2].split(" | ")]
     assert len(cells) == len(names)
@@ -544,7 +547,10 @@ def test_column_docs_cover_every_column(runs: Path) -> None:
     assert f"- `cert acc@<ε>`: {COLUMN_DOCS['cert acc@<ε>']}" in render_markdown(lb)
     obj = to_json_obj(lb)
     assert set(obj) >= {"columns", "rows", "slopes", "generated", "column_docs"}
-    assert obj["columns"] == lb.columns and set(obj["column_docs"]) == set(lb.columns)
+    # the main JSON holds the seed-aggregated table (here: the per-run columns plus `n seeds`)
+    agg_cols = list(lb.aggregated.columns)
+    assert obj["columns"] == agg_cols == [*lb.columns[:6], "n seeds", *lb.columns[6:]]
+    assert set(obj["column_docs"]) == set(agg_cols) and all(obj["column_docs"].values())
 
 
 def test_key_columns_pick_the_largest_budget(runs: Path) -> None:
@@ -587,6 +593,7 @@ def test_write_reports(runs: Path, tmp_path: Path, plots: dict[str, bytes]) -> N
     assert set(written) == {
         "md",
         "json",
+        "runs.json",  # the per-run rows, next to the seed-aggregated leaderboard.json
         "lipschitz_vs_lambda.png",
         "precision_vs_lambda.png",
         "attacked_vs_eps.png",
@@ -598,7 +605,8 @@ def test_write_reports(runs: Path, tmp_path: Path, plots: dict[str, bytes]) -> N
     assert "![" in md and "(lipschitz_vs_lambda.png)" in md
     assert json.loads((out / "leaderboard.json").read_text())["rows"][0]["run"] == lb.table["run"][0]
     assert write_reports(lb, tmp_path / "np", ["csv"], plots=False) == {
-        "csv": tmp_path / "np" / "leaderboard.csv"
+        "csv": tmp_path / "np" / "leaderboard.csv",
+        "runs.csv": tmp_path / "np" / "leaderboard_runs.csv",
     }
 
 

@@ -106,7 +106,12 @@ def test_v0_renders_to_every_format(lb: Any, tmp_path: Path) -> None:
     obj = json.loads((tmp_path / "leaderboard.json").read_text())
     assert [r["run"] for r in obj["rows"]] == lb.table["run"].tolist() and obj["skipped"] == []
     rows = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard.csv").read_text())))
-    assert [r["run"] for r in rows] == lb.table["run"].tolist() and list(rows[0]) == lb.columns
+    assert [r["run"] for r in rows] == lb.table["run"].tolist()
+    # leaderboard.csv is the seed-aggregated table (one seed per run here: the run columns + `n seeds`);
+    # the per-run table is leaderboard_runs.csv
+    assert list(rows[0]) == list(lb.aggregated.columns) == [*lb.columns[:6], "n seeds", *lb.columns[6:]]
+    per_run = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard_runs.csv").read_text())))
+    assert list(per_run[0]) == lb.columns
     md = (tmp_path / "leaderboard.md").read_text()
     assert all(f"| {run} |" in md for run in _runs())
     page = (tmp_path / "leaderboard.html").read_text()

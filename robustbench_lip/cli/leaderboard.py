@@ -19,7 +19,7 @@ from robustbench_lip.errors import RlipError
 if TYPE_CHECKING:  # pandas and the report package load in the command body (fast --help)
     import pandas as pd
 
-_TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE")
+_TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE", "seed")
 # Which key columns to keep first when the terminal is narrow ("λ" inserted second, see _fit_width).
 _PRIORITY = (
     "run",
@@ -36,10 +36,11 @@ _PRIORITY = (
 
 def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
     """The columns of `cols` that fit in `width` characters, the most important first, in `cols` order."""
-    from robustbench_lip.report import LAM, table_rows
+    from robustbench_lip.report import LAM
+    from robustbench_lip.report.seeds import display_rows
 
     priority = (_PRIORITY[0], LAM, *_PRIORITY[1:])
-    rows = table_rows(frame, cols)
+    rows = display_rows(frame, cols)
     need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
     worst = [c for c in cols if c.startswith("worst_")]
     first = [c for c in priority[:5] if c in cols] + worst + [c for c in priority[5:] if c in cols]
@@ -81,12 +82,11 @@ def leaderboard(
         LAM,
         SLOPE_HEADER,
         build_leaderboard,
-        key_columns,
         parse_formats,
         slopes_rows,
-        table_rows,
         write_reports,
     )
+    from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups, summary_columns
 
     fmts = parse_formats(formats if formats is not None else FORMATS)
     lb = build_leaderboard(runs_dir, dataset=dataset, sort=sort, descending=descending)
@@ -97,17 +97,19 @@ def leaderboard(
         )
     written = write_reports(lb, out, fmts, plots=plots)
 
-    cols = _fit_width(key_columns(lb.table), lb.table, console.width)
-    table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}")
+    agg = lb.aggregated
+    cols = _fit_width(summary_columns(agg), agg, console.width)
+    groups = f", {len(agg)} row(s) averaging seeds" if has_seed_groups(agg) else ""
+    table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}{groups}")
     for c in cols:
         numeric = c not in _TEXT_COLUMNS
         table.add_column(c, justify="right" if numeric else "left", no_wrap=True)
-    for row in table_rows(lb.table, cols):
+    for row in display_rows(agg, cols):
         table.add_row(*row)
     console.print(table)
-    if len(cols) < len(lb.columns):
+    if len(cols) < len(display_columns(agg)):
         console.print(
-            f"[dim]{len(lb.columns) - len(cols)} more column(s) in the written reports "
+            f"[dim]{len(display_columns(agg)) - len(cols)} more column(s) in the written reports "
             "(a wider terminal shows more).[/dim]"
         )
 

@@ -2,7 +2,8 @@
 
 `build_leaderboard(runs_dir, ...) -> Leaderboard` reads every `RUN/results/*.json` under the runs
 folder (`collect`: loading, the record layout, the merging rules), builds the typed table (`build`,
-columns in `columns`) and fits the slope of log10 L(A) against log10 λ (`slopes`).
+columns in `columns`), averages the runs that differ only in their seed (`seeds`) and fits the
+slope of log10 L(A) against log10 λ (`slopes`).
 `write_reports(lb, out_dir, formats, plots)` writes `leaderboard.{md,csv,json,html}` (`render`; the
 HTML page from `templates/leaderboard.html`) and the PNG plots (`plots`).
 
@@ -27,6 +28,7 @@ from robustbench_lip.report.columns import (
     table_rows,
 )
 from robustbench_lip.report.plots import PLOT_TITLES, make_plots
+from robustbench_lip.report.seeds import aggregate, display_rows
 from robustbench_lip.report.slopes import SLOPE_HEADER, SlopeFit, fit_loglog, fit_slopes, slopes_rows
 from robustbench_lip.report.write import FORMATS, REPORT_STEM, parse_formats, write_reports
 
@@ -44,9 +46,11 @@ __all__ = [
     "LoadedRecord",
     "SkippedFile",
     "SlopeFit",
+    "aggregate",
     "build_leaderboard",
     "column_doc",
     "column_docs",
+    "display_rows",
     "fit_loglog",
     "fit_slopes",
     "format_cell",

@@ -22,6 +22,7 @@ from robustbench_lip.report.collect import (
     attack_clean_metrics,
     load_records,
     run_row,
+    seed_group_keys,
 )
 from robustbench_lip.report.columns import (
     FIXED_COLUMNS,
@@ -31,6 +32,7 @@ from robustbench_lip.report.columns import (
     SORT_ALIASES,
     dynamic_sort_key,
 )
+from robustbench_lip.report.seeds import aggregate
 from robustbench_lip.report.slopes import SlopeFit, fit_slopes
 
 #: Columns of the long attack table (one row per run × attack × norm × ε × level).
@@ -57,7 +59,9 @@ class Leaderboard:
     table: one row per run (see `column_docs(table.columns)`); attacks: long-format attack results
     (one row per run × attack × norm × ε); slopes: the L(A)–λ fits; skipped: files not used;
     runs_dir: where the records were read; attack_clean: {run: clean metrics of the newest attack
-    record}; generated: ISO time of the build.
+    record}; generated: ISO time of the build; aggregated: the main table, one row per group of runs
+    that differ only in their seed (mean, `<column> std`, `<column> n`; see `report.seeds`) — each
+    run its own group when not given.
     """
 
     table: pd.DataFrame
@@ -67,6 +71,11 @@ class Leaderboard:
     runs_dir: Path
     attack_clean: dict[str, dict[str, Any]] = field(default_factory=dict)
     generated: str = field(default_factory=now_iso)
+    aggregated: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.aggregated is None:
+            self.aggregated = aggregate(self.table)
 
     @property
     def columns(self) -> list[str]:
@@ -169,7 +178,8 @@ def build_leaderboard(
 
     dataset: keep only the runs on that dataset (case-insensitive; an unknown name with runs present
     is an RlipError listing the datasets found). sort: a column name (see `resolve_column`);
-    default order is (dataset, arch, λ, seed, run). Slopes are fitted on the kept runs. An empty
+    default order is (dataset, arch, λ, seed, run). Slopes are fitted on the kept runs (every seed a
+    point). `aggregated` groups the runs that differ only in their seed. An empty
     leaderboard (no records) is returned as such — the caller decides what that means.
     """
     records, skipped = load_records(runs_dir)
@@ -179,6 +189,9 @@ def build_leaderboard(
     if sort is not None:
         table = sort_table(table, sort, descending)
     clean = {run: v for run, v in attack_clean_metrics(records).items() if run in set(table["run"])}
+    aggregated = aggregate(table, seed_group_keys(records))
+    if sort is not None:
+        aggregated = sort_table(aggregated, sort, descending)
     return Leaderboard(
         table=table,
         attacks=attacks,
@@ -186,4 +199,5 @@ def build_leaderboard(
         skipped=skipped,
         runs_dir=Path(runs_dir),
         attack_clean=clean,
+        aggregated=aggregated,
     )

@@ -81,8 +81,19 @@ PATTERN_DOCS: dict[str, str] = {
     "(r = 0).",
 }
 
+#: Columns of the seed-aggregated table (report.seeds): runs that differ only in their seed, one row.
+SEEDS_N = "n seeds"
+STD_SUFFIX, N_SUFFIX = " std", " n"
+AGGREGATE_DOCS: dict[str, str] = {
+    SEEDS_N: "Runs aggregated in this row: same settings, different training seeds (listed in `seed`); "
+    "every number is then the mean over them.",
+    "<column> std": "Sample standard deviation (ddof = 1) of the column over the row's seeds; empty with "
+    "fewer than 2 values.",
+    "<column> n": "How many of the row's seeds have a value in the column (shown where some seeds lack it).",
+}
+
 #: Every column name or pattern → one-line explanation (for the README).
-COLUMN_DOCS: dict[str, str] = {**FIXED_COLUMNS, **PATTERN_DOCS}
+COLUMN_DOCS: dict[str, str] = {**FIXED_COLUMNS, **PATTERN_DOCS, **AGGREGATE_DOCS}
 
 #: Columns shown in narrow views (terminal), when present.
 KEY_COLUMNS: tuple[str, ...] = (
@@ -121,6 +132,7 @@ _SMOOTH_COL = re.compile(
     r"^smoothed (?:cert (?P<metric>acc|mIoU)@(?P<eps>\S+)|(?P<abstain>abstain|pixel abstain))"
     r" \(σ=(?P<sigma>[^)]+)\)$"
 )
+ATTACK_COL, CERT_COL = _ATTACK_COL, _CERT_COL
 
 
 def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:
@@ -162,8 +174,11 @@ def eps_value(text: str) -> float:
 
 def column_doc(name: str) -> str:
     """One-line explanation of a column (fixed or dynamic); empty for an unknown name."""
-    if name in FIXED_COLUMNS:
-        return FIXED_COLUMNS[name]
+    if name in FIXED_COLUMNS or name == SEEDS_N:
+        return {**FIXED_COLUMNS, SEEDS_N: AGGREGATE_DOCS[SEEDS_N]}[name]
+    for suffix, what in ((STD_SUFFIX, "Sample std (ddof = 1) over seeds of"), (N_SUFFIX, "Seeds with")):
+        if name.endswith(suffix) and (base := column_doc(name[: -len(suffix)])):
+            return f"{what}: {base}"
     m = _ATTACK_COL.match(name)
     if m:
         what = _METRIC_WHAT[m["metric"]]
@@ -209,6 +224,9 @@ def legend(columns: Iterable[str]) -> dict[str, str]:
     out = {c: FIXED_COLUMNS[c] for c in cols if c in FIXED_COLUMNS}
     present = {_pattern_of(c) for c in cols}
     out.update({p: d for p, d in PATTERN_DOCS.items() if p in present})
+    agg = {SEEDS_N: SEEDS_N in cols, "<column> std": any(c.endswith(STD_SUFFIX) for c in cols)}
+    agg["<column> n"] = any(c.endswith(N_SUFFIX) and c[: -len(N_SUFFIX)] in cols for c in cols)
+    out.update({k: AGGREGATE_DOCS[k] for k, shown in agg.items() if shown})
     return out
 
 

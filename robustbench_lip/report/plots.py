@@ -109,7 +109,7 @@ def _slope_for(slopes: Sequence[SlopeFit], g: pd.DataFrame, bound: str) -> float
 def plot_lipschitz_vs_lambda(lb: Leaderboard) -> bytes | None:
     """Log–log L(A) upper (solid) and lower (dashed) against λ, one colour per (arch, dataset, target);
     λ = 0 runs sit at the left edge, labelled `λ=0`, left of a dotted separator. None without data."""
-    t = lb.table
+    t = lb.aggregated  # seed means
     if t.empty or (t[LA_UP].isna().all() and t[LA_LO].isna().all()):
         return None
     lam = t[LAM]
@@ -146,15 +146,28 @@ def plot_lipschitz_vs_lambda(lb: Leaderboard) -> bytes | None:
     return _png(fig)
 
 
-def plot_precision_vs_lambda(lb: Leaderboard) -> bytes | None:
-    """Clean macro precision (and accuracy, dotted) against λ on a log axis; λ = 0 at the left edge."""
-    t = lb.table
+def fit_limits(values: Iterable[float], pad: float = 0.08, min_span: float = 0.01) -> tuple[float, float]:
+    """Axis limits around the data: [min, max] widened by `pad` of the span on each side (the span is at
+    least `min_span`, centred), so that a drop of a few points is visible on a 0–1 metric."""
+    v = [float(x) for x in values if not is_missing(x) and math.isfinite(float(x))]
+    lo, hi = (min(v), max(v)) if v else (0.0, 1.0)
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+    return lo - pad * (hi - lo), hi + pad * (hi - lo)
+
+
+def precision_figure(lb: Leaderboard) -> Any | None:
+    """The figure of `plot_precision_vs_lambda` (None without data): seed-aggregated means, error bars
+    of ± one sample std where a λ has several seeds, y axis fitted to the plotted values."""
+    t = lb.aggregated
     if t.empty or t[PREC].isna().all():
         return None
     lam_pos = [float(v) for v in t[LAM] if not is_missing(v) and v > 0]
     fig, (ax,) = _figure()
     x0 = _lam_axis(ax, lam_pos, bool((t[LAM] == 0).any()))
     groups = _group_labels(t)
+    shown: list[float] = []
     for color, (label, g) in zip(_colors(len(groups)), groups, strict=True):
         for col, ls, marker in ((PREC, "-", "o"), (ACC, ":", "^")):
             sel = g[g[col].notna() & g[LAM].notna()].copy()
@@ -163,22 +176,33 @@ def plot_precision_vs_lambda(lb: Leaderboard) -> bytes | None:
             if x0 is not None:
                 sel.loc[sel[LAM] == 0, LAM] = x0
             sel = sel[sel[LAM] > 0].sort_values(LAM)
-            ax.plot(
+            err = sel[f"{col} std"].fillna(0.0) if f"{col} std" in sel else None
+            ax.errorbar(
                 sel[LAM],
                 sel[col],
+                yerr=err,
                 ls=ls,
                 marker=marker,
                 color=color,
+                capsize=3,
                 label=f"{label} {'precision' if col == PREC else 'accuracy'}",
             )
+            shown += [*(sel[col] - (0 if err is None else err)), *(sel[col] + (0 if err is None else err))]
     _label_zero(ax, x0)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(*fit_limits(shown))
     ax.set_xlabel("λ (penalty weight)" + ("; λ = 0 drawn at the left edge" if x0 is not None else ""))
-    ax.set_ylabel("clean metric")
-    ax.set_title("Precision against λ")
+    ax.set_ylabel("clean metric (axis fitted to the data)")
+    ax.set_title("Precision against λ" + (" (mean ± std over seeds)" if f"{PREC} std" in t else ""))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return _png(fig)
+    return fig
+
+
+def plot_precision_vs_lambda(lb: Leaderboard) -> bytes | None:
+    """Clean macro precision (and accuracy, dotted) against λ on a log axis; λ = 0 at the left edge;
+    the y axis spans the data, not 0–1 (see `precision_figure`)."""
+    fig = precision_figure(lb)
+    return None if fig is None else _png(fig)
 
 
 def _worst_curves(lb: Leaderboard, metric: str) -> pd.DataFrame:
@@ -229,6 +253,7 @@ def plot_attacked_vs_eps(lb: Leaderboard) -> bytes | None:
     for ax, (metric, norm, level) in zip(axes, panels, strict=True):
         w = curves[metric]
         shown: list[float] = []
+        ys: list[float] = []
         for run in runs:
             sel = w[(w["run"] == run) & (w["norm"] == norm) & (w["level"] == level)].sort_values("eps")
             if sel.empty:
@@ -237,22 +262,55 @@ def plot_attacked_vs_eps(lb: Leaderboard) -> bytes | None:
             label = run if is_missing(lam) else f"{run} (λ={format_cell(LAM, lam)})"
             ax.plot(sel["eps"], sel[metric], marker="o", color=colors[run], label=label)
             shown += sel["eps"].tolist()
+            ys += sel[metric].tolist()
         _eps_ticks(ax, shown)
         what = "mIoU" if metric == "miou" else ("pixel accuracy" if level == "pixel" else "accuracy")
         ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'linf' else 'ℓ2'}, pixel units; 0 = clean)")
         ax.set_ylabel(f"attacked {what} (worst over attacks)")
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(*fit_limits(ys))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle("Attacked metric against ε")
     return _png(fig)
 
 
-def plot_tradeoff(lb: Leaderboard) -> bytes | None:
-    """Left: precision against L(A) (upper filled, lower hollow, log x). Right (when attacks exist):
-    precision against the worst-case attacked mIoU (else accuracy) at the largest ℓ∞ (else ℓ2) budget
-    each group was attacked with (named in the legend). None without precision values."""
-    t = lb.table
+def _label_lams(ax: Any, x: Sequence[float], y: Sequence[float], lams: Sequence[Any], color: Any) -> None:
+    """Write `λ=…` next to each point."""
+    for xi, yi, lam in zip(x, y, lams, strict=True):
+        if not is_missing(lam):
+            text = f"λ={format_cell(LAM, lam)}"
+            ax.annotate(text, (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7, color=color)
+
+
+def _tradeoff_panel(ax: Any, panel: str, groups: Any, attacked: dict[str, str | None]) -> None:
+    for color, (label, g) in zip(_colors(len(groups)), groups, strict=True):
+        if panel == "L":
+            labelled = pd.Series(False, index=g.index)
+            for col, fill in ((LA_UP, True), (LA_LO, False)):
+                sel = g[g[col].notna() & g[PREC].notna() & (g[col] > 0)]
+                if sel.empty:
+                    continue
+                ax.scatter(
+                    sel[col],
+                    sel[PREC],
+                    color=color if fill else "none",
+                    edgecolors=color,
+                    label=f"{label} ({'upper' if fill else 'lower'})",
+                )
+                new = sel[~labelled[sel.index]]  # λ once per run: at the upper bound, else the lower
+                _label_lams(ax, new[col].tolist(), new[PREC].tolist(), new[LAM].tolist(), color)
+                labelled[sel.index] = True
+        elif (col := attacked[label]) is not None:
+            sel = g[g[col].notna() & g[PREC].notna()]
+            if not sel.empty:
+                ax.scatter(sel[col], sel[PREC], color=color, label=f"{label}: {col}")
+                _label_lams(ax, sel[col].tolist(), sel[PREC].tolist(), sel[LAM].tolist(), color)
+
+
+def tradeoff_figure(lb: Leaderboard) -> Any | None:
+    """The figure of `plot_tradeoff` (None without data): seed-aggregated means, each point labelled
+    with its λ, axes fitted to the points (matplotlib's data limits)."""
+    t = lb.aggregated
     if t.empty or t[PREC].isna().all():
         return None
     groups = _group_labels(t)
@@ -266,32 +324,26 @@ def plot_tradeoff(lb: Leaderboard) -> bytes | None:
         return None
     fig, axes = _figure(len(panels), width=5.2)
     for ax, panel in zip(axes, panels, strict=True):
-        for color, (label, g) in zip(_colors(len(groups)), groups, strict=True):
-            if panel == "L":
-                for col, fill in ((LA_UP, True), (LA_LO, False)):
-                    sel = g[g[col].notna() & g[PREC].notna() & (g[col] > 0)]
-                    if not sel.empty:
-                        ax.scatter(
-                            sel[col],
-                            sel[PREC],
-                            color=color if fill else "none",
-                            edgecolors=color,
-                            label=f"{label} ({'upper' if fill else 'lower'})",
-                        )
-            elif (col := attacked[label]) is not None:
-                sel = g[g[col].notna() & g[PREC].notna()]
-                if not sel.empty:
-                    ax.scatter(sel[col], sel[PREC], color=color, label=f"{label}: {col}")
+        _tradeoff_panel(ax, panel, groups, attacked)
         if panel == "L":
             ax.set_xscale("log")
             ax.set_xlabel("L(A) (filled: certified upper, hollow: measured lower)")
         else:
             ax.set_xlabel("worst-case attacked metric at the largest ε (see legend)")
         ax.set_ylabel("clean macro precision")
+        ax.margins(x=0.12, y=0.1)  # room for the λ labels
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle("Precision–robustness trade-off")
-    return _png(fig)
+    fig.suptitle("Precision–robustness trade-off (points labelled with λ)")
+    return fig
+
+
+def plot_tradeoff(lb: Leaderboard) -> bytes | None:
+    """Left: precision against L(A) (upper filled, lower hollow, log x). Right (when attacks exist):
+    precision against the worst-case attacked mIoU (else accuracy) at the largest ℓ∞ (else ℓ2) budget
+    each group was attacked with (named in the legend). Points labelled with λ. None without data."""
+    fig = tradeoff_figure(lb)
+    return None if fig is None else _png(fig)
 
 
 def make_plots(lb: Leaderboard) -> dict[str, bytes]:

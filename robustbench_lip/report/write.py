@@ -17,6 +17,8 @@ from robustbench_lip.report.render import markdown as md_render
 
 FORMATS: tuple[str, ...] = ("md", "csv", "json", "html")
 REPORT_STEM = "leaderboard"
+#: The per-run (per-seed) rows, written next to the CSV and JSON reports.
+RUNS_STEM = "leaderboard_runs"
 
 
 def parse_formats(text: str | Sequence[str]) -> list[str]:
@@ -50,7 +52,8 @@ def write_reports(
     formats: str | Sequence[str] = FORMATS,
     plots: bool | dict[str, bytes] = True,
 ) -> dict[str, Path]:
-    """Write `leaderboard.<fmt>` for each format and the PNG plots into `out_dir`, each atomically.
+    """Write `leaderboard.<fmt>` for each format and the PNG plots into `out_dir`, each atomically; with
+    csv / json also `leaderboard_runs.<csv|json>` (one row per run, keys "runs.csv" / "runs.json").
 
     plots: True renders them (`make_plots`), False writes none, a dict {file name: PNG bytes} writes
     those. Returns {format or plot file name: path}. An empty leaderboard is an RlipError."""
@@ -64,4 +67,10 @@ def write_reports(
         written[name] = atomic_write_bytes(out / name, png)
     for f in fmts:
         written[f] = _write_format(lb, f, out / f"{REPORT_STEM}.{f}", pngs)
+    if "csv" in fmts:
+        text = csv_render.render_csv(lb, runs=True)
+        written["runs.csv"] = atomic_write_text(out / f"{RUNS_STEM}.csv", text)
+    if "json" in fmts:
+        obj = json_render.to_json_obj(lb, runs=True)
+        written["runs.json"] = atomic_write_json(out / f"{RUNS_STEM}.json", obj)
     return written

@@ -8,6 +8,7 @@ schema); `merge` turns a run's records into a leaderboard row.
 from __future__ import annotations
 
 from robustbench_lip.report.collect.fields import fne_verdict, validate
+from robustbench_lip.report.collect.groups import seed_group_keys
 from robustbench_lip.report.collect.load import LoadedRecord, SkippedFile, find_result_dirs, load_records
 from robustbench_lip.report.collect.merge import attack_clean_metrics, attack_rows, run_row
 
@@ -20,5 +21,6 @@ __all__ = [
     "fne_verdict",
     "load_records",
     "run_row",
+    "seed_group_keys",
     "validate",
 ]

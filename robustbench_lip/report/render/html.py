@@ -18,6 +18,8 @@ from markupsafe import Markup
 from robustbench_lip.report.build import Leaderboard
 from robustbench_lip.report.columns import column_docs, legend, raw_rows, table_rows
 from robustbench_lip.report.plots import PLOT_TITLES
+from robustbench_lip.report.render.headers import column_group, group_spans
+from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups, summary_columns
 from robustbench_lip.report.slopes import SLOPE_HEADER, slopes_rows
 
 TEMPLATE = "leaderboard.html"
@@ -66,18 +68,41 @@ def _table(
         ]
         for i, r in enumerate(rows)
     ]
-    return {"css": css, "header": [(h, (docs or {}).get(h, "")) for h in header], "rows": cells}
+    return {
+        "css": css,
+        "groups": None,
+        "header": [(h, (docs or {}).get(h, "")) for h in header],
+        "rows": cells,
+    }
+
+
+def _grouped(table: Any, columns: Sequence[str], texts: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """A leaderboard table for the template: a group header row over compact column headers (full
+    name and meaning in the title), the first column sticky; sort keys are the raw values."""
+    docs = column_docs(columns)
+    raw_all = raw_rows(table)
+    pos = [list(table.columns).index(c) for c in columns]
+    t = _table(columns, texts, [[r[j] for j in pos] for r in raw_all], None, css="sortable lb")
+    t["header"] = [(column_group(c)[1], f"{c}: {docs[c]}" if docs[c] else c) for c in columns]
+    t["groups"] = group_spans(columns)
+    return t
 
 
 def render_html(lb: Leaderboard, plots: dict[str, bytes] | None = None) -> str:
-    """One self-contained HTML page: sortable table (inline JS, click a header), slopes, plots embedded as
-    base64 PNG, column docs. No external resource of any kind."""
-    cols = lb.columns
+    """One self-contained HTML page: the summary and the full table (seed-aggregated, grouped compact
+    headers, sticky first column, sortable by inline JS), the per-run rows when some row averages
+    seeds, slopes, plots embedded as base64 PNG, column docs. No external resource of any kind."""
+    agg = lb.aggregated
+    summary, full = summary_columns(agg), display_columns(agg)
+    seeds = has_seed_groups(agg)
     context = {
         "n_runs": len(lb),
         "runs_dir": str(lb.runs_dir),
         "generated": lb.generated,
-        "table": _table(cols, table_rows(lb.table), raw_rows(lb.table), column_docs(cols)),
+        "seeds": seeds,
+        "summary": _grouped(agg, summary, display_rows(agg, summary)),
+        "table": _grouped(agg, full, display_rows(agg, full)),
+        "runs": _grouped(lb.table, lb.columns, table_rows(lb.table)) if seeds else None,
         "slopes": _table(SLOPE_HEADER, slopes_rows(lb.slopes), None) if lb.slopes else None,
         "plots": [
             {
@@ -88,6 +113,6 @@ def render_html(lb: Leaderboard, plots: dict[str, bytes] | None = None) -> str:
             for name, png in (plots or {}).items()
         ],
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in lb.skipped],
-        "legend": list(legend(cols).items()),
+        "legend": list(legend(agg.columns).items()),
     }
     return _environment().get_template(TEMPLATE).render(context)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from robustbench_lip.report.build import Leaderboard
-from robustbench_lip.report.columns import key_columns, legend, table_rows
+from robustbench_lip.report.columns import legend
 from robustbench_lip.report.plots import PLOT_TITLES
+from robustbench_lip.report.seeds import display_columns, display_rows, has_seed_groups, summary_columns
 from robustbench_lip.report.slopes import SLOPE_HEADER, slopes_rows
 
 
@@ -25,20 +26,28 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_markdown(lb: Leaderboard, plots: Sequence[str] = ()) -> str:
-    """The Markdown report: a summary table (`key_columns`), the full table, the L(A)–λ slopes, plot
-    links (file names, relative to the report) and the column docs."""
+    """The Markdown report: a summary table (`summary_columns`), the full table (one row per group of
+    seeds, cells `mean ± std`), the L(A)–λ slopes, plot links (relative to the report), column docs."""
+    agg = lb.aggregated
+    seeds = (
+        " Rows with `n seeds` > 1 average runs that differ only in their seed: `mean ± sample std`; "
+        "`(n=k)` when only k of them have the value. Per-run rows: `leaderboard_runs.csv` / `.json`."
+        if has_seed_groups(agg)
+        else ""
+    )
     parts = [
         "# Leaderboard",
         "",
-        f"{len(lb)} run(s) from `{lb.runs_dir}`, generated {lb.generated}. Empty cell = not evaluated.",
+        f"{len(lb)} run(s) from `{lb.runs_dir}`, generated {lb.generated}. Empty cell = not evaluated."
+        + seeds,
         "",
         "## Summary",
         "",
-        md_table(key_columns(lb.table), table_rows(lb.table, key_columns(lb.table))),
+        md_table(summary_columns(agg), display_rows(agg, summary_columns(agg))),
         "",
         "## All columns",
         "",
-        md_table(lb.columns, table_rows(lb.table)),
+        md_table(display_columns(agg), display_rows(agg)),
         "",
         "## Slope of log10 L(A) against log10 λ (λ > 0, least squares)",
         "",
@@ -51,5 +60,5 @@ def render_markdown(lb: Leaderboard, plots: Sequence[str] = ()) -> str:
         parts += ["## Plots", ""]
         parts += [f"![{PLOT_TITLES.get(p, p)}]({p})" for p in plots] + [""]
     parts += ["## Column meanings", ""]
-    parts += [f"- `{c}`: {d}" for c, d in legend(lb.columns).items()] + [""]
+    parts += [f"- `{c}`: {d}" for c, d in legend(agg.columns).items()] + [""]
     return "\n".join(parts)
