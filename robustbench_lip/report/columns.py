@@ -132,7 +132,7 @@ _SMOOTH_COL = re.compile(
     r"^smoothed (?:cert (?P<metric>acc|mIoU)@(?P<eps>\S+)|(?P<abstain>abstain|pixel abstain))"
     r" \(σ=(?P<sigma>[^)]+)\)$"
 )
-ATTACK_COL, CERT_COL = _ATTACK_COL, _CERT_COL
+ATTACK_COL, CERT_COL, SMOOTH_COL = _ATTACK_COL, _CERT_COL, _SMOOTH_COL
 
 
 def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:

@@ -23,6 +23,7 @@ from robustbench_lip.report.columns import (
     MIOU,
     PREC,
     SEEDS_N,
+    SMOOTH_COL,
     TRAIN_S,
 )
 
@@ -43,6 +44,10 @@ def column_group(col: str) -> tuple[str, str]:
     m = CERT_COL.match(col)
     if m:
         return "certified ℓ2", f"{m['metric']}@{m['eps']}"
+    m = SMOOTH_COL.match(col)
+    if m:  # probabilistic: its own group, never beside the deterministic certificates' columns
+        label = f"{m['metric']}@{m['eps']}" if m["metric"] else m["abstain"]
+        return f"smoothed σ={m['sigma']}", label
     m = ATTACK_COL.match(col)
     if m:
         return f"{m['attack']} {_NORMS.get(m['norm'], m['norm'])}", f"{m['metric']}@{m['eps']}"
