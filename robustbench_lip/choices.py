@@ -83,6 +83,21 @@ class Objective(str, Enum):
     pixel = "pixel"
 
 
+class CertifyTarget(str, Enum):
+    """Which map `rlip certify` bounds: the network A, its reflection R = 2A − I, or both."""
+
+    A = "A"
+    reflection = "reflection"
+    both = "both"
+
+
+class BoundMode(str, Enum):
+    """Upper-bound mode: fast, or tight (exact per-frequency conv norms; small grids)."""
+
+    fast = "fast"
+    tight = "tight"
+
+
 class Split(str, Enum):
     """A dataset split."""
 

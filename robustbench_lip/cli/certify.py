@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
+from robustbench_lip.choices import BoundMode, CertifyTarget
 from robustbench_lip.cli.common import console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
-
-
-class TargetOpt(str, Enum):
-    A = "A"
-    reflection = "reflection"
-    both = "both"
-
-
-class ModeOpt(str, Enum):
-    fast = "fast"
-    tight = "tight"
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -161,8 +150,8 @@ def certify_cmd(
     input_shape: Annotated[
         str | None, typer.Option("--input-shape", help="C,H,W (needed for foreign models without data).")
     ] = None,
-    target: Annotated[TargetOpt, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
-        TargetOpt.both
+    target: Annotated[CertifyTarget, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
+        CertifyTarget.both
     ),
     eps: Annotated[str, typer.Option("--eps", help="ℓ2 radii, e.g. 36/255,72/255,108/255.")] = (
         "36/255,72/255,108/255"
@@ -171,8 +160,8 @@ def certify_cmd(
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the record here.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random points and searches.")] = 0,
     steps: Annotated[int, typer.Option("--steps", min=0, help="Adversarial search steps.")] = 10,
-    mode: Annotated[ModeOpt, typer.Option("--mode", help="Bound mode: fast, or tight (small grids).")] = (
-        ModeOpt.fast
+    mode: Annotated[BoundMode, typer.Option("--mode", help="Bound mode: fast, or tight (small grids).")] = (
+        BoundMode.fast
     ),
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     list_rules: Annotated[
