@@ -215,6 +215,23 @@ def check_images(drv) -> int:
     return int(drv.execute_script("return document.images.length;"))
 
 
+def check_fit(drv) -> str:
+    """The first (summary) table fits the 1400 px window, or scrolls inside its own box with a
+    sticky first column; the page itself never scrolls sideways."""
+    info = drv.execute_script(
+        "var t=document.querySelector('table'), box=t.parentElement, c=t.tBodies[0].rows[0].cells[0];"
+        " return {page: document.documentElement.scrollWidth, view: window.innerWidth,"
+        " table: t.scrollWidth, pos: getComputedStyle(c).position,"
+        " groups: t.tHead.rows.length};"
+    )
+    if info["page"] > info["view"]:
+        raise CheckFailed(f"the page is {info['page']} px wide in a {info['view']} px window")
+    if info["table"] > info["view"] and info["pos"] != "sticky":
+        raise CheckFailed(f"the summary table is {info['table']} px wide and its first column is not sticky")
+    fits = "fits" if info["table"] <= info["view"] else "scrolls with a sticky first column"
+    return f"summary table {info['table']} px in {info['view']} px ({fits}), {info['groups']} header row(s)"
+
+
 def check_logs(drv) -> None:
     errors = [e["message"] for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
     if errors:
@@ -235,12 +252,13 @@ def check_page(html: Path) -> str:
     try:
         drv.get(html.resolve().as_uri())
         images = check_images(drv)
+        fit = check_fit(drv)
         column = check_table_and_sort(drv)
         check_logs(drv)
     finally:
         drv.quit()
     return (
-        f"table ok, sorted {column!r} numerically both ways, {images} plot(s) loaded,"
+        f"{fit}; table ok, sorted {column!r} numerically both ways, {images} plot(s) loaded,"
         " no console errors or network"
     )
 
