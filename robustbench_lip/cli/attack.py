@@ -84,12 +84,12 @@ def attack_cmd(
     ] = ...,  # type: ignore[assignment]
     attack: Annotated[
         str | None,
-        typer.Option("--attack", help="fgsm|pgd|segpgd|cospgd|apgd|autoattack|sea|all, or a comma list [pgd]."),
+        typer.Option("--attack", help="fgsm|pgd|segpgd|cospgd|apgd|autoattack|sea|all, or a list [pgd]."),
     ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
-            "--preset", help="Attack protocol instead of --attack: standard = AutoAttack (labels) + SEA (masks)."
+            "--preset", help="Protocol instead of --attack: standard = AutoAttack (labels), SEA (masks)."
         ),
     ] = None,
     norm: Annotated[Norm, typer.Option("--norm", help="Threat model.")] = Norm.linf,
@@ -97,7 +97,7 @@ def attack_cmd(
         int | None,
         typer.Option("--steps", min=1, help="Iterations per attack (SEA: per member) [10; --preset: 300]."),
     ] = None,
-    restarts: Annotated[int, typer.Option("--restarts", min=1, help="Restarts of sea (others run once).")] = 1,
+    restarts: Annotated[int, typer.Option("--restarts", min=1, help="Restarts of sea (others: 1).")] = 1,
     alpha: Annotated[str | None, typer.Option("--alpha", help="Step size (default 2.5·ε/steps).")] = None,
     objective: Annotated[
         Objective | None,
@@ -120,10 +120,9 @@ def attack_cmd(
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     from robustbench_lip.evaluation.attack import attack_list, planned_settings
+    from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
     from robustbench_lip.runs import finished_runs
-
-    from robustbench_lip.evaluation.runners import PROTOCOLS
 
     eps_list = parse_eps_list(eps, norm.value)
     if preset is not None and attack is not None:
