@@ -125,3 +125,47 @@ def test_cli_preset_standard_on_a_classifier(tmp_path: Path) -> None:
     assert by["sea"]["steps"] == 2 and by["sea"]["miou"] is not None
     bad = CliRunner().invoke(app, [*args, "--preset", "standard", "--attack", "pgd"])
     assert bad.exit_code == 1 and "exclude" in bad.output
+
+
+def _attack_rec(run: Path, name: str, created: str, n: int, results: list[dict], protocol=None) -> None:
+    from robustbench_lip.records import make_record, write_record
+
+    payload = {
+        "clean": {"accuracy": 0.9, "precision": 0.9, "miou": 0.5}, "results": results, "n": n,
+        "task": "segmenter", "objective": "pixel", "protocol": protocol,
+        "levels": {"accuracy": "pixel", "precision": "pixel", "miou": "pixel"},
+    }  # fmt: skip
+    rec = make_record(
+        "attack", model={"arch": "unet"}, dataset={"name": "lesions"}, settings={"k": name},
+        payload=payload, wall_s=0.0,
+    )  # fmt: skip
+    rec["created"] = created
+    write_record(run / "results" / f"{name}.json", rec)
+
+
+def _r(attack: str, miou: float, steps: int = 10, protocol: str | None = None) -> dict:
+    return {"attack": attack, "norm": "linf", "eps": 8 / 255, "steps": steps, "accuracy": 0.8,
+            "precision": 0.7, "miou": miou, "protocol": protocol}  # fmt: skip
+
+
+def test_leaderboard_never_mixes_sample_sets_and_names_protocol_and_n(tmp_path: Path) -> None:
+    from robustbench_lip.report import build_leaderboard
+    from robustbench_lip.report.columns import column_parts
+
+    run = tmp_path / "runs" / "r"
+    # an old PGD on 297 images, a newer SegPGD on 64 images (lower mIoU), a standard SEA on 128
+    _attack_rec(run, "a", "2026-01-01T00:00:00+00:00", 297, [_r("pgd", 0.40)])
+    _attack_rec(run, "b", "2026-01-02T00:00:00+00:00", 64, [_r("segpgd", 0.10)])
+    _attack_rec(run, "c", "2026-01-03T00:00:00+00:00", 128, [_r("sea", 0.30, 20, "standard")], "standard")
+    lb = build_leaderboard(tmp_path / "runs")
+    row = lb.table.iloc[0]
+    assert row["worst_linf@8/255 mIoU"] == pytest.approx(0.40)  # only the 297-image set: 0.10 is not mixed in
+    col = "robust_linf@8/255 [standard, n=128, steps=20] mIoU"
+    assert row[col] == pytest.approx(0.30)
+    assert column_parts(col) == {
+        "attack": "robust", "norm": "linf", "eps": "8/255", "metric": "mIoU",
+        "protocol": "standard", "n": 128, "steps": "20",
+    }  # fmt: skip
+    long = lb.attacks.set_index("attack")
+    assert long.loc["sea", "n"] == 128 and long.loc["sea", "protocol"] == "standard"
+    assert long.loc["pgd", "n"] == 297
