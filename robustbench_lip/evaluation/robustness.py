@@ -10,7 +10,7 @@ All three come from confusion matrices accumulated over the whole dataset (scori
 torchmetrics conventions), one per (attack, ε). The record's `task` names the level as the first
 records did: "classifier" or "segmenter" (records.ATTACK_TASK_NAMES).
 
-Worst case (attack "worst", when several attacks run; as SEA, Croce et al. 2024): per image, the
+Worst case (attack "worst", several attacks and no protocol; as SEA, Croce et al. 2024): per image, the
 adversarial example of the attack that hurts most is kept — for classifiers with objective "cls"
 the first one that flips the label (ties: lowest pixel accuracy of the mask), otherwise the one
 with the lowest per-image pixel accuracy (ties: a flipped image label) — and the metrics are
@@ -356,10 +356,11 @@ def evaluate_attacks(
     default "cls" for classifiers, "pixel" for segmenters (segpgd/cospgd always use pixels).
     n larger than the dataset is clamped (logged). The model is moved to `device` and evaluated in
     eval mode; its modes and the global RNG are restored afterwards. progress(done, total) is
-    called after every (batch, ε, attack).
-
+    called after every (batch, ε, attack). preset: a protocol (runners.PROTOCOLS) replacing
+    `attacks`; restarts: of sea; random streams and SEA: evaluation.runners.
     Returns {"clean": {accuracy, precision, miou}, "results": [{attack, norm, eps, eps_text, steps,
-    alpha, accuracy, precision, miou}, ...], "n", "objective", "task", "levels", "ignore_index"}.
+    alpha, restarts, protocol, accuracy, precision, miou}, ...], "n", "objective", "task", "levels",
+    "ignore_index", "protocol", "steps", "restarts"}.
     """
     plan = plan_attacks(
         model, dataset, eps_list, attacks, norm, steps, alpha, n, batch_size, seed, objective, ignore_index,
