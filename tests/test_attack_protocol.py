@@ -56,6 +56,16 @@ def test_one_attack_same_alone_and_inside_all(make, objective) -> None:
             assert inside[key][metric] == row[metric], (key, metric)
 
 
+def test_sea_same_alone_and_sharing_the_points_of_all() -> None:
+    model, ds = _lesions()
+    kw = dict(steps=2, n=12, batch_size=5, seed=3)
+    alone = _by(evaluate_attacks(model, ds, [8 / 255], "sea", **kw))
+    inside = _by(evaluate_attacks(model, ds, [8 / 255], ["sea", "all"], **kw))  # sea runs last, shares
+    assert [r for (_, r) in inside][-2:] == ["sea", "worst"]
+    for metric in ("accuracy", "precision", "miou"):
+        assert inside[("8/255", "sea")][metric] == alone[("8/255", "sea")][metric], metric
+
+
 def test_streams_depend_on_seed_eps_and_name_only() -> None:
     s = attack_seed(0, 8 / 255, "pgd")
     assert s == attack_seed(0, 8 / 255, "pgd")

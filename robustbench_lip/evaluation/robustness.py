@@ -37,9 +37,9 @@ from robustbench_lip.device import preserved_modes, preserved_rng, resolve_devic
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.runners import (
     MASK_ONLY,
-    SEARunner,
     check_restarts,
     make_runner,
+    offer,
     protocol_attacks,
     result_fields,
 )
@@ -120,7 +120,7 @@ def resolve_attacks(attacks: str | Sequence[str], task: Task, pixel_ok: bool, ob
             )
         if a in ("apgd", "autoattack") and (task is not Task.CLASSIFICATION or objective != "cls"):
             raise RlipError(f"attack {a!r} is for classifiers with the cls objective only")
-    return out
+    return [a for a in out if a != "sea"] + [a for a in out if a == "sea"]  # sea last: see runners
 
 
 @dataclass
@@ -298,12 +298,8 @@ class _Cells:
 def _results(plan: Plan, cells: _Cells, runners: dict[tuple[float, str], Any]) -> list[dict[str, Any]]:
     out = []
     for (e, a), scores in cells.cells.items():
-        run = runners.get((e, a))
         row = {"attack": a, "norm": plan.norm, "eps": e, "eps_text": format_eps(e)}
-        row.update({**result_fields(plan, a, e, run), **scores.summary()})
-        if isinstance(run, SEARunner) and (w := run.worst_miou()) is not None:
-            row["miou"] = w if row["miou"] is None else min(row["miou"], w)  # SEA's greedy worst case
-        out.append(row)
+        out.append({**row, **result_fields(plan, a, e, runners.get((e, a)), scores.summary())})
     out.sort(key=lambda r: plan.eps.index(r["eps"]))
     return out
 
@@ -388,7 +384,9 @@ def evaluate_attacks(
             for e in plan.eps:
                 worst = _Worst()
                 for a in plan.names:
-                    pred = predict(runners[(e, a)](x, y, m))
+                    adv = runners[(e, a)](x, y, m)
+                    offer(runners, e, a, adv)  # SEA runs last and takes over the points it shares
+                    pred = predict(adv)
                     cells.cells[(e, a)].update(pred[0], y, pred[1], m)
                     if plan.with_worst:
                         worst.offer(_harm(plan, pred, y, m), pred)
