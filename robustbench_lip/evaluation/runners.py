@@ -12,9 +12,9 @@ figures are then ≤ theirs. When they run in the same evaluation (`--attack all
 and takes over their points instead of computing them again. Per image it keeps the member with
 the lowest pixel accuracy (its accuracy is ≤ every member's); its mIoU is the lower of that
 selection's and SEA's greedy worst case of the dataset mIoU over the members (`worst_case_miou`,
-≤ every member's mIoU). `restarts`
-R > 1 repeats the ensemble with the streams (seed, ε, "restart", r), r = 1..R−1; the worst case
-is taken over every member of every restart. All of it on the same images.
+≤ every member's mIoU). `restarts` R > 1 repeats the ensemble with the streams (seed, ε,
+"restart", r), r = 1..R−1; the worst case is taken over every member of every restart. All of it
+on the same images.
 
 Protocol `standard` (the leaderboard's robust column): classifiers scored on image labels get
 torchattacks' AutoAttack, standard version (APGD-CE, APGD-T, FAB-T: 100 iterations, 1 restart;
