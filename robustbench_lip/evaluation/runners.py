@@ -9,12 +9,13 @@ APGD with the four SEA losses, and PGD, SegPGD, CosPGD — with the cell's base 
 `stream_seed(seed, ε text)`, so each of its PGD-type members draws exactly the stream the single
 attack of that name draws in the same evaluation (at the default step size, 2.5·ε/steps): SEA's
 figures are then ≤ theirs. When they run in the same evaluation (`--attack all,sea`), SEA runs last
-and takes over their points instead of computing them again. Per image it keeps the member with
-the lowest pixel accuracy (its accuracy is ≤ every member's); its mIoU is the lower of that
-selection's and SEA's greedy worst case of the dataset mIoU over the members (`worst_case_miou`,
-≤ every member's mIoU). `restarts` R > 1 repeats the ensemble with the streams (seed, ε,
-"restart", r), r = 1..R−1; the worst case is taken over every member of every restart. All of it
-on the same images.
+and takes over their points instead of computing them again. On a classifier scored on image
+labels SEA also has the evaluation's image-label PGD as a member, `pgd(cls)` (same stream). Per
+image it keeps the member with the lowest pixel accuracy (its accuracy is ≤ every member's); its
+mIoU is the lower of that selection's and SEA's greedy worst case of the dataset mIoU over the
+members (`worst_case_miou`, ≤ every member's mIoU). `restarts` R > 1 repeats the ensemble with the
+streams (seed, ε, "restart", r), r = 1..R−1; the worst case is taken over every member of every
+restart. All of it on the same images.
 
 Protocol `standard` (the leaderboard's robust column): classifiers scored on image labels get
 torchattacks' AutoAttack, standard version (APGD-CE, APGD-T, FAB-T: 100 iterations, 1 restart;
@@ -76,11 +77,14 @@ class SEARunner:
 
     shared: PGD-type members that the evaluation runs anyway on the same masks with the same streams
     and step size; their points are handed over with `offer(name, adv)` before the call instead of
-    being computed twice (identical points, see the module docstring)."""
+    being computed twice (identical points, see the module docstring). outside: further members
+    {name: runner (x, y, m) -> adv} — on a classifier scored on labels, `pgd(cls)`, the image-label
+    PGD of the evaluation (its point also moves the CAM mask); an offered point replaces the call."""
 
     def __init__(
         self, model: torch.nn.Module, eps: float, norm: str, steps: int, seed: int, restarts: int,
         ignore_index: int | None, pixel_fn: Any, shared: tuple[str, ...] = (),
+        outside: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         base = cell_seed(seed, eps)
         seeds = [base] + [stream_seed(base, "restart", r) for r in range(1, int(restarts))]
@@ -93,23 +97,28 @@ class SEARunner:
             for r, s in enumerate(seeds)
         ]  # fmt: skip
         self.names = [n if r == 0 else f"{n}#{r}" for r, s in enumerate(self.seas) for n in s.names]
-        self.names += list(self.shared)
+        self.outside = dict(outside or {})
+        self.names += [*self.shared, *self.outside]
         self.offered: dict[str, torch.Tensor] = {}
         self.inter: list[torch.Tensor] = []
         self.union: list[torch.Tensor] = []
 
     def offer(self, name: str, adv: torch.Tensor) -> None:
         """The evaluation's own point of a shared member for the coming call (ignored otherwise)."""
-        if name in self.shared:
+        if name in self.shared or name in self.outside:
             self.offered[name] = adv
+        elif f"{name}(cls)" in self.outside:
+            self.offered[f"{name}(cls)"] = adv
 
-    def _shared_stats(self, m: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
-        """(adv, accuracy, mIoU, inter, union) of each shared member from its offered point."""
+    def _shared_stats(
+        self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """(adv, accuracy, mIoU, inter, union) of each shared / outside member (offered, or run)."""
         out = []
-        for name in self.shared:
-            if name not in self.offered:
+        for name in (*self.shared, *self.outside):
+            if name not in self.offered and name not in self.outside:
                 raise RlipError(f"sea: the point of {name} was not handed over")  # an evaluation bug
-            adv = self.offered.pop(name)
+            adv = self.offered.pop(name) if name in self.offered else self.outside[name](x, y, m)
             with torch.no_grad():
                 logits = self.seas[0].logits_fn(adv)
             stats = image_stats(fast_argmax(logits, 1), m, logits.shape[1], self.ignore_index)
@@ -123,7 +132,7 @@ class SEARunner:
             self.offered.clear()
             return x.detach().clone().clamp(0, 1)
         runs = [s.run(x, m) for s in self.seas]
-        shared = self._shared_stats(m)
+        shared = self._shared_stats(x, y, m)
         self.inter.append(torch.cat([r.inter for r in runs] + [sh[3].unsqueeze(0) for sh in shared]))
         self.union.append(torch.cat([r.union for r in runs] + [sh[4].unsqueeze(0) for sh in shared]))
         cols = torch.arange(x.shape[0])
@@ -155,9 +164,10 @@ def make_runner(model: torch.nn.Module, plan: Any, name: str, eps: float, pixel_
     if name == "sea":
         # the evaluation's own PGD-type points are SEA's members when they are the same attacks
         same = [a for a in plan.names if a in PIXEL_ONLY or (a == "pgd" and not plan.image_objective)]
+        outside = {"pgd(cls)": make_runner(model, plan, "pgd", eps, pixel_fn)} if plan.image_objective else {}
         return SEARunner(
             model, eps, plan.norm, plan.steps, plan.seed, plan.restarts, plan.ignore_index, pixel_fn,
-            tuple(same) if plan.alpha is None else (),
+            tuple(same) if plan.alpha is None else (), outside,
         )
     a = plan.alpha if plan.alpha is not None else default_alpha(eps, plan.steps)
     if plan.image_objective and name not in PIXEL_ONLY:
