@@ -4,6 +4,7 @@
 - `classification.ClassificationAttack`: FGSM / PGD / APGD / AutoAttack through torchattacks,
   ℓ∞ and ℓ2, with the caller's model modes and global RNG restored (also on error).
 - `segmentation.SegmentationAttack`: FGSM / PGD (pixel CE), SegPGD, CosPGD on `mask_logits`.
+- `apgd_seg.APGDSegmentation`, `sea.SEA`: APGD for segmentation and the SEA ensemble (`sea`).
 Evaluating a model under attack (clean vs attacked metrics, the attack record) is
 `robustbench_lip.evaluation` (robustness.evaluate_attacks, attack.attack_run).
 
@@ -18,7 +19,7 @@ from typing import Any
 from robustbench_lip.attacks.eps import format_eps, parse_eps_list, parse_eps_token
 
 #: Every attack name the commands accept ("all" expands to those that fit the model).
-ATTACK_NAMES: tuple[str, ...] = ("fgsm", "pgd", "segpgd", "cospgd", "apgd", "autoattack")
+ATTACK_NAMES: tuple[str, ...] = ("fgsm", "pgd", "segpgd", "cospgd", "apgd", "autoattack", "sea")
 #: Attacks that only work on pixel logits (segmentation).
 PIXEL_ONLY: tuple[str, ...] = ("segpgd", "cospgd")
 

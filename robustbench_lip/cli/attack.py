@@ -67,7 +67,8 @@ def attack_one(model_path: str, eps: list[float], attacks: list[str], **options:
         )  # fmt: skip
     data = rec.to_dict()
     ds_name = (rec.dataset or {}).get("name")
-    console.print(render(data, f"{path.name} — {ds_name} (n={rec.n}, objective {rec.objective})"))
+    proto = f", protocol {rec.protocol}" if rec.protocol else ""
+    console.print(render(data, f"{path.name} — {ds_name} (n={rec.n}, objective {rec.objective}{proto})"))
     console.print(f"record: {attack_record_path(path, rec)}", highlight=False)
     return data
 
@@ -82,10 +83,21 @@ def attack_cmd(
         str, typer.Option("--eps", help="Budgets, e.g. 0,2/255,8/255 (ℓ∞ in [0,1]; ℓ2 ≥ 0).")
     ] = ...,  # type: ignore[assignment]
     attack: Annotated[
-        str, typer.Option("--attack", help="fgsm|pgd|segpgd|cospgd|apgd|autoattack|all, or a comma list.")
-    ] = "pgd",
+        str | None,
+        typer.Option("--attack", help="fgsm|pgd|segpgd|cospgd|apgd|autoattack|sea|all, or a list [pgd]."),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset", help="Protocol instead of --attack: standard = AutoAttack (labels), SEA (masks)."
+        ),
+    ] = None,
     norm: Annotated[Norm, typer.Option("--norm", help="Threat model.")] = Norm.linf,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Iterations of the PGD-type attacks.")] = 10,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Iterations per attack (SEA: per member) [10; --preset: 300]."),
+    ] = None,
+    restarts: Annotated[int, typer.Option("--restarts", min=1, help="Restarts of sea (others: 1).")] = 1,
     alpha: Annotated[str | None, typer.Option("--alpha", help="Step size (default 2.5·ε/steps).")] = None,
     objective: Annotated[
         Objective | None,
@@ -109,16 +121,23 @@ def attack_cmd(
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
     from robustbench_lip.evaluation.attack import attack_list, planned_settings
+    from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
     from robustbench_lip.runs import finished_runs
 
-    attacks = attack_list(attack)
+    if preset is not None and attack is not None:
+        raise RlipError("--preset and --attack exclude each other: a preset names its own attacks")
+    if preset is not None and preset.lower() not in PROTOCOLS:
+        raise RlipError(f"unknown --preset {preset!r}; expected one of {', '.join(PROTOCOLS)}")
+    attacks = [] if preset is not None else attack_list(attack or "pgd")
+    steps = steps if steps is not None or preset is not None else 10
     alpha_v = parse_eps_token(alpha, "l2") if alpha is not None else None
     if alpha_v is not None and alpha_v <= 0:
         raise RlipError(f"bad --alpha {alpha!r}: must be > 0")
     options: dict[str, Any] = dict(
         norm=norm.value, steps=steps, alpha=alpha_v, objective=objective.value if objective else None,
-        data=data, n=n, batch_size=batch_size, seed=seed,
+        data=data, n=n, batch_size=batch_size, seed=seed, preset=preset.lower() if preset else None,
+        restarts=restarts,
     )  # fmt: skip
     if model is not None:
         rec = attack_one(model, eps_list, attacks, root=root, device=device, **options)

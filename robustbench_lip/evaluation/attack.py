@@ -48,8 +48,11 @@ def attack_settings(
     seed: int,
     batch_size: int,
     model_file: str | None = None,
+    preset: str | None = None,
+    restarts: int = 1,
 ) -> dict[str, Any]:
-    """The record settings of an attack run (their key names the record file)."""
+    """The record settings of an attack run (their key names the record file); `preset` and
+    `restarts` only when set, so that the keys of earlier records stay valid."""
     s: dict[str, Any] = {
         "eps": [format_eps(e) for e in eps],
         "attack": list(attacks),
@@ -64,6 +67,10 @@ def attack_settings(
     }
     if model_file is not None:
         s["model_file"] = model_file
+    if preset is not None:
+        s["preset"], s["attack"] = preset, []
+    if restarts != 1:
+        s["restarts"] = restarts
     return s
 
 
@@ -81,17 +88,21 @@ def planned_settings(
     attacks: Sequence[str],
     *,
     norm: str = "linf",
-    steps: int = 10,
+    steps: int | None = 10,
     alpha: float | None = None,
     objective: str | None = None,
     data: str | None = None,
     n: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
+    preset: str | None = None,
+    restarts: int = 1,
 ) -> dict[str, Any]:
     """The settings `attack_run` records for a run folder, from its config.json alone."""
     name, _ = _dataset_name_or_fail(run_dir, data)
-    return attack_settings(eps, attacks, norm, steps, alpha, objective, name, n, seed, batch_size)
+    return attack_settings(
+        eps, attacks, norm, steps, alpha, objective, name, n, seed, batch_size, None, preset, restarts
+    )
 
 
 def attack_run(
@@ -100,7 +111,7 @@ def attack_run(
     attacks: str | Sequence[str] = "pgd",
     *,
     norm: str = "linf",
-    steps: int = 10,
+    steps: int | None = 10,
     alpha: float | None = None,
     objective: str | None = None,
     data: str | None = None,
@@ -111,11 +122,15 @@ def attack_run(
     device: str | torch.device = "auto",
     progress: Progress | None = None,
     write: bool = True,
+    preset: str | None = None,
+    restarts: int = 1,
 ) -> AttackRecord:
     """Attack the model at `model_path` with `attacks` at each ε and return the record.
 
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
-    n larger than the dataset is clamped (logged); the settings keep the n asked for. With
+    preset: an attack protocol (`standard`, runners.PROTOCOLS) replacing `attacks`; steps None: the
+    protocol's own; restarts: of `sea`. n larger than the dataset is clamped (logged); the settings
+    keep the n asked for. With
     `write`, the record goes to the folder's `results/` (see the module docstring)."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
@@ -127,13 +142,14 @@ def attack_run(
     ds = load_test_set(name, root, meta)
     settings = attack_settings(
         eps, names, norm, steps, alpha, objective, ds.info.name, n, seed, batch_size,
-        None if path.is_dir() else path.name,
+        None if path.is_dir() else path.name, preset, restarts,
     )  # fmt: skip
     model = load_model(path, device=str(dev))
     t0 = time.perf_counter()
     payload = evaluate_attacks(
-        model, ds, eps, names, norm, steps, alpha, n, batch_size, seed, objective, dev, progress=progress
-    )
+        model, ds, eps, names, norm, steps, alpha, n, batch_size, seed, objective, dev, progress=progress,
+        preset=preset, restarts=restarts,
+    )  # fmt: skip
     wall = time.perf_counter() - t0
     cfg = getattr(model, "config", None)
     rec = AttackRecord(

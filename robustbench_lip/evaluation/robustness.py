@@ -10,7 +10,7 @@ All three come from confusion matrices accumulated over the whole dataset (scori
 torchmetrics conventions), one per (attack, ε). The record's `task` names the level as the first
 records did: "classifier" or "segmenter" (records.ATTACK_TASK_NAMES).
 
-Worst case (attack "worst", when several attacks run; as SEA, Croce et al. 2024): per image, the
+Worst case (attack "worst", several attacks and no protocol; as SEA, Croce et al. 2024): per image, the
 adversarial example of the attack that hurts most is kept — for classifiers with objective "cls"
 the first one that flips the label (ties: lowest pixel accuracy of the mask), otherwise the one
 with the lowest per-image pixel accuracy (ties: a flipped image label) — and the metrics are
@@ -29,12 +29,20 @@ import torch
 from torch.utils.data import Dataset
 
 from robustbench_lip.attacks import ATTACK_NAMES, PIXEL_ONLY
-from robustbench_lip.attacks.base import check_budget, check_norm, default_alpha, fast_argmax
-from robustbench_lip.attacks.classification import ClassificationAttack
+from robustbench_lip.attacks.base import check_budget, check_norm, fast_argmax
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.attacks.segmentation import IGNORE_INDEX, SegmentationAttack, pixel_logits_fn
+from robustbench_lip.attacks.sea import SEA_STEPS
+from robustbench_lip.attacks.segmentation import IGNORE_INDEX, pixel_logits_fn
 from robustbench_lip.device import eval_mode, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.runners import (
+    MASK_ONLY,
+    check_restarts,
+    make_runner,
+    offer,
+    protocol_attacks,
+    result_fields,
+)
 from robustbench_lip.metrics import per_sample_accuracy
 from robustbench_lip.records.schema import ATTACK_TASK_NAMES, Task
 from robustbench_lip.scoring import Level, Predictor, Scores, batches, dataset_has_masks
@@ -105,14 +113,14 @@ def resolve_attacks(attacks: str | Sequence[str], task: Task, pixel_ok: bool, ob
     if not out:
         raise RlipError("no attack given")
     for a in out:
-        if a in PIXEL_ONLY and task is Task.CLASSIFICATION and not pixel_ok:
+        if a in MASK_ONLY and task is Task.CLASSIFICATION and not pixel_ok:
             raise RlipError(
                 f"segmentation attack {a!r} needs a model that segments and a dataset with masks; "
-                "use --attack fgsm or pgd for this classifier"
+                "use --attack fgsm, pgd or autoattack (or --preset standard) for this classifier"
             )
         if a in ("apgd", "autoattack") and (task is not Task.CLASSIFICATION or objective != "cls"):
             raise RlipError(f"attack {a!r} is for classifiers with the cls objective only")
-    return out
+    return [a for a in out if a != "sea"] + [a for a in out if a == "sea"]  # sea last: see runners
 
 
 @dataclass
@@ -131,6 +139,8 @@ class Plan:
     seed: int
     batch_size: int
     ignore_index: int | None
+    restarts: int = 1
+    protocol: str | None = None
 
     @property
     def cells(self) -> list[tuple[float, str]]:
@@ -138,7 +148,7 @@ class Plan:
 
     @property
     def with_worst(self) -> bool:
-        return len(self.names) > 1
+        return len(self.names) > 1 and self.protocol is None  # a protocol's figure is its own
 
     @property
     def image_objective(self) -> bool:
@@ -201,8 +211,13 @@ def plan_attacks(
     seed: int,
     objective: str | None,
     ignore_index: int | None,
+    preset: str | None = None,
+    restarts: int = 1,
 ) -> Plan:
-    """Check an attack request against the model and dataset (one-line RlipError when it cannot run)."""
+    """Check an attack request against the model and dataset (one-line RlipError when it cannot run).
+    With a `preset` (protocol) the attacks are the protocol's (`attacks` is ignored); steps None:
+    the protocol's own (SEA: SEA_STEPS), else 10."""
+    steps = (SEA_STEPS if preset is not None else 10) if steps is None else steps
     norm, eps_values = _check_numbers(eps_list, norm, steps, alpha, batch_size)
     task = model_task(model)
     has_masks = dataset_has_masks(dataset)
@@ -210,25 +225,14 @@ def plan_attacks(
         raise RlipError("this model segments but the dataset has no masks to attack or score against")
     pixel_ok = has_masks and _can_segment(model)
     obj = _objective(task, objective, pixel_ok)
+    if preset is not None:
+        attacks = protocol_attacks(preset, task, pixel_ok, obj)
     names = resolve_attacks(attacks, task, pixel_ok, obj)
     n_used = _sample_count(dataset, n)
     return Plan(
         task, norm, eps_values, names, obj, pixel_ok, n_used, int(steps), alpha, int(seed),
-        int(batch_size), ignore_index,
+        int(batch_size), ignore_index, check_restarts(names, restarts), preset,
     )  # fmt: skip
-
-
-def _runner(model: torch.nn.Module, plan: Plan, name: str, eps: float, idx: int, pixel_fn: Any) -> Runner:
-    a = plan.alpha if plan.alpha is not None else default_alpha(eps, plan.steps)
-    s = plan.seed + 7919 * idx  # distinct, reproducible random starts per (ε, attack)
-    if plan.image_objective and name not in PIXEL_ONLY:
-        cfg = getattr(model, "config", None)
-        atk = ClassificationAttack(
-            model, name, eps, plan.norm, plan.steps, a, True, s, num_classes=getattr(cfg, "num_classes", None)
-        )
-        return lambda x, y, m: atk(x, y)
-    seg = SegmentationAttack(model, name, eps, plan.norm, plan.steps, a, True, s, plan.ignore_index, pixel_fn)
-    return lambda x, y, m: seg(x, m)
 
 
 def _harm(
@@ -291,26 +295,16 @@ class _Cells:
         self.cells = {k: Scores(level, num_classes, num_mask, plan.ignore_index) for k in keys}
 
 
-def _results(plan: Plan, cells: _Cells) -> list[dict[str, Any]]:
+def _results(plan: Plan, cells: _Cells, runners: dict[tuple[float, str], Any]) -> list[dict[str, Any]]:
     out = []
     for (e, a), scores in cells.cells.items():
-        alpha = plan.alpha if plan.alpha is not None else default_alpha(e, plan.steps)
-        out.append(
-            {
-                "attack": a,
-                "norm": plan.norm,
-                "eps": e,
-                "eps_text": format_eps(e),
-                "steps": 1 if a == "fgsm" else plan.steps,
-                "alpha": e if a == "fgsm" else alpha,
-                **scores.summary(),
-            }
-        )
+        row = {"attack": a, "norm": plan.norm, "eps": e, "eps_text": format_eps(e)}
+        out.append({**row, **result_fields(plan, a, e, runners.get((e, a)), scores.summary())})
     out.sort(key=lambda r: plan.eps.index(r["eps"]))
     return out
 
 
-def _payload(plan: Plan, cells: _Cells) -> dict[str, Any]:
+def _payload(plan: Plan, cells: _Cells, runners: dict[tuple[float, str], Any]) -> dict[str, Any]:
     assert cells.clean is not None
     levels = (
         {"accuracy": "image", "precision": "image", "miou": "pixel" if plan.pixel_ok else None}
@@ -319,13 +313,16 @@ def _payload(plan: Plan, cells: _Cells) -> dict[str, Any]:
     )
     return {
         "clean": cells.clean.summary(),
-        "results": _results(plan, cells),
+        "results": _results(plan, cells, runners),
         "n": plan.n,
         "objective": plan.objective,
         "task": ATTACK_TASK_NAMES[plan.task],
         "attacks": plan.names,
         "levels": levels,
         "ignore_index": plan.ignore_index,
+        "protocol": plan.protocol,
+        "steps": plan.steps,
+        "restarts": plan.restarts,
     }
 
 
@@ -335,7 +332,7 @@ def evaluate_attacks(
     eps_list: Sequence[float],
     attacks: str | Sequence[str] = "pgd",
     norm: str = "linf",
-    steps: int = 10,
+    steps: int | None = 10,
     alpha: float | None = None,
     n: int | None = None,
     batch_size: int = 64,
@@ -344,6 +341,8 @@ def evaluate_attacks(
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     ignore_index: int | None = IGNORE_INDEX,
+    preset: str | None = None,
+    restarts: int = 1,
 ) -> dict[str, Any]:
     """Clean and attacked metrics of `model` on the first `n` samples of `dataset`, per ε and attack.
 
@@ -353,14 +352,16 @@ def evaluate_attacks(
     default "cls" for classifiers, "pixel" for segmenters (segpgd/cospgd always use pixels).
     n larger than the dataset is clamped (logged). The model is moved to `device` and evaluated in
     eval mode; its modes and the global RNG are restored afterwards. progress(done, total) is
-    called after every (batch, ε, attack).
-
+    called after every (batch, ε, attack). preset: a protocol (runners.PROTOCOLS) replacing
+    `attacks`; restarts: of sea; random streams and SEA: evaluation.runners.
     Returns {"clean": {accuracy, precision, miou}, "results": [{attack, norm, eps, eps_text, steps,
-    alpha, accuracy, precision, miou}, ...], "n", "objective", "task", "levels", "ignore_index"}.
+    alpha, restarts, protocol, accuracy, precision, miou}, ...], "n", "objective", "task", "levels",
+    "ignore_index", "protocol", "steps", "restarts"}.
     """
     plan = plan_attacks(
-        model, dataset, eps_list, attacks, norm, steps, alpha, n, batch_size, seed, objective, ignore_index
-    )
+        model, dataset, eps_list, attacks, norm, steps, alpha, n, batch_size, seed, objective, ignore_index,
+        preset, restarts,
+    )  # fmt: skip
     dev = resolve_device(device)
     model.to(dev)
     pixel_fn = pixel_logits_fn(model) if plan.pixel_ok or plan.task is Task.SEGMENTATION else None
@@ -368,7 +369,7 @@ def evaluate_attacks(
         labels=(lambda x: model(x).argmax(1)) if plan.task is Task.CLASSIFICATION else None,
         mask=(lambda x: fast_argmax(pixel_fn(x), 1)) if pixel_fn is not None else None,
     )
-    runners = {cell: _runner(model, plan, cell[1], cell[0], i, pixel_fn) for i, cell in enumerate(plan.cells)}
+    runners = {cell: make_runner(model, plan, cell[1], cell[0], pixel_fn) for cell in plan.cells}
     cells = _Cells(plan, model, dataset, pixel_fn)
     total_units = math.ceil(plan.n / plan.batch_size) * len(plan.cells)
     done = 0
@@ -382,7 +383,9 @@ def evaluate_attacks(
             for e in plan.eps:
                 worst = _Worst()
                 for a in plan.names:
-                    pred = predict(runners[(e, a)](x, y, m))
+                    adv = runners[(e, a)](x, y, m)
+                    offer(runners, e, a, adv)  # SEA runs last and takes over the points it shares
+                    pred = predict(adv)
                     cells.cells[(e, a)].update(pred[0], y, pred[1], m)
                     if plan.with_worst:
                         worst.offer(_harm(plan, pred, y, m), pred)
@@ -391,4 +394,4 @@ def evaluate_attacks(
                         progress(done, total_units)
                 if plan.with_worst:
                     cells.cells[(e, "worst")].update(worst.pred[0], y, worst.pred[1], m)
-    return _payload(plan, cells)
+    return _payload(plan, cells, runners)

@@ -234,7 +234,9 @@ class CertifyRecord(Record):
 class AttackRecord(Record):
     """kind "attack": clean metrics and one result row per (attack, ε) (+ "worst"), each with
     accuracy / precision / mIoU at the levels of `levels`; `task` is "classifier" or "segmenter"
-    (ATTACK_TASK_NAMES), `n` the number of samples attacked."""
+    (ATTACK_TASK_NAMES), `n` the number of samples attacked (the first n of the test split);
+    `protocol` the attack protocol (`--preset`, e.g. "standard") or None, `steps` / `restarts` as
+    asked (each result row holds its attack's own). Records before these fields load them as None."""
 
     kind: ClassVar[RecordKind] = RecordKind.ATTACK
     clean: dict[str, Any] | None = None
@@ -245,6 +247,9 @@ class AttackRecord(Record):
     attacks: list[str] | None = None
     levels: dict[str, Any] | None = None
     ignore_index: int | None = None
+    protocol: str | None = None
+    steps: int | None = None
+    restarts: int | None = None
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Leaderboard columns: names, one-line docs, the legend, the order of dynamic columns, cell formatting.
 
 Fixed columns are always present (FIXED_COLUMNS, in order). Dynamic columns follow the patterns of
-PATTERN_DOCS: `cert <metric>@<ε>`, `<attack>_<norm>@<ε> <metric>`, `worst_<norm>@<ε> <metric>`.
+PATTERN_DOCS: `cert <metric>@<ε>`, `<attack>_<norm>@<ε> <metric>`, `worst_<norm>@<ε> <metric>`,
+`robust_<norm>@<ε> [<protocol>, n=<n>] <metric>` (the bracket: comma-separated, `key=value` after
+the protocol name; `parse_tag`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,12 @@ PATTERN_DOCS: dict[str, str] = {
     "<attack>(<objective>)_<norm>@<ε> <metric>": "As above, for an attack run with a loss other than the "
     "model's default (cls = image-label cross-entropy for classifiers, pixel = pixel cross-entropy).",
     "worst_<norm>@<ε> <metric>": "Smallest value of the metric over every attack run at that norm and ε "
-    "(includes the attack record's per-image worst case when present).",
+    "on one sample set, the largest n attacked (includes the attack record's per-image worst case when "
+    "present); results on fewer images are left out, never mixed in.",
+    "robust_<norm>@<ε> [<protocol>, n=<n>] <metric>": "The robust figure of an attack protocol "
+    "(`rlip attack --preset standard`: AutoAttack standard version on image labels, SEA on masks) on the "
+    "first n test images: smallest value over the protocol's attacks; `steps=` is named when an attack "
+    "ran with fewer steps than the protocol's own. An empirical upper estimate of the robust metric.",
     "cert acc@<ε>": "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
     "correctly with certified radius margin / (√2·L(A) upper) > ε (provable).",
     "cert pixel acc@<ε>": "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
@@ -124,7 +131,7 @@ _METRIC_WHAT = {
     "mIoU": "mIoU",
 }
 _ATTACK_COL = re.compile(
-    r"^(?P<attack>[^@\s]+)_(?P<norm>linf|l2|[a-z0-9]+)@(?P<eps>\S+) "
+    r"^(?P<attack>[^@\s]+)_(?P<norm>linf|l2|[a-z0-9]+)@(?P<eps>\S+) (?:\[(?P<tag>[^\]]*)\] )?"
     r"(?P<metric>acc|prec|pixel acc|pixel prec|mIoU)$"
 )
 _CERT_COL = re.compile(r"^cert (?P<metric>acc|pixel acc|mIoU)@(?P<eps>\S+)$")
@@ -135,9 +142,32 @@ _SMOOTH_COL = re.compile(
 ATTACK_COL, CERT_COL, SMOOTH_COL = _ATTACK_COL, _CERT_COL, _SMOOTH_COL
 
 
-def attack_column(attack: str, norm: str, eps: str, metric: str) -> str:
-    """`<attack>_<norm>@<ε> <metric>` (attack "worst" gives the worst-case column)."""
-    return f"{attack}_{norm}@{eps} {metric}"
+def attack_column(attack: str, norm: str, eps: str, metric: str, tag: str | None = None) -> str:
+    """`<attack>_<norm>@<ε> <metric>` (attack "worst" gives the worst-case column); with a tag
+    `<attack>_<norm>@<ε> [<tag>] <metric>` (the robust columns: tag `standard, n=128`)."""
+    return f"{attack}_{norm}@{eps} {metric}" if tag is None else f"{attack}_{norm}@{eps} [{tag}] {metric}"
+
+
+def parse_tag(tag: str) -> dict[str, str]:
+    """`standard, n=128, steps=20` → {"protocol": "standard", "n": "128", "steps": "20"}."""
+    parts = [p.strip() for p in tag.split(",") if p.strip()]
+    out = {"protocol": parts[0]} if parts and "=" not in parts[0] else {}
+    out.update(dict(p.split("=", 1) for p in parts if "=" in p))
+    return out
+
+
+def column_parts(name: str) -> dict[str, Any] | None:
+    """The parts of an attack column — attack, norm, eps (text), metric, and for a tagged (robust)
+    column protocol, n (int or None), steps — or None for any other column."""
+    m = _ATTACK_COL.match(name)
+    if not m:
+        return None
+    out: dict[str, Any] = {k: m[k] for k in ("attack", "norm", "eps", "metric")}
+    if m["tag"] is not None:
+        tag = parse_tag(m["tag"])
+        n = tag.get("n", "")
+        out.update(protocol=tag.get("protocol"), n=int(n) if n.isdigit() else None, steps=tag.get("steps"))
+    return out
 
 
 def cert_column(metric: str, eps: str) -> str:
@@ -185,6 +215,8 @@ def column_doc(name: str) -> str:
         eps = f"{m['norm']} budget ε = {m['eps']}"
         if m["attack"] == "worst":
             return f"{what} under the worst attack at {eps} (smallest value over all attacks run)."
+        if m["tag"] is not None:
+            return f"{what} under attack protocol [{m['tag']}] at {eps} (empirical, first n test images)."
         return f"{what} under {m['attack']} at {eps} (empirical, on the attacked test images)."
     m = _CERT_COL.match(name)
     if m:
@@ -212,6 +244,8 @@ def _pattern_of(name: str) -> str | None:
         return None
     if m["attack"] == "worst":
         return "worst_<norm>@<ε> <metric>"
+    if m["tag"] is not None:
+        return "robust_<norm>@<ε> [<protocol>, n=<n>] <metric>"
     if "(" in m["attack"]:
         return "<attack>(<objective>)_<norm>@<ε> <metric>"
     return f"<attack>_<norm>@<ε> {m['metric']}"
@@ -242,25 +276,26 @@ def dynamic_sort_key(col: str) -> tuple[Any, ...]:
         return (0, "smoothed", eps_value(m["sigma"]), order, eps_value(m["eps"] or "0"))
     m = _ATTACK_COL.match(col)
     if m:
-        worst = m["attack"] == "worst"
+        group = 3 if m["tag"] is not None else 1 + (m["attack"] == "worst")
         return (
-            1 + worst,
+            group,
             m["norm"],
-            m["attack"],
+            f"{m['attack']} {m['tag'] or ''}",
             eps_value(m["eps"]),
             _METRIC_ORDER.index(m["metric"]),
         )
-    return (3, col, "", 0.0, 0)
+    return (4, col, "", 0.0, 0)
 
 
-def worst_column(columns: Iterable[str], metric: str) -> str | None:
-    """The `worst_<norm>@<ε> <metric>` column with the largest ε, ℓ∞ preferred over ℓ2; None if none."""
+def worst_column(columns: Iterable[str], metric: str, attack: str = "worst") -> str | None:
+    """The `worst_<norm>@<ε> <metric>` column with the largest ε, ℓ∞ preferred over ℓ2; None if none
+    (attack "robust": the same for the protocols' robust columns)."""
     for norm in ("linf", "l2"):
         cands = [
             (eps_value(m["eps"]), c)
             for c in columns
             if (m := _ATTACK_COL.match(c))
-            and m["attack"] == "worst"
+            and m["attack"] == attack
             and m["norm"] == norm
             and m["metric"] == metric
         ]
@@ -270,13 +305,14 @@ def worst_column(columns: Iterable[str], metric: str) -> str | None:
 
 
 def key_columns(table: pd.DataFrame) -> list[str]:
-    """A narrow selection of columns: KEY_COLUMNS plus the worst-case attacked accuracy and mIoU, each at
-    the largest ℓ∞ (else ℓ2) budget where it was measured, as present in `table`."""
+    """A narrow selection of columns: KEY_COLUMNS plus the worst-case, then the protocol's robust,
+    attacked accuracy and mIoU, each at the largest ℓ∞ (else ℓ2) budget measured, as in `table`."""
     cols = [c for c in KEY_COLUMNS if c in table.columns]
-    for metric in ("acc", "mIoU"):
-        c = worst_column(table.columns, metric)
-        if c is not None:
-            cols.append(c)
+    for attack in ("worst", "robust"):
+        for metric in ("acc", "mIoU"):
+            c = worst_column(table.columns, metric, attack)
+            if c is not None:
+                cols.append(c)
     return cols
 
 

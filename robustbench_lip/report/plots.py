@@ -212,6 +212,9 @@ def _worst_curves(lb: Leaderboard, metric: str) -> pd.DataFrame:
     a = lb.attacks[lb.attacks[metric].notna()].copy()
     if a.empty:
         return a
+    if "n" in a.columns:  # one sample set per (run, norm, ε), the largest n: never mixed (as worst_*)
+        top = pd.to_numeric(a["n"], errors="coerce").groupby([a["run"], a["norm"], a["eps"]]).transform("max")
+        a = a[(pd.to_numeric(a["n"], errors="coerce") == top) | top.isna()].copy()
     a["level"] = "pixel" if metric == "miou" else a["level"].astype(object).where(a["level"].notna(), "")
     w = a.groupby(["run", "norm", "level", "eps"], as_index=False)[metric].min()
     extra = []

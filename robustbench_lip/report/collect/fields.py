@@ -269,10 +269,27 @@ def result_key(rec: dict[str, Any], i: int, res: Any, path: Path) -> tuple[str, 
     return attack_label(attack.lower(), rec), norm.lower(), eps
 
 
+#: Steps of each attack of a protocol as the protocol defines it (torchattacks' AutoAttack standard
+#: version: 100; SEA: 300, its authors' evaluation); other steps are named in the robust column.
+PROTOCOL_STEPS: dict[str, dict[str, int]] = {"standard": {"autoattack": 100, "sea": 300}}
+
+
+def record_n(rec: dict[str, Any]) -> int | None:
+    """The number of images an attack record attacked (the first n of the test split); None if unsaid."""
+    return as_int(rec.get("n"))
+
+
+def result_protocol(rec: dict[str, Any], res: dict[str, Any]) -> str | None:
+    """The protocol (`--preset`) of one attack result: its own `protocol`, else its record's; None."""
+    return as_str(res.get("protocol")) or as_str(rec.get("protocol"))
+
+
 def result_values(res: dict[str, Any], where: str) -> dict[str, Any]:
-    """steps, accuracy, precision, miou of one attack result (None when missing or not a number)."""
+    """steps, restarts, accuracy, precision, miou of one attack result (None when missing or not a
+    number)."""
     return {
         "steps": as_int(res.get("steps")),
+        "restarts": as_int(res.get("restarts")),
         "accuracy": num(res.get("accuracy"), where),
         "precision": num(res.get("precision"), where),
         "miou": num(res.get("miou"), where),

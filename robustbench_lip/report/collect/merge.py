@@ -12,8 +12,13 @@ Rules, per run:
 - several records of one kind (different settings): for every value — a scalar such as L(A) upper,
   a per-ε certified value, an (attack, norm, ε, level) result — the newest record (`created`, then
   file name) that has it wins; values only older records have are kept (union);
-- `worst_<norm>@<ε> <metric>` = the smallest value over all attack results at that norm and ε,
-  including the records' own per-image `worst` entries (so it is ≤ every single attack's value).
+- `worst_<norm>@<ε> <metric>` = the smallest value over the attack results at that norm and ε on
+  one sample set — the largest n among them (attack records attack the first n test images) —
+  including the records' own per-image `worst` entries (so it is ≤ every single attack's value on
+  those images); results on other sample sets are left out, never mixed in;
+- `robust_<norm>@<ε> [<protocol>, n=<n>] <metric>` (`[…, steps=<s>]` when an attack of the protocol
+  ran with other steps than the protocol's): the smallest value over the attacks of one protocol
+  record (`--preset`), all on the same n images.
 A missing value is None (an empty cell), never 0. Records are read through `fields` only.
 """
 
@@ -26,6 +31,7 @@ from typing import Any
 
 from robustbench_lip.records import KINDS
 from robustbench_lip.report.collect.fields import (
+    PROTOCOL_STEPS,
     as_int,
     as_str,
     attack_results,
@@ -41,8 +47,10 @@ from robustbench_lip.report.collect.fields import (
     record_arch,
     record_dataset,
     record_levels,
+    record_n,
     record_wall_s,
     result_key,
+    result_protocol,
     result_values,
     train_settings,
     train_status,
@@ -81,21 +89,24 @@ CERTIFIED: tuple[tuple[str, str], ...] = (
 
 def attack_rows(run: str, attacks: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
     """Long-format attack results of one run, deduplicated per (attack, norm, ε, level): newest wins."""
-    seen: dict[tuple[str, str, str, str | None], dict[str, Any]] = {}
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for lr in newest_first(attacks):
-        level = record_levels(lr.record)
+        level, n = record_levels(lr.record), record_n(lr.record)
         for i, res in enumerate(attack_results(lr.record)):
             k = result_key(lr.record, i, res, lr.path)
-            if k is None or (*k, level) in seen:
+            protocol = result_protocol(lr.record, res)
+            if k is None or (*k, level, n, protocol) in seen:
                 continue
             attack, norm, eps = k
-            seen[(*k, level)] = {
+            seen[(*k, level, n, protocol)] = {
                 "run": run,
                 "attack": attack,
                 "norm": norm,
                 "eps": eps_value(eps),
                 "eps_text": eps,
                 "level": level,
+                "n": n,
+                "protocol": protocol,
                 **result_values(res, f"{lr.path.name} result {i}"),
                 "created": created_text(lr.record),
                 "file": lr.path.name,
@@ -172,23 +183,63 @@ def _certified(certs: Sequence[LoadedRecord]) -> dict[str, float]:
     return row
 
 
+def _largest_n(long_rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int | None]:
+    """Per (norm, ε) the sample set (n) the worst case is taken on: the largest n (None: unsaid)."""
+    out: dict[tuple[str, str], int | None] = {}
+    for r in long_rows:
+        k, n = (r["norm"], r["eps_text"]), r.get("n")
+        if k not in out or (n is not None and (out[k] is None or n > out[k])):  # type: ignore[operator]
+            out[k] = n
+    return out
+
+
+def _robust_tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]]) -> str:
+    """`standard, n=128` (+ `, steps=20` when an attack ran with other steps than the protocol's)."""
+    own = PROTOCOL_STEPS.get(protocol, {})
+    other = sorted({r["steps"] for r in rows if r["steps"] not in (None, own.get(r["attack"]))})
+    steps = f", steps={'/'.join(map(str, other))}" if other else ""
+    return f"{protocol}, n={'?' if n is None else n}{steps}"
+
+
+def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """`robust_<norm>@<ε> [<protocol>, n=<n>] <metric>`: min over one protocol's attacks on one n."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in long_rows:
+        if r.get("protocol") is not None and r["attack"] != "worst":
+            groups.setdefault((r["protocol"], r.get("n"), r["norm"], r["eps_text"]), []).append(r)
+    row: dict[str, float] = {}
+    for (protocol, n, norm, eps), rows in groups.items():
+        tag = _robust_tag(protocol, n, rows)
+        for r in rows:
+            for key, short in METRICS:
+                if r[key] is not None:
+                    col = attack_column("robust", norm, eps, metric_name(short, r["level"]), tag)
+                    row[col] = min(r[key], row.get(col, math.inf))
+    return row
+
+
 def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Per (attack, norm, ε, metric) columns, then `worst_<norm>@<ε> <metric>` = min over attacks."""
+    """Per (attack, norm, ε, metric) columns (newest first wins), `worst_<norm>@<ε> <metric>` = min
+    over the attacks on the largest sample set, then the protocols' robust columns."""
     row: dict[str, float] = {}
     worst: dict[tuple[str, str], dict[str, float]] = {}
+    n_of = _largest_n(long_rows)
     for r in long_rows:
         w = worst.setdefault((r["norm"], r["eps_text"]), {})
+        same_set = r.get("n") == n_of[(r["norm"], r["eps_text"])]
         for key, short in METRICS:
             v = r[key]
             if v is None:
                 continue
             metric = metric_name(short, r["level"])
             if r["attack"] != "worst":
-                row[attack_column(r["attack"], r["norm"], r["eps_text"], metric)] = v
-            w[metric] = min(v, w.get(metric, math.inf))
+                row.setdefault(attack_column(r["attack"], r["norm"], r["eps_text"], metric), v)
+            if same_set:
+                w[metric] = min(v, w.get(metric, math.inf))
     for (norm, eps), values in worst.items():
         for short, v in values.items():
             row[attack_column("worst", norm, eps, short)] = v
+    row.update(_robust_columns(long_rows))
     return row
 
 
