@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
 from robustbench_lip.choices import Norm, Objective
 from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
 
@@ -52,19 +52,10 @@ def attack_one(model_path: str, eps: list[float], attacks: list[str], **options:
     from robustbench_lip.evaluation.attack import attack_record_path, attack_run
 
     path = Path(model_path)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"attacking {path.name}", total=None)
+    with step_progress(f"attacking {path.name}") as update:
         rec = attack_run(
-            path, eps, attacks, progress=lambda done, total: bar.update(task, completed=done, total=total),
-            **options,
-        )  # fmt: skip
+            path, eps, attacks, progress=lambda done, total: update("", done, total), **options
+        )
     data = rec.to_dict()
     ds_name = (rec.dataset or {}).get("name")
     proto = f", protocol {rec.protocol}" if rec.protocol else ""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robustbench_lip.cli.common import console, err_console
+from robustbench_lip.cli.common import console
+from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 
 
@@ -65,19 +65,10 @@ def smooth_one(model_path: Path, sigma: float, json_path: Path | None, **options
     from robustbench_lip.evaluation.certify import certify_smoothed_run
     from robustbench_lip.records import record_path, write_record
 
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(f"smoothing {model_path.name} (σ={sigma:g})", total=None)
+    with step_progress(f"smoothing {model_path.name} (σ={sigma:g})") as update:
         rec = certify_smoothed_run(
-            model_path, sigma=sigma, **options,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+            model_path, sigma=sigma, **options, progress=lambda done, total: update("", done, total)
+        )
     _render(model_path.name, rec)
     if model_path.is_dir():
         console.print(f"record: {record_path(model_path, 'certify', rec.settings)}", highlight=False)

@@ -25,7 +25,7 @@ import torch
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certificates import DEFAULT_EPS, TargetChoice, certify
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
@@ -71,12 +71,8 @@ def planned_settings(
 ) -> dict[str, Any]:
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
     or data loaded; the input shape is the model's, which is the data's for models trained here)."""
-    meta = model_meta(run_dir, need="cannot plan its certificate") or {}
-    saved = (meta.get("model") or {}).get("input_size")
-    if input_shape is None and not saved:
-        raise RlipError(f"{run_dir}: config.json names no input size; pass --input-shape C,H,W")
-    shape = tuple(input_shape) if input_shape is not None else tuple(saved)
-    return settings_for(dataset_name(data, meta), n, target, eps, seed, steps, mode, shape)
+    name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its certificate")
+    return settings_for(name, n, target, eps, seed, steps, mode, shape)
 
 
 def runs_to_certify(runs_dir: str | os.PathLike[str], **options: Any) -> list[Path]:

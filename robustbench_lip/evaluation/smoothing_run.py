@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
 from robustbench_lip.evaluation.smoothing_mc import check_positive_int, check_sigma
 from robustbench_lip.evaluation.smoothing_stats import check_alpha
 from robustbench_lip.evaluation.smoothing_summary import certify_smoothed
@@ -96,12 +96,8 @@ def planned_smoothing_settings(
     input_shape: Sequence[int] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The settings `certify_smoothed_run` records for a run folder, from its config.json alone."""
-    meta = model_meta(run_dir, need="cannot plan its smoothed certificate") or {}
-    saved = (meta.get("model") or {}).get("input_size")
-    if input_shape is None and not saved:
-        raise RlipError(f"{run_dir}: config.json names no input size; pass --input-shape C,H,W")
-    shape = tuple(input_shape) if input_shape is not None else tuple(saved)
-    return smoothing_settings(dataset_name(data, meta), n, sigma, samples, n0, alpha, seed, shape)
+    name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its smoothed certificate")
+    return smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape)
 
 
 def runs_to_smooth(
