@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.config import TrainConfig
-from robustbench_lip.training.losses import augment, task_loss, use_augment
+from robustbench_lip.training.losses import augment, config_loss, task_loss, use_augment
 from robustbench_lip.training.state import Trainables
 
 Emit = Callable[[dict[str, Any]], None]
@@ -116,7 +116,7 @@ def _step(
     """One optimiser step on a batch, added to `stats`; returns (loss, penalty, max σ or None)."""
     cfg, parts = loop.cfg, loop.parts
     with torch.autocast(device_type=loop.device.type, enabled=loop.amp):
-        loss = task_loss(parts.model, x, y, m, cfg.dice, cfg.logit_scale)
+        loss = task_loss(parts.model, x, y, m, cfg.dice, cfg.logit_scale, config_loss(cfg))
     p = parts.penalty(parts.model, x)
     total = loss.float() + p.value
     if not bool(torch.isfinite(total)):
