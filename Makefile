@@ -25,7 +25,9 @@ demo: $(STAMP)
 	$(RLIP) data preview lesions --n 16 --out reports/preview_lesions.png
 	$(RLIP) zoo train zoo/shapes_cpu.toml --runs-dir $(RUNS)
 	$(RLIP) zoo train zoo/lesions_unet_cpu.toml --runs-dir $(RUNS)
-	$(RLIP) certify --runs-dir $(RUNS) --n 64
+	$(RLIP) zoo train zoo/shapes_lip_cpu.toml --runs-dir $(RUNS)
+	$(RLIP) zoo train zoo/lesions_fne_cpu.toml --runs-dir $(RUNS)
+	$(RLIP) certify --runs-dir $(RUNS) --n 64 --eps 36/255,72/255,108/255,1
 	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 

@@ -61,6 +61,16 @@ class Schedule(str, Enum):
     constant = "constant"
 
 
+class Loss(str, Enum):
+    """Training loss of the supervised task (robustbench_lip.losses_lip): cross-entropy (the default),
+    margin cross-entropy (offset, temperature), multiclass hinge (margin), HKR (alpha, margin)."""
+
+    ce = "ce"
+    margin_ce = "margin_ce"
+    hinge = "hinge"
+    hkr = "hkr"
+
+
 class Executor(str, Enum):
     """How a sweep's runs are executed (sweep.run_sweep)."""
 

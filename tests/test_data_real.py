@@ -364,3 +364,23 @@ def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     _one_line(e)
     assert calls["n"] >= 2
     assert list(tmp_path.iterdir()) == []  # no target, no hidden temporary folder, no created out
+
+
+def test_coco_grayscale_gives_one_channel_binary_masks_for_one_category(coco_root: Path) -> None:
+    """grayscale = true: one channel, the luma of the RGB images (PIL "L"), masks unchanged; with one
+    category the FNE U-Net segments (mask = output > 0)."""
+    from robustbench_lip.models import create_model_for
+
+    full = get_dataset("coco", "test", root=str(coco_root), image_size=32)
+    cat = [full.info.class_names[int(full.tensors()[1][0])]]  # a category present in the file
+    rgb = get_dataset("coco", "test", root=str(coco_root), image_size=32, categories=cat)
+    gray = get_dataset("coco", "test", root=str(coco_root), image_size=32, categories=cat, grayscale=True)
+    assert gray.info.in_channels == 1 and gray.info.num_mask_classes == 2 and len(gray.info.mean) == 1
+    x, _, m = gray.tensors()
+    xr, _, mr = rgb.tensors()
+    assert x.shape[1] == 1 and torch.equal(m, mr)
+    luma = (0.299 * xr[:, 0] + 0.587 * xr[:, 1] + 0.114 * xr[:, 2]) * 255
+    assert float((luma - x[:, 0] * 255).abs().max()) <= 1.0  # PIL rounds the luma to integers
+    assert create_model_for("unet_fne_tiny", gray.info, image_size=(32, 32)).config.num_mask_classes == 2
+    with pytest.raises(RlipError, match="grayscale"):
+        get_dataset("coco", "test", root=str(coco_root), grayscale="yes")

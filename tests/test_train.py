@@ -298,13 +298,16 @@ OLD_FLAT = {
 
 def test_old_flat_configs_load_into_the_nested_form(tmp_path: Path) -> None:
     """A flat config of the previous version loads into TrainConfig{penalty, optim}, writes back the same
-    keys (plus the new reg_method and noise_sigma), and a run folder holding it is recognised as the
-    same run."""
+    keys (plus the new reg_method, noise_sigma and the loss settings at their defaults), and a run
+    folder holding it is recognised as the same run."""
     cfg = TrainConfig.from_dict(OLD_FLAT)
     assert cfg.penalty == PenaltyConfig(lam=0.01, target="A", every=2, subbatch=8, hard=4, bn="batch")
     assert cfg.optim == OptimConfig(name="adamw", lr=0.003, warmup=0.2)
     assert cfg.lam == 0.01 and cfg.epochs == 2 and cfg.sigma_final_iters == 5
-    assert cfg.to_dict() == {**OLD_FLAT, "reg_method": "double_backward", "noise_sigma": 0.0}
+    losses = {"loss": "ce", "loss_offset": None, "loss_temperature": None, "loss_margin": None}
+    assert cfg.to_dict() == {
+        **OLD_FLAT, "reg_method": "double_backward", "noise_sigma": 0.0, **losses, "loss_alpha": None
+    }
     nested = {k: v for k, v in OLD_FLAT.items() if not k.startswith("reg_") and k != "lam"}
     nested["penalty"] = {"lam": 0.01, "target": "A", "every": 2}
     assert TrainConfig.from_dict(nested) == cfg

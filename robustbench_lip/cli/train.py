@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from robustbench_lip.choices import Optimizer, Reduce, RegBn, RegPoints, RegTarget, Schedule
+from robustbench_lip.choices import Loss, Optimizer, Reduce, RegBn, RegPoints, RegTarget, Schedule
 from robustbench_lip.cli.common import (
     console,
     err_console,
@@ -163,6 +163,19 @@ def train_cmd(
     sigma_points: Annotated[int, typer.Option("--sigma-points", help="Held-out points for σ.")] = _T[
         "sigma_points"
     ],
+    loss: Annotated[
+        Loss, typer.Option("--loss", help="ce, margin_ce (offset, temperature), hinge (margin), hkr.")
+    ] = Loss(_T["loss"]),
+    loss_offset: Annotated[
+        float | None, typer.Option("--loss-offset", help="margin_ce: logit offset of the true class.")
+    ] = None,
+    loss_temperature: Annotated[
+        float | None, typer.Option("--loss-temperature", help="margin_ce: temperature > 0.")
+    ] = None,
+    loss_margin: Annotated[float | None, typer.Option("--loss-margin", help="hinge / hkr: margin.")] = None,
+    loss_alpha: Annotated[
+        float | None, typer.Option("--loss-alpha", help="hkr: hinge weight in [0, 1].")
+    ] = None,
 ) -> None:
     """Train MODEL on DATA with the Lipschitz penalty λ into the run directory --out (resumes)."""
     from robustbench_lip.training import train
@@ -202,6 +215,11 @@ def train_cmd(
         seed=seed,
         device=device,
         sigma_points=sigma_points,
+        loss=loss,
+        loss_offset=loss_offset,
+        loss_temperature=loss_temperature,
+        loss_margin=loss_margin,
+        loss_alpha=loss_alpha,
     )
     try:
         with sigterm_as_interrupt(), make_progress() as progress:

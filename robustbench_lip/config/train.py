@@ -13,11 +13,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustbench_lip.choices import Loss
 from robustbench_lip.config import check
 from robustbench_lip.config.flat import flat_names
 from robustbench_lip.config.optim import OptimConfig
 from robustbench_lip.config.penalty import PenaltyConfig
 from robustbench_lip.errors import RlipError
+
+#: the loss options (TrainConfig.loss_<name>) and the losses that take each
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "offset": ("margin_ce",),
+    "temperature": ("margin_ce",),
+    "margin": ("hinge", "hkr"),
+    "alpha": ("hkr",),
+}
 
 #: the nested sections of a TrainConfig and their dataclasses
 SECTIONS: dict[str, Any] = {"penalty": PenaltyConfig, "optim": OptimConfig}
@@ -36,7 +45,10 @@ class TrainConfig:
     training inputs (pixel units, not clamped, as in Cohen et al. 2019; 0 = off; the penalty keeps
     the clean points). amp None → on with CUDA. sigma_points/sigma_iters: held-out points and
     power iterations of the per-epoch σ measurement (sigma_final_iters after the last epoch).
-    device "auto" | "cpu" | "cuda[:N]".
+    device "auto" | "cpu" | "cuda[:N]". loss: "ce" (default) | "margin_ce" | "hinge" | "hkr"
+    (robustbench_lip.losses_lip) with its options loss_offset, loss_temperature (margin_ce),
+    loss_margin (hinge, hkr), loss_alpha (hkr); None → the loss's own default; an option the loss
+    does not take is an error.
     """
 
     model: str
@@ -58,8 +70,15 @@ class TrainConfig:
     sigma_points: int = 64
     sigma_iters: int = 20
     sigma_final_iters: int = 50
+    loss: str = "ce"
+    loss_offset: float | None = None
+    loss_temperature: float | None = None
+    loss_margin: float | None = None
+    loss_alpha: float | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.loss, Loss):
+            object.__setattr__(self, "loss", self.loss.value)
         for name, cls in SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -69,6 +88,10 @@ class TrainConfig:
         msg = _problem(self)
         if msg:
             raise RlipError(f"training config: {msg}")
+
+    def loss_options(self) -> dict[str, float]:
+        """The options given for the loss ({"offset": 0.15, ...}; the loss's defaults for the rest)."""
+        return {k: getattr(self, f"loss_{k}") for k in LOSS_OPTIONS if getattr(self, f"loss_{k}") is not None}
 
     @property
     def lam(self) -> float:
@@ -149,4 +172,23 @@ def _problem(c: TrainConfig) -> str | None:
         checks.append(f"logit_scale must be a finite number > 0, got {c.logit_scale!r}")
     if not isinstance(c.data_options, dict) or not isinstance(c.model_options, dict):
         checks.append("data_options and model_options must be tables")
+    checks.append(_loss_problem(c))
     return next((m for m in checks if m), None)
+
+
+def _loss_problem(c: TrainConfig) -> str | None:
+    """The loss name and its options: known, given only for the loss that takes them, in range."""
+    if m := check.choice(c.loss, Loss, "loss"):
+        return m
+    for name, takers in LOSS_OPTIONS.items():
+        v = getattr(c, f"loss_{name}")
+        if v is None:
+            continue
+        if c.loss not in takers:
+            return f"loss_{name} is an option of the loss {' / '.join(takers)}, not of {c.loss}"
+        high = 1.0 if name == "alpha" else float("inf")
+        if m := check.number(v, f"loss_{name}", 0.0, high):
+            return m
+        if name in ("temperature", "margin") and v <= 0:
+            return f"loss_{name} must be > 0, got {v!r}"
+    return None

@@ -17,7 +17,10 @@ train2017, "test" → val2017).
   masks; aspect ratio not kept; images already at that size are left untouched, so PNG is lossless).
 - n_train / n_test keep the first n usable images (by image id). Images are decoded eagerly (memory:
   3·S² bytes per image).
-Grayscale images are converted to RGB (3 channels). Mean/std: the ImageNet constants.
+Grayscale images are converted to RGB (3 channels). Mean/std: the ImageNet constants. Option
+`grayscale` (default false): every image converted to one channel (PIL "L", ITU-R 601 luma) with
+the luma of those constants — for models that segment one channel (the image-to-image U-Nets with
+one category: mask = output > 0).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ DEFAULT_CATEGORIES: tuple[str, ...] = ("person", "car", "dog", "cat", "bird")
 DEFAULT_IMAGE_SIZE = 64
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, the usual choice for COCO images
 STD = (0.229, 0.224, 0.225)
+GRAY_MEAN = (0.299 * MEAN[0] + 0.587 * MEAN[1] + 0.114 * MEAN[2],)  # luma of the ImageNet mean
+GRAY_STD = (0.226,)  # ≈ the ImageNet std, channel-averaged
 HOW_TO_GET = (
     "download COCO 2017 (annotations + images) from cocodataset.org, or write a test fixture with "
     "`rlip data export shapes --format coco --out DIR`"
@@ -74,7 +79,7 @@ def availability(root: Any) -> str:
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:
-    check_options("coco", options, ("image_size", "categories", "n_train", "n_test"))
+    check_options("coco", options, ("image_size", "categories", "n_train", "n_test", "grayscale"))
     resolved: dict[str, Any] = {
         "image_size": check_int("image_size", options.get("image_size", DEFAULT_IMAGE_SIZE), 8, 1024)
     }
@@ -90,6 +95,11 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     for key in ("n_train", "n_test"):
         if options.get(key) is not None:
             resolved[key] = check_int(key, options[key], 1)
+    gray = options.get("grayscale", False)
+    if not isinstance(gray, bool):
+        raise RlipError(f"option grayscale must be true or false, got {gray!r}")
+    if gray:
+        resolved["grayscale"] = True
     return resolved
 
 
@@ -144,17 +154,18 @@ def _category_subset(coco: Any, path: Path, wanted: list[str] | None) -> tuple[l
 
 def _info(resolved: dict[str, Any], names: tuple[str, ...]) -> DatasetInfo:
     s = resolved["image_size"]
+    gray = bool(resolved.get("grayscale"))
     return DatasetInfo(
         name="coco",
-        in_channels=3,
+        in_channels=1 if gray else 3,
         image_size=(s, s),
         num_classes=len(names),
         class_names=names,
         has_masks=True,
         num_mask_classes=len(names) + 1,
         mask_class_names=("background", *names),
-        mean=MEAN,
-        std=STD,
+        mean=GRAY_MEAN if gray else MEAN,
+        std=GRAY_STD if gray else STD,
         options={**resolved, "categories": list(names)},
     )
 
@@ -196,15 +207,17 @@ def _semantic_mask(
     return sem
 
 
-def _read_resized(file: Path, path: Path, sem: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image uint8 (3, size, size), mask uint8 (size, size)) of the image file and its class map `sem`
-    (bilinear / nearest resizing)."""
+def _read_resized(
+    file: Path, path: Path, sem: np.ndarray, size: int, gray: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image uint8 (3, size, size) — (1, size, size) when `gray` —, mask uint8 (size, size)) of the
+    image file and its class map `sem` (bilinear / nearest resizing)."""
     from PIL import Image
 
     h, w = sem.shape
     try:
         with Image.open(file) as im:
-            pil = im.convert("RGB")
+            pil = im.convert("L" if gray else "RGB")
     except FileNotFoundError:
         raise RlipError(f"COCO image not found: {file} (listed in {path.name})") from None
     except Exception as e:
@@ -215,7 +228,8 @@ def _read_resized(file: Path, path: Path, sem: np.ndarray, size: int) -> tuple[t
     if (w, h) != (size, size):
         pil = pil.resize((size, size), Image.Resampling.BILINEAR)
         mask_img = mask_img.resize((size, size), Image.Resampling.NEAREST)
-    image = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy()).permute(2, 0, 1)
+    t = torch.from_numpy(np.asarray(pil, dtype=np.uint8).copy())
+    image = t[None] if gray else t.permute(2, 0, 1)
     return image, torch.from_numpy(np.asarray(mask_img, dtype=np.uint8).copy())
 
 
@@ -238,7 +252,8 @@ def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
         if counts.sum() == 0:
             skipped += 1
             continue
-        image, mask = _read_resized(image_dir / str(coco.imgs[img_id]["file_name"]), path, sem, size)
+        file = image_dir / str(coco.imgs[img_id]["file_name"])
+        image, mask = _read_resized(file, path, sem, size, bool(resolved.get("grayscale")))
         images.append(image)
         masks.append(mask)
         labels.append(int(np.argmax(counts)))

@@ -24,6 +24,7 @@ from torch import nn
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certified import robustness
+from robustbench_lip.evaluation.head_certify import radius_rules
 from robustbench_lip.evaluation.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
@@ -51,6 +52,7 @@ class Certificate:
     clean: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    radius_rules: dict[str, Any] | None = None
 
     def payload(self, layers: bool = False) -> dict[str, Any]:
         u = self.bound.upper
@@ -75,6 +77,8 @@ class Certificate:
             "timings": self.timings,
             "notes": self.notes,
         }
+        if self.radius_rules is not None:
+            out["radius_rules"] = self.radius_rules
         if layers:
             out["layers"] = [vars(layer) for layer in self.bound.layers]
         return out
@@ -282,12 +286,15 @@ def certify(
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
         todo.start("certified robustness")
-        rob = robustness(_task_of(model, out, x), out, data, ub, low_a, eps, k, notes)
+        task = _task_of(model, out, x)
+        rob = robustness(task, out, data, ub, low_a, eps, k, notes)
+        rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes)
         timings["robustness_s"] = time.perf_counter() - t0
         todo.end()
     return Certificate(
-        bound=ub, lower_A=low_a, lower_R=low_r, fne=fne, timings=timings, notes=notes, **vars(rob)
-    )
+        bound=ub, lower_A=low_a, lower_R=low_r, fne=fne, timings=timings, notes=notes,
+        radius_rules=rules, **vars(rob),
+    )  # fmt: skip
 
 
 __all__ = ["DEFAULT_EPS", "Certificate", "LowerBound", "TargetChoice", "certify", "fne_test", "lower_bounds"]

@@ -41,7 +41,8 @@ class LinearHead:
     lip_features: certified U(φ) (None when not recognised or unbounded; see reason); weight (K, F)
     and pair_norms (K, K) = ‖W_i − W_j‖ in float64 (times SAFETY); structure: what was recognised
     ("linear", "addmm", "mm", "conv1x1+mean"); upper: the certified U(A) of the same propagation
-    (for the √2 fallback); reason: why there is no head certificate."""
+    (for the √2 fallback); reason: why there is no head certificate; phi_upper: the certified bound
+    of φ itself (for the CAM head: of the whole feature map, before the division by √(h·w))."""
 
     lip_features: float | None
     weight: torch.Tensor | None
@@ -49,6 +50,7 @@ class LinearHead:
     structure: str | None
     upper: float | None
     reason: str | None = None
+    phi_upper: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,7 +162,8 @@ def linear_head(
                 None, None, None, structure, upper, f"the input of the {structure} head has no bound"
             )
         lip = float(cum)
-    return LinearHead(lip / divisor, w.detach().to(torch.float64), pair_norms(w), structure, upper)
+    w64 = w.detach().to(torch.float64)
+    return LinearHead(lip / divisor, w64, pair_norms(w), structure, upper, phi_upper=lip)
 
 
 def head_radii(logits: torch.Tensor, head: LinearHead) -> torch.Tensor:

@@ -262,25 +262,25 @@ def _resnet(arch: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> L
     return build(LipResNet, arch, defaults, overrides)  # type: ignore[return-value]
 
 
-@register_model(task="classification")
+@register_model(task="classification", family="constrained")
 def lipresnet18(**overrides: Any) -> LipResNet:
     """1-Lipschitz mResNet-18, width 64 (for GPU)."""
     return _resnet("lipresnet18", {"width": 64}, overrides)
 
 
-@register_model(task="classification")
+@register_model(task="classification", family="constrained")
 def lipresnet18_w16(**overrides: Any) -> LipResNet:
     """1-Lipschitz mResNet-18, width 16 (CPU)."""
     return _resnet("lipresnet18_w16", {"width": 16}, overrides)
 
 
-@register_model(task="classification")
+@register_model(task="classification", family="constrained")
 def lipresnet18_w8(**overrides: Any) -> LipResNet:
     """1-Lipschitz mResNet-18, width 8 (fast CPU experiments)."""
     return _resnet("lipresnet18_w8", {"width": 8}, overrides)
 
 
-@register_model(task="classification")
+@register_model(task="classification", family="constrained")
 def lipresnet18_tiny(**overrides: Any) -> LipResNet:
     """1-Lipschitz mResNet-18, width 4, blocks 1-1-1-1, 3×16×16: for tests."""
     defaults = {"width": 4, "blocks": (1, 1, 1, 1), "image_size": (16, 16)}
@@ -296,25 +296,25 @@ def _unet(arch: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> Lip
     return build(LipUNet, arch, defaults, overrides)  # type: ignore[return-value]
 
 
-@register_model(task="image2image")
+@register_model(task="image2image", family="constrained")
 def unet_lip(**overrides: Any) -> LipUNet:
     """1-Lipschitz image-to-image U-Net, depth 3, base width 16 (1×32×32 as `lesions`)."""
     return _unet("unet_lip", {"fne": False}, overrides)
 
 
-@register_model(task="image2image")
+@register_model(task="image2image", family="constrained")
 def unet_lip_tiny(**overrides: Any) -> LipUNet:
     """1-Lipschitz U-Net, depth 2, base width 4, 1×16×16: for tests."""
     return _unet("unet_lip_tiny", {"fne": False, **_TINY}, overrides)
 
 
-@register_model(task="image2image")
+@register_model(task="image2image", family="constrained")
 def unet_fne(**overrides: Any) -> LipUNet:
     """Firmly non-expansive U-Net A = (x + (1 − 1e-3)·N(x))/2, N a 1-Lipschitz U-Net (depth 3, width 16)."""
     return _unet("unet_fne", {"fne": True}, overrides)
 
 
-@register_model(task="image2image")
+@register_model(task="image2image", family="constrained")
 def unet_fne_tiny(**overrides: Any) -> LipUNet:
     """unet_fne with depth 2, base width 4, 1×16×16: for tests."""
     return _unet("unet_fne_tiny", {"fne": True, **_TINY}, overrides)

@@ -26,24 +26,34 @@ from robustbench_lip.errors import RlipError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _TASKS: dict[str, str] = {}
+_FAMILIES: dict[str, str] = {}
+
+#: model families: trained with the Lipschitz penalty (any λ ≥ 0), or 1-Lipschitz by construction
+FAMILIES: tuple[str, ...] = ("penalty", "constrained")
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
 COMMON_OPTIONS = ("in_channels", "num_classes", "image_size", "input_size", "mean", "std", "num_mask_classes")
 
 
-def register_model(fn: F | None = None, *, name: str | None = None, task: str | None = None) -> Any:
+def register_model(
+    fn: F | None = None, *, name: str | None = None, task: str | None = None, family: str = "penalty"
+) -> Any:
     """Decorator registering a model factory under its function name (or `name`).
 
     `task` is what the factory's models compute ("classification" | "segmentation" | "image2image");
-    when omitted it is read from a default-built model the first time it is needed.
+    when omitted it is read from a default-built model the first time it is needed. `family`: one of
+    FAMILIES — "constrained" for models whose Lipschitz constant is bounded by construction.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
 
     def deco(f: F) -> F:
         key = name or f.__name__
         if key in _REGISTRY:
             raise ValueError(f"model {key!r} is already registered")
         _REGISTRY[key] = f
+        _FAMILIES[key] = family
         if task is not None:
             _TASKS[key] = task
         return f
@@ -57,6 +67,12 @@ def list_models(pattern: str | None = None) -> list[str]:
     if pattern:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return names
+
+
+def model_family(name: str) -> str | None:
+    """The family of a registered architecture ("penalty" | "constrained"); None when not registered
+    (foreign models: `pt2`, `torchvision:…`)."""
+    return _FAMILIES.get(name)
 
 
 def _unknown(name: str) -> RlipError:

@@ -187,12 +187,13 @@ class TrainRecord(Record):
 class CertifyRecord(Record):
     """kind "certify": Lipschitz bounds of A and R (certified upper, witnessed lower), the FNE test,
     certified robustness per ε (text keys such as "36/255"), clean metrics, timings (s), notes.
-    `layers` (the per-layer bound table) is written only when asked for. A randomized-smoothing
-    certificate (`certificate` "smoothed", evaluation.smoothing_run) leaves the Lipschitz keys null
-    and holds everything in `smoothing` (written only for it)."""
+    `layers` (the per-layer bound table) is written only when asked for; `radius_rules` (which rule
+    gave the classifier's and the masks' certified radii) only when known (None in older records). A
+    randomized-smoothing certificate (`certificate` "smoothed", evaluation.smoothing_run) leaves the
+    Lipschitz keys null and holds everything in `smoothing` (written only for it)."""
 
     kind: ClassVar[RecordKind] = RecordKind.CERTIFY
-    optional_keys: ClassVar[tuple[str, ...]] = ("layers", "smoothing")
+    optional_keys: ClassVar[tuple[str, ...]] = ("layers", "smoothing", "radius_rules")
     certificate: CertificateKind | str = CertificateKind.LIPSCHITZ
     lipschitz: dict[str, Any] | None = None
     fne: dict[str, Any] | None = None
@@ -208,6 +209,7 @@ class CertifyRecord(Record):
     notes: list[str] | None = None
     layers: list[dict[str, Any]] | None = None
     smoothing: dict[str, Any] | None = None
+    radius_rules: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.certificate, str) and not isinstance(self.certificate, CertificateKind):

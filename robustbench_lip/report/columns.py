@@ -25,6 +25,7 @@ LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
 LR_LO, LR_UP = "L(R) lower", "L(R) upper"
 FNE = "FNE"
 TRAIN_S = "train s"
+FAMILY = "family"
 
 #: The fixed columns, always present, in order, with a one-line explanation each.
 FIXED_COLUMNS: dict[str, str] = {
@@ -32,6 +33,9 @@ FIXED_COLUMNS: dict[str, str] = {
     "arch": "Model architecture (registry name).",
     "dataset": "Dataset the model was trained on.",
     LAM: "Lipschitz-penalty weight λ used in training (0 = no penalty).",
+    FAMILY: "Model family from the model registry: 'penalty' = an unconstrained network whose constant the "
+    "penalty λ pushes down (λ = 0: none), 'constrained' = 1-Lipschitz by construction (orthogonal layers, "
+    "MaxMin; certified bounds ≈ 1); empty for foreign models.",
     "target": "What the penalty acted on: A (the model) or R = 2A − I (its reflection).",
     "seed": "Training seed.",
     "epochs": "Training epochs asked for.",
@@ -71,9 +75,11 @@ PATTERN_DOCS: dict[str, str] = {
     "first n test images: smallest value over the protocol's attacks; `steps=` is named when an attack "
     "ran with fewer steps than the protocol's own. An empirical upper estimate of the robust metric.",
     "cert acc@<ε>": "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
-    "correctly with certified radius margin / (√2·L(A) upper) > ε (provable).",
+    "correctly with certified radius margin / (√2·L(A) upper) > ε (provable), or, where the model ends in a "
+    "linear layer, the larger min_j (z_i − z_j) / (‖W_i − W_j‖·U(features)).",
     "cert pixel acc@<ε>": "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
-    "within ε (segmenters; from L(A) upper).",
+    "within ε (segmenters, from L(A) upper; the constrained mResNet's thresholded CAM masks, from the "
+    "head's rows and U(features)).",
     "cert mIoU@<ε>": "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
     "counted as wrong (segmenters; from L(A) upper).",
     "smoothed cert acc@<r> (σ=<σ>)": "Randomized smoothing (probabilistic, not a Lipschitz certificate): "
@@ -108,6 +114,7 @@ KEY_COLUMNS: tuple[str, ...] = (
     "arch",
     "dataset",
     LAM,
+    FAMILY,
     "target",
     ACC,
     PREC,

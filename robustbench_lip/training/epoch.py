@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.config import TrainConfig
-from robustbench_lip.training.losses import add_noise, augment, task_loss, use_augment
+from robustbench_lip.training.losses import add_noise, augment, config_loss, task_loss, use_augment
 from robustbench_lip.training.state import Trainables
 
 Emit = Callable[[dict[str, Any]], None]
@@ -124,7 +124,7 @@ def _step(
     cfg, parts = loop.cfg, loop.parts
     x_task, x = xs
     with torch.autocast(device_type=loop.device.type, enabled=loop.amp):
-        loss = task_loss(parts.model, x_task, y, m, cfg.dice, cfg.logit_scale)
+        loss = task_loss(parts.model, x_task, y, m, cfg.dice, cfg.logit_scale, config_loss(cfg))
     p = parts.penalty(parts.model, x)
     total = loss.float() + p.value
     if not bool(torch.isfinite(total)):

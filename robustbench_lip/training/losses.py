@@ -2,7 +2,9 @@
 
 Classification → cross-entropy on the logits; segmentation and image-to-image models → pixel
 cross-entropy on `mask_logits` (for the binary one-channel image-to-image U-Net that is exactly
-BCE-with-logits on the mask, since its mask logits are [0, z]), plus soft Dice if asked.
+BCE-with-logits on the mask, since its mask logits are [0, z]), plus soft Dice if asked. A config
+with another `loss` (margin cross-entropy, hinge, HKR: robustbench_lip.losses_lip) uses it in place
+of the cross-entropy, on the logits or on the (scaled) mask logits alike (`config_loss`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 
 from robustbench_lip.config import TrainConfig
 from robustbench_lip.errors import RlipError
+from robustbench_lip.losses_lip import LossFn, get_loss
 
 #: datasets of natural images, augmented (flip/crop) unless the config says otherwise
 NATURAL_IMAGES: tuple[str, ...] = ("cifar10", "coco")
@@ -36,6 +39,11 @@ def add_noise(x: torch.Tensor, sigma: float, gen: torch.Generator) -> torch.Tens
     return x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
 
 
+def config_loss(cfg: TrainConfig) -> LossFn | None:
+    """The loss function of cfg.loss with its options; None for "ce" (the cross-entropy path)."""
+    return None if cfg.loss == "ce" else get_loss(cfg.loss, **cfg.loss_options())
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 − mean over classes of the soft Dice of softmax(logits) (N, M, H, W) against target (N, H, W)."""
     p = logits.float().softmax(1)
@@ -52,17 +60,19 @@ def task_loss(
     masks: torch.Tensor | None,
     dice: bool,
     logit_scale: float = 1.0,
+    loss_fn: LossFn | None = None,
 ) -> torch.Tensor:
     """The supervised loss of one batch for the model's task (see the module docstring); segmenters'
-    mask logits are multiplied by `logit_scale` first."""
+    mask logits are multiplied by `logit_scale` first. loss_fn (logits, labels) → scalar replaces
+    the cross-entropy (None: cross-entropy)."""
     if model.config.task == "classification":
-        return F.cross_entropy(model(x), labels)
+        return F.cross_entropy(model(x), labels) if loss_fn is None else loss_fn(model(x), labels)
     from robustbench_lip.models import mask_logits
 
     if masks is None:
         raise RlipError(f"{model.config.arch} needs masks to train")
     z = mask_logits(model, x) * logit_scale
-    loss = F.cross_entropy(z.float(), masks)
+    loss = F.cross_entropy(z.float(), masks) if loss_fn is None else loss_fn(z, masks)
     return loss + soft_dice_loss(z, masks) if dice else loss
 
 

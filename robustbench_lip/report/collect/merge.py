@@ -59,6 +59,7 @@ from robustbench_lip.report.collect.load import LoadedRecord, newest_first
 from robustbench_lip.report.collect.smoothed import smoothed_columns, split_smoothed
 from robustbench_lip.report.columns import (
     ACC,
+    FAMILY,
     FNE,
     LA_GAP,
     LA_LO,
@@ -126,11 +127,19 @@ def _identity(run: str, train: dict[str, Any] | None, newest_all: Sequence[Loade
         "arch": as_str(arch),
         "dataset": as_str(dataset),
         LAM: num(settings.get("lam"), f"{run} settings.lam"),
+        FAMILY: _family(as_str(arch)),
         "target": as_str(settings.get("reg_target")),
         "seed": as_int(settings.get("seed")),
         "epochs": as_int(settings.get("epochs")),
         "status": train_status(train),
     }
+
+
+def _family(arch: str | None) -> str | None:
+    """The registry's family of `arch` (penalty / constrained), None for an unregistered one."""
+    from robustbench_lip.models import model_family
+
+    return model_family(arch) if arch else None
 
 
 def _clean(run: str, train: dict[str, Any] | None, evals: Sequence[LoadedRecord]) -> dict[str, float | None]:
