@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The end-to-end demo on the built-in data: two λ sweeps, certificates, attacks, the leaderboard.
+# The end-to-end demo on the built-in data: two λ sweeps and two constrained families, Lipschitz and
+# smoothed certificates, attacks (PGD/SegPGD/CosPGD/FGSM and the SEA ensemble), the leaderboard.
 # Finished runs and existing records are reused, so a second `make demo` is much faster.
 RUNS ?= zoo/runs
 demo: $(STAMP)
@@ -27,8 +28,9 @@ demo: $(STAMP)
 	$(RLIP) zoo train zoo/lesions_unet_cpu.toml --runs-dir $(RUNS)
 	$(RLIP) zoo train zoo/shapes_lip_cpu.toml --runs-dir $(RUNS)
 	$(RLIP) zoo train zoo/lesions_fne_cpu.toml --runs-dir $(RUNS)
-	$(RLIP) certify --runs-dir $(RUNS) --n 64 --eps 36/255,72/255,108/255,1
-	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
+	$(RLIP) certify --runs-dir $(RUNS) --n 64
+	$(RLIP) certify --runs-dir $(RUNS) --smoothing 0.25 --smoothing-n 200 --smoothing-n0 20 --n 16
+	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all,sea --n 64 --steps 10
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 
 # The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's training, certify and
@@ -39,7 +41,7 @@ REPRO_OUT  ?= reports/reproduce
 reproduce: $(STAMP)
 	$(RLIP) zoo train $(REPRO_SPEC) --runs-dir $(REPRO_RUNS)
 	$(RLIP) certify --runs-dir $(REPRO_RUNS) --n 64
-	$(RLIP) attack --runs-dir $(REPRO_RUNS) --eps 2/255,4/255,8/255 --attack all --n 128 --steps 10
+	$(RLIP) attack --runs-dir $(REPRO_RUNS) --eps 2/255,4/255,8/255 --attack all,sea --n 64 --steps 10
 	$(RLIP) leaderboard --runs-dir $(REPRO_RUNS) --out $(REPRO_OUT)
 
 test: $(STAMP)
