@@ -63,20 +63,11 @@ def ensure_browser() -> str | None:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             return "chromium/chromedriver missing and cannot be installed here (not root or no apt-get)"
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        res = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
+        cmd = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if res.returncode != 0:  # stale package lists: update once and retry
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
-            res = subprocess.run(
-                ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"],
-                env=env,
-                capture_output=True,
-                text=True,
-            )
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if res.returncode != 0:
             raise CheckFailed(
                 "apt-get install chromium chromium-driver failed: " + res.stderr.strip()[-300:]
