@@ -84,6 +84,7 @@ lams = [0.5]
 [train]
 epochs = 1
 batch_size = 16
+lr = 1e-3
 sigma_points = 2
 sigma_iters = 2
 sigma_final_iters = 2

@@ -452,7 +452,7 @@ def test_missing_cells_are_empty_not_zero(runs: Path, tmp_path: Path) -> None:
     full = md.split("## All columns")[1]  # the full table (the summary above holds key columns only)
     header = next(line for line in full.splitlines() if line.startswith("| run |"))
     names = [h.strip() for h in header.strip("|").split(" | ")]
-    assert names == [*lb.columns[:6], "n seeds", *lb.columns[6:]]  # one seed per row: + `n seeds`
+    assert names == _with_n_seeds(list(lb.columns))  # one seed per row: + `n seeds`
     line = next(line for line in full.splitlines() if line.startswith(f"| {run} |"))
     cells = [c.strip() for c in line.strip()[2:-2].split(" | ")]
     assert len(cells) == len(names)
@@ -549,7 +549,7 @@ def test_column_docs_cover_every_column(runs: Path) -> None:
     assert set(obj) >= {"columns", "rows", "slopes", "generated", "column_docs"}
     # the main JSON holds the seed-aggregated table (here: the per-run columns plus `n seeds`)
     agg_cols = list(lb.aggregated.columns)
-    assert obj["columns"] == agg_cols == [*lb.columns[:6], "n seeds", *lb.columns[6:]]
+    assert obj["columns"] == agg_cols == _with_n_seeds(list(lb.columns))
     assert set(obj["column_docs"]) == set(agg_cols) and all(obj["column_docs"].values())
 
 
@@ -666,3 +666,9 @@ def test_plots_with_only_lambda_zero_and_no_attacks(tmp_path: Path) -> None:
     plots = make_plots(lb)
     assert set(plots) == {"lipschitz_vs_lambda.png", "precision_vs_lambda.png", "tradeoff.png"}
     assert "No group has runs with λ > 0" in render_markdown(lb, list(plots))
+
+
+def _with_n_seeds(columns: list[str]) -> list[str]:
+    """The per-run columns with `n seeds` right after `seed` (one seed per row)."""
+    at = columns.index("seed") + 1
+    return [*columns[:at], "n seeds", *columns[at:]]

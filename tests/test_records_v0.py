@@ -109,7 +109,7 @@ def test_v0_renders_to_every_format(lb: Any, tmp_path: Path) -> None:
     assert [r["run"] for r in rows] == lb.table["run"].tolist()
     # leaderboard.csv is the seed-aggregated table (one seed per run here: the run columns + `n seeds`);
     # the per-run table is leaderboard_runs.csv
-    assert list(rows[0]) == list(lb.aggregated.columns) == [*lb.columns[:6], "n seeds", *lb.columns[6:]]
+    assert list(rows[0]) == list(lb.aggregated.columns) == _with_n_seeds(list(lb.columns))
     per_run = list(csv.DictReader(io.StringIO((tmp_path / "leaderboard_runs.csv").read_text())))
     assert list(per_run[0]) == lb.columns
     md = (tmp_path / "leaderboard.md").read_text()
@@ -118,3 +118,9 @@ def test_v0_renders_to_every_format(lb: Any, tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page and "<link" not in page
     assert page.count("data:image/png;base64,") == len(pngs)
     assert all(f">{run}</td>" in page for run in _runs()) and "sortable" in page
+
+
+def _with_n_seeds(columns: list[str]) -> list[str]:
+    """The per-run columns with `n seeds` right after `seed` (one seed per row)."""
+    at = columns.index("seed") + 1
+    return [*columns[:at], "n seeds", *columns[at:]]
