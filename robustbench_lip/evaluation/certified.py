@@ -45,9 +45,32 @@ def certified_classification(
     if lipschitz is None or logits.shape[1] < 2:
         return None
     pred, margin = _top2_margin(logits)
-    correct = pred == labels
     radius = margin / (SQRT2 * lipschitz) if lipschitz > 0 else torch.full_like(margin, math.inf)
-    return {format_eps(e): float((correct & (radius > e)).float().mean()) for e in eps}
+    return accuracy_at(pred == labels, radius, eps)
+
+
+def accuracy_at(correct: torch.Tensor, radii: torch.Tensor, eps: Sequence[float]) -> dict[str, float]:
+    """{ε text: fraction of samples correct with radius > ε}; correct, radii: (N,)."""
+    ok = correct.to(radii.device)
+    return {format_eps(e): float((ok & (radii > e)).float().mean()) for e in eps}
+
+
+def masks_at(
+    pred: torch.Tensor, radii: torch.Tensor, masks: torch.Tensor, eps: Sequence[float], k: int
+) -> tuple[dict[str, float | None], dict[str, float]]:
+    """(certified mIoU, certified pixel accuracy) per ε of per-pixel predictions `pred` with radii
+    `radii` (same shape as `masks`, k classes): a pixel with radius ≤ ε counts as wrong."""
+    miou: dict[str, float | None] = {}
+    pix: dict[str, float] = {}
+    m = masks.to(pred.device)
+    for e in eps:
+        ok = radii > e
+        p = torch.where(ok, pred, torch.full_like(pred, k))
+        cm = ConfusionMatrix(k + 1).update(p.flatten().cpu(), m.flatten().cpu())
+        iou = cm.per_class_iou()[:k]
+        miou[format_eps(e)] = None if bool(torch.isnan(iou).all()) else float(torch.nanmean(iou))
+        pix[format_eps(e)] = float(((p == m) & ok).float().mean())
+    return miou, pix
 
 
 def _pixel_pred_radius(out: torch.Tensor, lipschitz: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,16 +90,7 @@ def certified_segmentation(
     if lipschitz is None:
         return None
     pred, radius = _pixel_pred_radius(out, lipschitz)
-    miou: dict[str, float | None] = {}
-    pix: dict[str, float] = {}
-    for e in eps:
-        ok = radius > e
-        p = torch.where(ok, pred, torch.full_like(pred, num_classes))
-        cm = ConfusionMatrix(num_classes + 1).update(p.flatten(), masks.flatten())
-        iou = cm.per_class_iou()[:num_classes]
-        miou[format_eps(e)] = None if bool(torch.isnan(iou).all()) else float(torch.nanmean(iou))
-        pix[format_eps(e)] = float(((p == masks) & ok).float().mean())
-    return miou, pix
+    return masks_at(pred, radius, masks, eps, num_classes)
 
 
 @dataclass

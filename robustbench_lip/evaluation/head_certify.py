@@ -24,11 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.certified import accuracy_at, masks_at
 from robustbench_lip.lipschitz.bounds import UpperBound
 from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
-from robustbench_lip.metrics import ConfusionMatrix
 
 SQRT2_RULE = "margin / (√2·U(A))"
 HEAD_RULE = "max(min_j (z_i − z_j) / (‖W_i − W_j‖·U(φ)), margin / (√2·U(A)))"
@@ -36,29 +35,6 @@ CAM_RULE = (
     "label(p) = argmax[τ, upsampled class maps] (fixed τ); "
     "r_p = min_j (s_l(p) − s_j(p)) / (‖W'_l − W'_j‖·ρ·U(φ))"
 )
-
-
-def accuracy_at(correct: torch.Tensor, radii: torch.Tensor, eps: Sequence[float]) -> dict[str, float]:
-    """{ε text: fraction of samples correct with radius > ε}."""
-    ok = correct.to(radii.device)
-    return {format_eps(e): float((ok & (radii > e)).float().mean()) for e in eps}
-
-
-def masks_at(
-    pred: torch.Tensor, radii: torch.Tensor, masks: torch.Tensor, eps: Sequence[float], k: int
-) -> tuple[dict[str, float | None], dict[str, float]]:
-    """(certified mIoU, certified pixel accuracy) per ε: a pixel with radius ≤ ε counts as wrong."""
-    miou: dict[str, float | None] = {}
-    pix: dict[str, float] = {}
-    m = masks.to(pred.device)
-    for e in eps:
-        ok = radii > e
-        p = torch.where(ok, pred, torch.full_like(pred, k))
-        cm = ConfusionMatrix(k + 1).update(p.flatten().cpu(), m.flatten().cpu())
-        iou = cm.per_class_iou()[:k]
-        miou[format_eps(e)] = None if bool(torch.isnan(iou).all()) else float(torch.nanmean(iou))
-        pix[format_eps(e)] = float(((p == m) & ok).float().mean())
-    return miou, pix
 
 
 def _cam_masks(
@@ -127,8 +103,6 @@ def refine_classifier(
     else:
         notes.append(why)
     return rules
-
-
 
 
 I2I_RULE = "|z_p| / U(A) (mask z > 0)"
