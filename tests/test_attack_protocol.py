@@ -170,7 +170,13 @@ def test_leaderboard_never_mixes_sample_sets_and_names_protocol_and_n(tmp_path: 
     _attack_rec(run, "c", "2026-01-03T00:00:00+00:00", 128, [_r("sea", 0.30, 20, "standard")], "standard")
     lb = build_leaderboard(tmp_path / "runs")
     row = lb.table.iloc[0]
-    assert row["worst_linf@8/255 mIoU"] == pytest.approx(0.40)  # only the 297-image set: 0.10 is not mixed in
+    # only the 297-image set: 0.10 is not mixed in
+    assert row["worst_linf@8/255 [every attack, n=297] mIoU"] == pytest.approx(0.40)
+    assert row["segpgd_linf@8/255 [custom, n=64] mIoU"] == pytest.approx(0.10)
+    assert row["sea_linf@8/255 [standard, n=128, steps=20] mIoU"] == pytest.approx(0.30)
+    attack_cols = [c for c in lb.table.columns if column_parts(c) is not None]
+    assert len(attack_cols) == (3 + 1 + 1) * 3  # 3 attacks, worst, robust × 3 metrics
+    assert all(column_parts(c)["protocol"] and column_parts(c)["n"] for c in attack_cols)  # all named
     col = "robust_linf@8/255 [standard, n=128, steps=20] mIoU"
     assert row[col] == pytest.approx(0.30)
     assert column_parts(col) == {

@@ -58,7 +58,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "miou": None,
                 }
             ]
-            _write(rd, "attack-y", "attack", {"eps": "8/255"}, {"clean": final, "results": res})
+            _write(rd, "attack-y", "attack", {"eps": "8/255"}, {"clean": final, "results": res, "n": 64})
     (root / "lam0" / "results" / "broken.json").write_text("{not json")
     return root
 
@@ -92,7 +92,10 @@ def test_writes_all_reports(runs: Path, tmp_path: Path) -> None:
     obj = json.loads((out / "leaderboard.json").read_text())
     assert {s["bound"]: round(s["slope"], 9) for s in obj["slopes"]} == {"upper": -0.5, "lower": -0.2}
     row = next(r for r in obj["rows"] if r["run"] == "lam0.1")
-    assert row["pgd_linf@8/255 acc"] is None and row["worst_linf@8/255 acc"] is None
+    assert (
+        row["pgd_linf@8/255 [custom, n=64] acc"] is None
+        and row["worst_linf@8/255 [every attack, n=64] acc"] is None
+    )
     html = (out / "leaderboard.html").read_text()
     assert "https://" not in html and "http://" not in html and html.count("data:image/png;base64,") == 4
 

@@ -136,6 +136,7 @@ def _attack(
         "task": task,
         "objective": objective or ("cls" if task == "classifier" else "pixel"),
         "levels": {"accuracy": level, "precision": level, "miou": "pixel"},
+        "n": 64,
     }
     _write(
         run_dir,
@@ -345,27 +346,31 @@ def test_table_values(runs: Path) -> None:
     assert r["train s"] == pytest.approx(12.0)
     assert r["cert acc@0"] == pytest.approx(0.7) and r["cert acc@0.5"] == pytest.approx(0.2)
     # newest record wins for pgd@8/255; the older fgsm is kept (union); worst = min incl. the "worst" entry
-    assert r["pgd_linf@8/255 acc"] == pytest.approx(0.20)
-    assert r["pgd_linf@2/255 acc"] == pytest.approx(0.60)
-    assert r["fgsm_linf@8/255 acc"] == pytest.approx(0.40)
-    assert r["worst_linf@8/255 acc"] == pytest.approx(0.10)
-    assert r["worst_linf@8/255 prec"] == pytest.approx(0.12)
+    assert r["pgd_linf@8/255 [custom, n=64] acc"] == pytest.approx(0.20)
+    assert r["pgd_linf@2/255 [custom, n=64] acc"] == pytest.approx(0.60)
+    assert r["fgsm_linf@8/255 [custom, n=64] acc"] == pytest.approx(0.40)
+    assert r["worst_linf@8/255 [every attack, n=64] acc"] == pytest.approx(0.10)
+    assert r["worst_linf@8/255 [every attack, n=64] prec"] == pytest.approx(0.12)
     # worst without a "worst" entry = min over attacks
     r0 = _row(t, _shapes_lam_name(0.0))
-    assert r0["pgd_linf@8/255 acc"] == pytest.approx(0.30)  # not overwritten by the other objective
-    assert r0["pgd(pixel)_linf@8/255 acc"] == pytest.approx(0.25)
-    assert r0["worst_linf@8/255 acc"] == pytest.approx(min(0.30, 0.40, 0.25))
+    # not overwritten by the other objective
+    assert r0["pgd_linf@8/255 [custom, n=64] acc"] == pytest.approx(0.30)
+    assert r0["pgd(pixel)_linf@8/255 [custom, n=64] acc"] == pytest.approx(0.25)
+    assert r0["worst_linf@8/255 [every attack, n=64] acc"] == pytest.approx(min(0.30, 0.40, 0.25))
     assert r0[LAM] == 0.0 and r0["L(A) upper"] == 1000.0
     # the segmenter: R bound, FNE verdict, mIoU columns, certified mIoU
     u = _row(t, "lesions/unet")
     assert (u["target"], u["FNE"], u["L(R) lower"], u["L(R) upper"]) == ("R", "violated", 1.5, 81.0)
     assert u["mIoU"] == pytest.approx(0.55) and u["cert mIoU@0.1"] == pytest.approx(0.3)
-    assert u["worst_linf@4/255 mIoU"] == pytest.approx(0.30)
-    assert u["segpgd_linf@4/255 mIoU"] == pytest.approx(0.35)
+    assert u["worst_linf@4/255 [every attack, n=64] mIoU"] == pytest.approx(0.30)
+    assert u["segpgd_linf@4/255 [custom, n=64] mIoU"] == pytest.approx(0.35)
     # a segmenter's attacked accuracy is pixel-level: its own columns, never mixed with image accuracy
-    assert u["segpgd_linf@4/255 pixel acc"] == pytest.approx(0.5)
-    assert u["worst_linf@4/255 pixel acc"] == pytest.approx(0.5)
-    assert "segpgd_linf@4/255 acc" not in t.columns and "worst_linf@4/255 acc" not in t.columns
+    assert u["segpgd_linf@4/255 [custom, n=64] pixel acc"] == pytest.approx(0.5)
+    assert u["worst_linf@4/255 [every attack, n=64] pixel acc"] == pytest.approx(0.5)
+    assert (
+        "segpgd_linf@4/255 [custom, n=64] acc" not in t.columns
+        and "worst_linf@4/255 [every attack, n=64] acc" not in t.columns
+    )
     assert u["acc"] == pytest.approx(0.7)  # image-level, from the train record
     # no train record: identity from the envelope, clean metrics from the attack record
     o = _row(t, "orphan")
@@ -483,7 +488,8 @@ def test_sorting(runs: Path) -> None:
 def test_dataset_filter(runs: Path) -> None:
     lb = build_leaderboard(runs, dataset="LESIONS")
     assert lb.table["run"].tolist() == ["lesions/unet"]
-    assert "pgd_linf@8/255 acc" not in lb.columns  # dynamic columns emptied by the filter are dropped
+    # dynamic columns emptied by the filter are dropped
+    assert "pgd_linf@8/255 [custom, n=64] acc" not in lb.columns
     assert set(lb.attacks["run"]) == {"lesions/unet"}
     with pytest.raises(RlipError, match="datasets found: lesions, shapes"):
         build_leaderboard(runs, dataset="coco")
@@ -529,17 +535,19 @@ def test_column_docs_cover_every_column(runs: Path) -> None:
     lb = build_leaderboard(runs)
     for c in lb.columns:
         assert column_doc(c), c
-    assert "worst" in column_doc("worst_linf@8/255 acc") and "8/255" in column_doc("pgd_linf@8/255 acc")
+    assert "worst" in column_doc("worst_linf@8/255 [every attack, n=64] acc") and "8/255" in column_doc(
+        "pgd_linf@8/255 [custom, n=64] acc"
+    )
     assert all(d for d in COLUMN_DOCS.values())
     assert "identity coefficient" in column_doc("L(R) upper").lower()
     leg = legend(lb.columns)
     assert set(leg) >= {
         "run",
         "L(A) upper",
-        "<attack>_<norm>@<ε> acc",
-        "<attack>_<norm>@<ε> pixel acc",
-        "<attack>(<objective>)_<norm>@<ε> <metric>",
-        "worst_<norm>@<ε> <metric>",
+        "<attack>_<norm>@<ε> [<protocol>, n=<n>] acc",
+        "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel acc",
+        "<attack>(<objective>)_<norm>@<ε> [<protocol>, n=<n>] <metric>",
+        "worst_<norm>@<ε> [every attack, n=<n>] <metric>",
         "cert acc@<ε>",
         "cert mIoU@<ε>",
     }
@@ -556,7 +564,10 @@ def test_column_docs_cover_every_column(runs: Path) -> None:
 def test_key_columns_pick_the_largest_budget(runs: Path) -> None:
     cols = key_columns(build_leaderboard(runs).table)
     assert cols[:4] == ["run", "arch", "dataset", LAM]
-    assert "worst_linf@8/255 acc" in cols and "worst_linf@2/255 acc" not in cols
+    assert (
+        "worst_linf@8/255 [every attack, n=64] acc" in cols
+        and "worst_linf@2/255 [every attack, n=64] acc" not in cols
+    )
 
 
 @pytest.fixture(scope="module")

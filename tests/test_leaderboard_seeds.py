@@ -53,7 +53,7 @@ def _run(root: Path, lam: float, seed: int, *, lr: float = 0.01, spec: str = "sp
     if (lam, seed) == (1e-2, 2):
         return
     res = [{"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 5, "accuracy": pgd, "precision": 0.1}]
-    payload = {"clean": final, "results": res, "task": "classifier", "objective": "cls"}
+    payload = {"clean": final, "results": res, "task": "classifier", "objective": "cls", "n": 64}
     _rec(rd, "attack-1", "attack", {"eps": "8/255"}, payload)
 
 
@@ -96,9 +96,12 @@ def test_mean_std_n_match_numpy(runs: Path) -> None:
     # λ = 1e-2: seed 2 has no attack record → mean / std over seeds 0, 1 and n = 2
     g = _group(agg, 1e-2)
     mean, std = _truth(1e-2, 2, (0, 1))
-    assert g["pgd_linf@8/255 acc"] == pytest.approx(mean)
-    assert g["pgd_linf@8/255 acc std"] == pytest.approx(std)
-    assert g["pgd_linf@8/255 acc n"] == 2 and _group(agg, 0.0)["pgd_linf@8/255 acc n"] == 3
+    assert g["pgd_linf@8/255 [custom, n=64] acc"] == pytest.approx(mean)
+    assert g["pgd_linf@8/255 [custom, n=64] acc std"] == pytest.approx(std)
+    assert (
+        g["pgd_linf@8/255 [custom, n=64] acc n"] == 2
+        and _group(agg, 0.0)["pgd_linf@8/255 [custom, n=64] acc n"] == 3
+    )
     assert "acc n" not in agg.columns  # every seed has a clean accuracy: n says nothing more than n seeds
     # a single-run group: its value, std empty (not 0)
     single = agg[agg["n seeds"] == 1].iloc[0]

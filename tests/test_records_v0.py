@@ -80,6 +80,9 @@ def _check_attacks(run: str, row: pd.Series) -> None:
     """Each attack column holds the newest record's value; worst ≤ every attack at that norm and ε."""
     newest: dict[str, float] = {}
     accs: dict[tuple[str, str, str], list[float]] = {}
+    sets = {rec["n"] for rec in _raw(run, "attack")}
+    assert len(sets) == 1, run  # one sample set: the worst case is over every record
+    (n,) = sets
     for rec in reversed(_raw(run, "attack")):  # oldest first: newer records overwrite
         default = {"classifier": "cls", "segmenter": "pixel"}[rec["task"]]
         metric = "pixel acc" if rec["levels"]["accuracy"] == "pixel" else "acc"
@@ -90,12 +93,13 @@ def _check_attacks(run: str, row: pd.Series) -> None:
             accs.setdefault((res["norm"], eps, metric), []).append(res["accuracy"])
             label = res["attack"] if rec["objective"] == default else f"{res['attack']}({rec['objective']})"
             if res["attack"] != "worst":
-                newest[f"{label}_{res['norm']}@{eps} {metric}"] = res["accuracy"]
+                newest[f"{label}_{res['norm']}@{eps} [custom, n={rec['n']}] {metric}"] = res["accuracy"]
     assert newest, run
     for col, v in newest.items():
         assert _close(row[col], v), (run, col)
     for (norm, eps, metric), values in accs.items():
-        assert row[f"worst_{norm}@{eps} {metric}"] <= min(values), (run, norm, eps, metric)
+        worst = row[f"worst_{norm}@{eps} [every attack, n={n}] {metric}"]
+        assert worst <= min(values), (run, norm, eps, metric)
 
 
 def test_v0_renders_to_every_format(lb: Any, tmp_path: Path) -> None:

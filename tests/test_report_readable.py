@@ -31,13 +31,13 @@ def test_html_has_grouped_headers_and_sticky_first_column(runs: Path) -> None:
     assert len(groups) == 3  # summary, all columns, per-run rows
     cells = re.findall(r'<th colspan="(\d+)">([^<]*)</th>', groups[1])
     labels = [label for _, label in cells]
-    assert labels[:3] == ["Run", "Clean", "Lipschitz"] and "pgd ℓ∞" in labels
+    assert labels[:3] == ["Run", "Clean", "Lipschitz"] and "pgd ℓ∞ [custom, n=64]" in labels
     shown = len(re.findall(r"<td", page.split('<tr class="groups">')[2].split("</table>")[0])) // len(
         lb.aggregated
     )
     assert sum(int(n) for n, _ in cells) == shown  # the group row spans every column
     # compact header under its group; full name and meaning in the title
-    assert re.search(r'<th title="pgd_linf@8/255 acc: [^"]+">acc@8/255</th>', page)
+    assert re.search(r'<th title="pgd_linf@8/255 \[custom, n=64\] acc: [^"]+">acc@8/255</th>', page)
     css = page.split("<style>")[1].split("</style>")[0]
     assert re.search(r"table\.lb td:first-child[^{]*\{[^}]*position:sticky;left:0", css)
     assert "overflow-x:auto" in css
@@ -47,6 +47,7 @@ def test_html_has_grouped_headers_and_sticky_first_column(runs: Path) -> None:
 def test_column_groups() -> None:
     assert column_group("cert acc@0.5") == ("certified ℓ2", "acc@0.5")
     assert column_group("worst_l2@0.5 mIoU") == ("worst ℓ2", "mIoU@0.5")
+    assert column_group("pgd_linf@8/255 [custom, n=64] acc") == ("pgd ℓ∞ [custom, n=64]", "acc@8/255")
     assert column_group("L(A) upper") == ("Lipschitz", "L(A) upper")
     assert column_group("something new") == ("other", "something new")
     cols = ["run", "λ", "acc", "precision", "pgd_linf@2/255 acc", "pgd_linf@8/255 acc", "zzz"]

@@ -1,9 +1,9 @@
 """Leaderboard columns: names, one-line docs, the legend, the order of dynamic columns, cell formatting.
 
 Fixed columns are always present (FIXED_COLUMNS, in order). Dynamic columns follow the patterns of
-PATTERN_DOCS: `cert <metric>@<ε>`, `<attack>_<norm>@<ε> <metric>`, `worst_<norm>@<ε> <metric>`,
-`robust_<norm>@<ε> [<protocol>, n=<n>] <metric>` (the bracket: comma-separated, `key=value` after
-the protocol name; `parse_tag`).
+PATTERN_DOCS: `cert <metric>@<ε>`, `<attack>_<norm>@<ε> [<protocol>, n=<n>] <metric>`,
+`worst_<norm>@<ε> [every attack, n=<n>] <metric>`, `robust_<norm>@<ε> [<protocol>, n=<n>] <metric>`
+(the bracket: comma-separated, `key=value` after the protocol name; `parse_tag`).
 """
 
 from __future__ import annotations
@@ -58,18 +58,25 @@ FIXED_COLUMNS: dict[str, str] = {
 
 #: Documentation of the dynamic (per-attack / per-ε) column patterns.
 PATTERN_DOCS: dict[str, str] = {
-    "<attack>_<norm>@<ε> acc": "Image-label accuracy under that attack at budget ε (pixel units, ℓ∞ or ℓ2) "
-    "on the attacked test images: an empirical upper estimate of robust accuracy.",
-    "<attack>_<norm>@<ε> prec": "Image-label macro precision under that attack at budget ε.",
-    "<attack>_<norm>@<ε> pixel acc": "Pixel accuracy of the predicted mask under that attack (segmenters: "
-    "their attack records score pixels, so they get pixel columns).",
-    "<attack>_<norm>@<ε> pixel prec": "Pixel macro precision of the predicted mask under that attack.",
-    "<attack>_<norm>@<ε> mIoU": "mIoU of the predicted masks under that attack at budget ε.",
-    "<attack>(<objective>)_<norm>@<ε> <metric>": "As above, for an attack run with a loss other than the "
-    "model's default (cls = image-label cross-entropy for classifiers, pixel = pixel cross-entropy).",
-    "worst_<norm>@<ε> <metric>": "Smallest value of the metric over every attack run at that norm and ε "
-    "on one sample set, the largest n attacked (includes the attack record's per-image worst case when "
-    "present); results on fewer images are left out, never mixed in.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] acc": "Image-label accuracy under that attack at budget ε "
+    "(pixel units, ℓ∞ or ℓ2) on the first n test images: an empirical upper estimate of robust accuracy. "
+    "Protocol `custom`: the attack was chosen with `rlip attack --attack` (its steps in the long attack "
+    "table); a preset's name (`--preset`): run as one of that protocol's attacks.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] prec": "Image-label macro precision under that attack at "
+    "budget ε.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel acc": "Pixel accuracy of the predicted mask under that "
+    "attack (segmenters: their attack records score pixels, so they get pixel columns).",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel prec": "Pixel macro precision of the predicted mask under "
+    "that attack.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] mIoU": "mIoU of the predicted masks under that attack at "
+    "budget ε.",
+    "<attack>(<objective>)_<norm>@<ε> [<protocol>, n=<n>] <metric>": "As above, for an attack run with "
+    "a loss other than the model's default (cls = image-label cross-entropy for classifiers, pixel = "
+    "pixel cross-entropy).",
+    "worst_<norm>@<ε> [every attack, n=<n>] <metric>": "Smallest value of the metric over every attack "
+    "and protocol run at that norm and ε on one sample set, the first n test images with n the largest "
+    "attacked (includes the attack record's per-image worst case when present); results on fewer images "
+    "are left out, never mixed in.",
     "robust_<norm>@<ε> [<protocol>, n=<n>] <metric>": "The robust figure of an attack protocol "
     "(`rlip attack --preset standard`: AutoAttack standard version on image labels, SEA on masks) on the "
     "first n test images: smallest value over the protocol's attacks; `steps=` is named when an attack "
@@ -150,8 +157,9 @@ ATTACK_COL, CERT_COL, SMOOTH_COL = _ATTACK_COL, _CERT_COL, _SMOOTH_COL
 
 
 def attack_column(attack: str, norm: str, eps: str, metric: str, tag: str | None = None) -> str:
-    """`<attack>_<norm>@<ε> <metric>` (attack "worst" gives the worst-case column); with a tag
-    `<attack>_<norm>@<ε> [<tag>] <metric>` (the robust columns: tag `standard, n=128`)."""
+    """`<attack>_<norm>@<ε> [<tag>] <metric>` (tag `custom, n=64`, `standard, n=128`; attack "worst"
+    gives the worst-case column, "robust" a protocol's); without a tag `<attack>_<norm>@<ε> <metric>`
+    (records written before attack columns named their protocol and n)."""
     return f"{attack}_{norm}@{eps} {metric}" if tag is None else f"{attack}_{norm}@{eps} [{tag}] {metric}"
 
 
@@ -221,10 +229,12 @@ def column_doc(name: str) -> str:
         what = _METRIC_WHAT[m["metric"]]
         eps = f"{m['norm']} budget ε = {m['eps']}"
         if m["attack"] == "worst":
-            return f"{what} under the worst attack at {eps} (smallest value over all attacks run)."
-        if m["tag"] is not None:
+            tag = f" [{m['tag']}]" if m["tag"] is not None else ""
+            return f"{what} under the worst attack{tag} at {eps} (smallest value over all attacks run)."
+        if m["attack"] == "robust":
             return f"{what} under attack protocol [{m['tag']}] at {eps} (empirical, first n test images)."
-        return f"{what} under {m['attack']} at {eps} (empirical, on the attacked test images)."
+        tag = f" [{m['tag']}]" if m["tag"] is not None else ""
+        return f"{what} under {m['attack']}{tag} at {eps} (empirical, on the attacked test images)."
     m = _CERT_COL.match(name)
     if m:
         what = {"acc": "accuracy", "pixel acc": "pixel accuracy", "mIoU": "mIoU"}[m["metric"]]
@@ -250,12 +260,12 @@ def _pattern_of(name: str) -> str | None:
     if not m:
         return None
     if m["attack"] == "worst":
-        return "worst_<norm>@<ε> <metric>"
-    if m["tag"] is not None:
+        return "worst_<norm>@<ε> [every attack, n=<n>] <metric>"
+    if m["attack"] == "robust":
         return "robust_<norm>@<ε> [<protocol>, n=<n>] <metric>"
     if "(" in m["attack"]:
-        return "<attack>(<objective>)_<norm>@<ε> <metric>"
-    return f"<attack>_<norm>@<ε> {m['metric']}"
+        return "<attack>(<objective>)_<norm>@<ε> [<protocol>, n=<n>] <metric>"
+    return f"<attack>_<norm>@<ε> [<protocol>, n=<n>] {m['metric']}"
 
 
 def legend(columns: Iterable[str]) -> dict[str, str]:
@@ -283,7 +293,7 @@ def dynamic_sort_key(col: str) -> tuple[Any, ...]:
         return (0, "smoothed", eps_value(m["sigma"]), order, eps_value(m["eps"] or "0"))
     m = _ATTACK_COL.match(col)
     if m:
-        group = 3 if m["tag"] is not None else 1 + (m["attack"] == "worst")
+        group = 3 if m["attack"] == "robust" else 1 + (m["attack"] == "worst")
         return (
             group,
             m["norm"],

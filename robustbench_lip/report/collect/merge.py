@@ -6,16 +6,18 @@ Rules, per run:
 - clean metrics come from the train record's `final` (image-label accuracy / macro precision, mask
   mIoU on the test split); a metric it lacks falls back to the newest attack record's `clean`, then
   the newest certify record's `clean` — accuracy / precision only from image-level records;
-- attack columns are `<attack>_<norm>@<ε> <metric>`; metric is `acc` / `prec` when the record scores
-  image labels and `pixel acc` / `pixel prec` when it scores pixels (segmenters; the record's
-  `levels`), plus `mIoU`; an attack run with a non-default objective is named `<attack>(<objective>)`;
+- attack columns are `<attack>_<norm>@<ε> [<protocol>, n=<n>] <metric>`: protocol `custom` for an
+  attack chosen with `--attack`, the preset's name for one run by `--preset`; n images attacked;
+  metric is `acc` / `prec` when the record scores image labels and `pixel acc` / `pixel prec` when it
+  scores pixels (segmenters; the record's `levels`), plus `mIoU`; an attack run with a non-default
+  objective is named `<attack>(<objective>)`;
 - several records of one kind (different settings): for every value — a scalar such as L(A) upper,
   a per-ε certified value, an (attack, norm, ε, level) result — the newest record (`created`, then
   file name) that has it wins; values only older records have are kept (union);
-- `worst_<norm>@<ε> <metric>` = the smallest value over the attack results at that norm and ε on
-  one sample set — the largest n among them (attack records attack the first n test images) —
-  including the records' own per-image `worst` entries (so it is ≤ every single attack's value on
-  those images); results on other sample sets are left out, never mixed in;
+- `worst_<norm>@<ε> [every attack, n=<n>] <metric>` = the smallest value over the attack results at
+  that norm and ε on one sample set — the largest n among them (attack records attack the first n
+  test images) — including the records' own per-image `worst` entries (so it is ≤ every single
+  attack's value on those images); results on other sample sets are left out, never mixed in;
 - `robust_<norm>@<ε> [<protocol>, n=<n>] <metric>` (`[…, steps=<s>]` when an attack of the protocol
   ran with other steps than the protocol's): the smallest value over the attacks of one protocol
   record (`--preset`), all on the same n images.
@@ -77,6 +79,11 @@ from robustbench_lip.report.columns import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Protocol named in the columns of attacks chosen one by one (`--attack`, no `--preset`).
+CUSTOM_PROTOCOL = "custom"
+#: Protocol named in the worst-case columns: the minimum over every attack and protocol on one sample set.
+WORST_PROTOCOL = "every attack"
 
 #: Attack-result metric keys and their short column names.
 METRICS: tuple[tuple[str, str], ...] = (("accuracy", "acc"), ("precision", "prec"), ("miou", "mIoU"))
@@ -207,7 +214,7 @@ def _robust_tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]]) ->
     own = PROTOCOL_STEPS.get(protocol, {})
     other = sorted({r["steps"] for r in rows if r["steps"] not in (None, own.get(r["attack"]))})
     steps = f", steps={'/'.join(map(str, other))}" if other else ""
-    return f"{protocol}, n={'?' if n is None else n}{steps}"
+    return f"{protocol}, n={_n_text(n)}{steps}"
 
 
 def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -242,14 +249,29 @@ def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
                 continue
             metric = metric_name(short, r["level"])
             if r["attack"] != "worst":
-                row.setdefault(attack_column(r["attack"], r["norm"], r["eps_text"], metric), v)
+                row.setdefault(
+                    attack_column(r["attack"], r["norm"], r["eps_text"], metric, _attack_tag(r)), v
+                )
             if same_set:
                 w[metric] = min(v, w.get(metric, math.inf))
     for (norm, eps), values in worst.items():
+        tag = f"{WORST_PROTOCOL}, n={_n_text(n_of[(norm, eps)])}"
         for short, v in values.items():
-            row[attack_column("worst", norm, eps, short)] = v
+            row[attack_column("worst", norm, eps, short, tag)] = v
     row.update(_robust_columns(long_rows))
     return row
+
+
+def _n_text(n: int | None) -> str:
+    return "?" if n is None else str(n)
+
+
+def _attack_tag(r: dict[str, Any]) -> str:
+    """The tag of one attack's column: `<protocol>, n=<n>` (a preset's attack, `steps=` when other than
+    the protocol's), `custom, n=<n>` (an attack chosen with `--attack`)."""
+    if r.get("protocol") is not None:
+        return _robust_tag(r["protocol"], r.get("n"), [r])
+    return f"{CUSTOM_PROTOCOL}, n={_n_text(r.get('n'))}"
 
 
 def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

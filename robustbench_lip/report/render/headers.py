@@ -2,7 +2,8 @@
 
 Consecutive columns of one group share a header cell in the group row (`Run | Clean | Lipschitz |
 certified ℓ2 | pgd ℓ∞ | … | worst ℓ∞`), and the column's own header drops what the group already
-says (`pgd_linf@8/255 acc` → `acc@8/255` under `pgd ℓ∞`). Unknown columns go to `other`, unshortened.
+says (`pgd_linf@8/255 [custom, n=64] acc` → `acc@8/255` under `pgd ℓ∞ [custom, n=64]`). Unknown
+columns go to `other`, unshortened.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def column_group(col: str) -> tuple[str, str]:
         return f"smoothed σ={m['sigma']}", label
     m = ATTACK_COL.match(col)
     if m:
-        return f"{m['attack']} {_NORMS.get(m['norm'], m['norm'])}", f"{m['metric']}@{m['eps']}"
+        tag = f" [{m['tag']}]" if m["tag"] is not None else ""
+        return f"{m['attack']} {_NORMS.get(m['norm'], m['norm'])}{tag}", f"{m['metric']}@{m['eps']}"
     return "other", col
 
 
