@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(RLIP) zoo train zoo/lesions_fne_cpu.toml --runs-dir $(RUNS)
 	$(RLIP) certify --runs-dir $(RUNS) --n 64
 	$(RLIP) certify --runs-dir $(RUNS) --smoothing 0.25 --smoothing-n 200 --smoothing-n0 20 --n 16
-	$(RLIP) attack --runs-dir $(RUNS) --eps 2/255,4/255,8/255 --attack all,sea --n 64 --steps 10
+	$(RLIP) attack --runs-dir $(RUNS) --eps 4/255,8/255 --attack all,sea --n 64 --steps 10
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 
 # The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's training, certify and
