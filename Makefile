@@ -19,6 +19,7 @@ setup: $(STAMP)
 
 # The end-to-end demo on the built-in data: two λ sweeps and two constrained families, Lipschitz and
 # smoothed certificates, attacks (PGD/SegPGD/CosPGD/FGSM and the SEA ensemble), the leaderboard.
+# ≈ 600 s on an idle 2-core machine once .venv exists (README, "What the demo shows": where it goes).
 # Finished runs and existing records are reused, so a second `make demo` is much faster.
 RUNS ?= zoo/runs
 demo: $(STAMP)
@@ -33,8 +34,9 @@ demo: $(STAMP)
 	$(RLIP) attack --runs-dir $(RUNS) --eps 4/255,8/255 --attack all,sea --n 64 --steps 10
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 
-# The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's training, certify and
-# attack settings, every λ trained with seeds 0, 1, 2; the leaderboard reports mean ± std (n = 3).
+# The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's model, data and
+# certify settings over the fuller grid the demo was cut from (λ = 1e-6 too, 5 epochs, ε = 2/255 too),
+# every λ trained with seeds 0, 1, 2; the leaderboard reports mean ± std (n = 3).
 REPRO_SPEC ?= zoo/shapes_cpu_seeds.toml
 REPRO_RUNS ?= zoo/runs_reproduce
 REPRO_OUT  ?= reports/reproduce
