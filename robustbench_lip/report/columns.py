@@ -228,12 +228,11 @@ def column_doc(name: str) -> str:
     if m:
         what = _METRIC_WHAT[m["metric"]]
         eps = f"{m['norm']} budget ε = {m['eps']}"
+        tag = f" [{m['tag']}]" if m["tag"] is not None else ""
         if m["attack"] == "worst":
-            tag = f" [{m['tag']}]" if m["tag"] is not None else ""
             return f"{what} under the worst attack{tag} at {eps} (smallest value over all attacks run)."
         if m["attack"] == "robust":
-            return f"{what} under attack protocol [{m['tag']}] at {eps} (empirical, first n test images)."
-        tag = f" [{m['tag']}]" if m["tag"] is not None else ""
+            return f"{what} under attack protocol{tag} at {eps} (empirical, first n test images)."
         return f"{what} under {m['attack']}{tag} at {eps} (empirical, on the attacked test images)."
     m = _CERT_COL.match(name)
     if m:

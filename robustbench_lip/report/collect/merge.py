@@ -209,12 +209,13 @@ def _largest_n(long_rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], int
     return out
 
 
-def _robust_tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]]) -> str:
-    """`standard, n=128` (+ `, steps=20` when an attack ran with other steps than the protocol's)."""
+def _tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]] = ()) -> str:
+    """`standard, n=128` (+ `, steps=20` when an attack of `rows` ran with other steps than the
+    protocol's; n unknown: `n=?`)."""
     own = PROTOCOL_STEPS.get(protocol, {})
     other = sorted({r["steps"] for r in rows if r["steps"] not in (None, own.get(r["attack"]))})
     steps = f", steps={'/'.join(map(str, other))}" if other else ""
-    return f"{protocol}, n={_n_text(n)}{steps}"
+    return f"{protocol}, n={'?' if n is None else n}{steps}"
 
 
 def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -225,7 +226,7 @@ def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
             groups.setdefault((r["protocol"], r.get("n"), r["norm"], r["eps_text"]), []).append(r)
     row: dict[str, float] = {}
     for (protocol, n, norm, eps), rows in groups.items():
-        tag = _robust_tag(protocol, n, rows)
+        tag = _tag(protocol, n, rows)
         for r in rows:
             for key, short in METRICS:
                 if r[key] is not None:
@@ -255,23 +256,19 @@ def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
             if same_set:
                 w[metric] = min(v, w.get(metric, math.inf))
     for (norm, eps), values in worst.items():
-        tag = f"{WORST_PROTOCOL}, n={_n_text(n_of[(norm, eps)])}"
+        tag = _tag(WORST_PROTOCOL, n_of[(norm, eps)])
         for short, v in values.items():
             row[attack_column("worst", norm, eps, short, tag)] = v
     row.update(_robust_columns(long_rows))
     return row
 
 
-def _n_text(n: int | None) -> str:
-    return "?" if n is None else str(n)
-
-
 def _attack_tag(r: dict[str, Any]) -> str:
     """The tag of one attack's column: `<protocol>, n=<n>` (a preset's attack, `steps=` when other than
     the protocol's), `custom, n=<n>` (an attack chosen with `--attack`)."""
     if r.get("protocol") is not None:
-        return _robust_tag(r["protocol"], r.get("n"), [r])
-    return f"{CUSTOM_PROTOCOL}, n={_n_text(r.get('n'))}"
+        return _tag(r["protocol"], r.get("n"), [r])
+    return _tag(CUSTOM_PROTOCOL, r.get("n"))
 
 
 def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
