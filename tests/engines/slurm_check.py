@@ -67,6 +67,16 @@ def job_ids(output: str) -> list[str]:
     return []
 
 
+def submit(work: Path, toml: str, runs: Path, expect: int, what: str) -> list[str]:
+    """`rlip zoo train TOML --executor slurm` into `runs`; the submitted job ids, which must be `expect`."""
+    out = rlip("zoo", "train", toml, "--runs-dir", str(runs), *SLURM_OPTS, cwd=work)
+    ids = job_ids(out)
+    if len(ids) != expect:
+        tail = out.strip()[-300:]
+        raise CheckFailed(f"{what}: expected {expect} submitted job(s), got {ids!r} from: {tail}")
+    return ids
+
+
 def queued(ids: list[str]) -> list[str]:
     if not ids:
         return []
@@ -100,28 +110,20 @@ def tensors(run: Path) -> dict:
 def check_sweep(work: Path) -> None:
     (work / "two.toml").write_text(spec("slurm2", "0, 1e-2", epochs=1, n_train=256))
     runs = work / "runs"
-    out = rlip("zoo", "train", "two.toml", "--runs-dir", str(runs), *SLURM_OPTS, cwd=work)
-    ids = job_ids(out)
-    if len(ids) != 2:
-        raise CheckFailed(f"expected 2 submitted jobs, got {ids!r} from: {out.strip()[-300:]}")
+    ids = submit(work, "two.toml", runs, 2, "a 2-run sweep")
     wait_done(ids)
     done = sorted(p.name for p in runs.iterdir() if train_record(p).get("status") == "finished")
     if len(done) != 2 or not all((runs / d / "model.safetensors").is_file() for d in done):
         raise CheckFailed(f"after the jobs ended, finished runs: {done}; see {runs}/.submitit")
     print(f"sweep of 2 runs finished on slurm (jobs {', '.join(ids)})")
-    out = rlip("zoo", "train", "two.toml", "--runs-dir", str(runs), *SLURM_OPTS, cwd=work)
-    if job_ids(out):
-        raise CheckFailed(f"resubmitting a finished sweep submitted jobs again: {job_ids(out)}")
+    submit(work, "two.toml", runs, 0, "resubmitting a finished sweep")
     print("resubmission skipped the finished runs")
 
 
 def check_cancel_resume(work: Path) -> None:
     (work / "long.toml").write_text(spec("slurmlong", "1e-2", epochs=6, n_train=2048))
     runs = work / "runs_long"
-    out = rlip("zoo", "train", "long.toml", "--runs-dir", str(runs), *SLURM_OPTS, cwd=work)
-    ids = job_ids(out)
-    if len(ids) != 1:
-        raise CheckFailed(f"expected 1 submitted job, got {ids!r}")
+    ids = submit(work, "long.toml", runs, 1, "the long run")
     run = runs / "slurmlong-mresnet18_tiny-lam0.01-s0"
     t0 = time.monotonic()
     while len(train_record(run).get("history") or []) < 1:
@@ -135,10 +137,7 @@ def check_cancel_resume(work: Path) -> None:
     if rec.get("status") == "finished" or epochs_done >= 6:
         raise CheckFailed(f"scancel came too late (status {rec.get('status')}, {epochs_done} epochs)")
     print(f"scancel'd after {epochs_done} epoch(s): status {rec.get('status')!r}")
-    out = rlip("zoo", "train", "long.toml", "--runs-dir", str(runs), *SLURM_OPTS, cwd=work)
-    ids = job_ids(out)
-    if len(ids) != 1:
-        raise CheckFailed(f"the cancelled run was not resubmitted: {out.strip()[-300:]}")
+    ids = submit(work, "long.toml", runs, 1, "resubmitting the cancelled run")
     wait_done(ids)
     if train_record(run).get("status") != "finished":
         raise CheckFailed(f"the resubmitted run did not finish: {train_record(run).get('status')}")
