@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_lip.records import make_record, write_record
 from robustbench_lip.report import build_leaderboard, write_reports
 from robustbench_lip.report.render import render_csv, render_html, render_markdown, to_json_obj
+from tests.test_leaderboard import _write
 
 ARCH, DATA = "mresnet18_tiny", "shapes"
+CREATED = "2026-11-24T01:00:00+00:00"
 SEEDS = (0, 1, 2)
 LAMS = (0.0, 1e-2)
 RNG = np.random.default_rng(123)
@@ -29,16 +30,7 @@ VALUES = {
 
 
 def _rec(run_dir: Path, name: str, kind: str, settings: dict[str, Any], payload: dict[str, Any]) -> None:
-    rec = make_record(
-        kind,
-        model={"arch": ARCH, "task": "classification"},
-        dataset={"name": DATA},
-        settings=settings,
-        payload=payload,
-        wall_s=1.0,
-    )
-    rec["created"] = "2026-11-24T01:00:00+00:00"
-    write_record(run_dir / "results" / f"{name}.json", rec)
+    _write(run_dir, name, kind, arch=ARCH, data=DATA, settings=settings, payload=payload, created=CREATED)
 
 
 def _run(root: Path, lam: float, seed: int, *, lr: float = 0.01, spec: str = "sp") -> None:
