@@ -36,6 +36,7 @@ from robustbench_lip.lipschitz.bounds.numerics import (
 from robustbench_lip.lipschitz.bounds.propagate import LayerBound, Problem, propagate
 from robustbench_lip.lipschitz.bounds.rules.activations import GELU_LIP, SILU_LIP
 from robustbench_lip.lipschitz.bounds.rules.registry import (
+    ANY_ARG,
     Affine,
     NonLipschitz,
     OpContext,
@@ -180,6 +181,7 @@ def upper_bound(
 
 
 __all__ = [
+    "ANY_ARG",
     "GELU_LIP",
     "SAFETY",
     "SILU_LIP",

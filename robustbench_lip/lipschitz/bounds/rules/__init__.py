@@ -9,6 +9,7 @@ from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained
     structural,
 )
 from robustbench_lip.lipschitz.bounds.rules.registry import (
+    ANY_ARG,
     Affine,
     NonLipschitz,
     OpContext,
@@ -20,6 +21,7 @@ from robustbench_lip.lipschitz.bounds.rules.registry import (
 )
 
 __all__ = [
+    "ANY_ARG",
     "Affine",
     "NonLipschitz",
     "OpContext",

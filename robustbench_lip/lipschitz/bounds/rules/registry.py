@@ -52,13 +52,19 @@ Bound = float | Affine | tuple[Any, ...]
 Rule = Callable[["OpContext"], Bound]
 
 
+ANY_ARG = "*"
+"""`lipschitz_args=ANY_ARG`: every tensor argument of the op may carry x (add, cat, where, …)."""
+
+
 @dataclass
 class RuleEntry:
-    """A registered rule: the op key ('aten.convolution.default'), the function, its family."""
+    """A registered rule: the op key ('aten.convolution.default'), the function, its family, and the
+    names of the arguments that may depend on the input x (`lipschitz_args`; ANY_ARG: all of them)."""
 
     op: str
     fn: Rule
     family: str
+    lipschitz_args: tuple[str, ...] | str | None = None
 
 
 _RULES: dict[str, RuleEntry] = {}
@@ -73,17 +79,25 @@ def op_key(target: Any) -> str:
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", str(target))
 
 
-def register_rule(*ops: str, family: str = "user") -> Callable[[Rule], Rule]:
+def register_rule(
+    *ops: str,
+    family: str = "user",
+    lipschitz_args: tuple[str, ...] | str | None = None,
+    replace: bool = False,
+) -> Callable[[Rule], Rule]:
     """Decorator: register fn as the bound rule of each op key (e.g. 'aten.relu.default').
 
-    Registering an op that already has a rule replaces it (a user may override a built-in rule).
+    lipschitz_args: the schema names of the arguments that may carry x (e.g. ("input",)), or
+    ANY_ARG when every tensor argument may. replace: overriding an existing rule must be explicit.
     """
     if not ops:
         raise ValueError("register_rule needs at least one op name")
+    if isinstance(lipschitz_args, str) and lipschitz_args != ANY_ARG:
+        lipschitz_args = (lipschitz_args,)
 
     def deco(fn: Rule) -> Rule:
         for op in ops:
-            _RULES[op] = RuleEntry(op, fn, family)
+            _RULES[op] = RuleEntry(op, fn, family, lipschitz_args)
         return fn
 
     return deco
@@ -219,6 +233,7 @@ def broadcast_factor(src: Any, out: Any) -> float:
 
 
 __all__ = [
+    "ANY_ARG",
     "Affine",
     "Bound",
     "NonLipschitz",
