@@ -113,7 +113,18 @@ LIPSCHITZ_CASES = [
     ("broadcast-add", lambda: Fn(lambda s, x: x + x.mean(dim=1, keepdim=True)), (3, 4)),
     ("relu-tanh-sigmoid", lambda: Fn(lambda s, x: torch.sigmoid(torch.tanh(F.relu(x)) * 3)), (5,)),
     ("hard-activations", lambda: Fn(lambda s, x: F.hardswish(x) + F.hardsigmoid(x) + F.relu6(x)), (6,)),
-    ("silu-mish-softplus", lambda: Fn(lambda s, x: F.silu(x) + F.mish(x) + F.softplus(x, beta=2)), (6,)),
+    (
+        "silu-mish-softplus-no-threshold",
+        lambda: Fn(
+            lambda s, x: (
+                F.silu(x)
+                + F.mish(x)
+                + F.softplus(x, beta=2, threshold=math.inf)
+                + F.softplus(x, beta=-0.5, threshold=-math.inf)
+            )
+        ),
+        (6,),
+    ),
     ("gelu", lambda: Fn(lambda s, x: F.gelu(x) + F.gelu(x, approximate="tanh")), (6,)),
     ("abs-sin-cos-atan-erf", lambda: Fn(lambda s, x: x.abs() + x.sin() + x.cos() + x.atan() + x.erf()), (5,)),
     ("softmax-logsoftmax", lambda: Fn(lambda s, x: F.softmax(x, 1) + F.log_softmax(x, 1)), (5,)),
@@ -329,6 +340,7 @@ NON_LIPSCHITZ_CASES = [
         "round",
     ),
     ("sign", lambda: Fn(lambda s, x: torch.sign(x) + x.sgn()), (4,), "sign"),
+    ("softplus-default-threshold", lambda: Fn(lambda s, x: F.softplus(x, beta=3)), (4,), "softplus"),
     ("item", lambda: Fn(lambda s, x: x * x.mean().item()), (4,), "_local_scalar_dense"),
     ("dtype-view", lambda: Fn(lambda s, x: x.view(torch.int32).float()), (4,), "view.dtype"),
     ("cast-half", lambda: Fn(lambda s, x: x.half().float()), (4,), "_to_copy"),
@@ -538,7 +550,7 @@ def test_unknown_op_is_named_and_user_rule_can_be_registered():
     assert ub.upper is None and ub.unsupported_ops == ["rlip_test.scaled_tanh.default"]
     assert "no bound rule" in ub.problems[0].reason
 
-    @register_rule("rlip_test.scaled_tanh.default")
+    @register_rule("rlip_test.scaled_tanh.default", lipschitz_args=("x",))
     def _rule(ctx):
         return abs(float(ctx.arg("scale"))) * ctx.lip("x")
 

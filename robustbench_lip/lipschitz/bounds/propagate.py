@@ -5,6 +5,12 @@ a rule multiplies its own factor into the bounds of its inputs), or an Affine α
 of x's own shape, which lets R = 2A − I be bounded by |2α − 1| + 2·Lip(g) instead of 2·U(A) + 1.
 A node without a rule, or whose rule raises Unsupported, has no bound, nor has anything
 downstream of it; the reasons on the way to the output are collected. Nothing is ever skipped.
+
+Before a rule runs, its node is refused when an argument the rule did not declare in
+`lipschitz_args` depends on x, or when an argument that does not depend on x comes from a random
+draw (a rule would read it as a constant). Values drawn at random (rand, randn, bernoulli, dropout
+in train mode, … and any op torch tags `nondeterministic_seeded`) taint everything computed from
+them; an output so tainted has no bound ("the output depends on a random draw").
 """
 
 from __future__ import annotations
@@ -17,13 +23,50 @@ import torch
 
 from robustbench_lip.lipschitz.bounds.graph import LoweredGraph
 from robustbench_lip.lipschitz.bounds.rules.registry import (
+    DISCRETE,
     Affine,
     NonLipschitz,
     OpContext,
+    RuleEntry,
     Unsupported,
     get_rule,
+    named_args,
     op_key,
 )
+
+RANDOM_OPS = frozenset(
+    {
+        "rand", "randn", "rand_like", "randn_like", "randint", "randint_like", "randperm",
+        "bernoulli", "normal", "normal_functional", "uniform", "exponential", "geometric", "cauchy",
+        "log_normal", "random", "multinomial", "poisson", "binomial", "_standard_gamma",
+        "_sample_dirichlet", "native_dropout", "dropout", "feature_dropout", "alpha_dropout",
+        "feature_alpha_dropout", "_fused_dropout", "rrelu", "rrelu_with_noise",
+        "rrelu_with_noise_functional",
+    }
+)  # fmt: skip
+"""Base names (in-place '_' stripped) of ATen ops that draw random numbers; torch's
+`Tag.nondeterministic_seeded` adds any other."""
+
+
+def random_op(n: torch.fx.Node) -> str | None:
+    """The op key when node n draws random numbers (by name, or by torch's nondeterministic_seeded
+    tag), else None. An op called with train / training False, or dropout_p 0, draws nothing."""
+    if n.op != "call_function":
+        return None
+    t, key = n.target, op_key(n.target)
+    if isinstance(t, torch._ops.OpOverload):
+        base = t._schema.name.split("::")[-1]
+        tagged = torch.Tag.nondeterministic_seeded in getattr(t, "tags", ())
+    else:
+        base, tagged = key.split(".")[-1], False
+    if not tagged and base.rstrip("_") not in RANDOM_OPS and base not in RANDOM_OPS:
+        return None
+    named = named_args(n)
+    if named.get("train") is False or named.get("training") is False:
+        return None
+    if "dropout_p" in named and named["dropout_p"] == 0:
+        return None
+    return key
 
 
 @dataclass
@@ -73,10 +116,16 @@ def _total(b: Any) -> float | None:
 
 
 def _clean(b: Any, out: Any, input_shape: tuple[int, ...]) -> Any:
-    """Validate a rule's result: finite, non-negative; Affine only on x's own shape."""
+    """Validate a rule's result: finite, non-negative; Affine only on x's own shape; a tuple has one
+    entry per output (None: no bound, DISCRETE: discrete values)."""
     if isinstance(b, tuple):
         outs = out if isinstance(out, (tuple, list)) else [None] * len(b)
-        return tuple(None if e is None else _clean(e, o, input_shape) for e, o in zip(b, outs, strict=False))
+        if len(outs) != len(b):
+            raise Unsupported(f"the rule gave {len(b)} bounds for {len(outs)} outputs")
+        return tuple(
+            e if e is None or e is DISCRETE else _clean(e, o, input_shape)
+            for e, o in zip(b, outs, strict=True)
+        )
     if isinstance(b, Affine):
         if not (math.isfinite(b.alpha) and math.isfinite(b.lip)) or b.lip < 0:
             raise Unsupported(f"non-finite bound {b}")
@@ -98,6 +147,7 @@ class _Walk:
     mode: str
     input_shape: tuple[int, ...]
     dep: dict[torch.fx.Node, bool] = field(default_factory=dict)
+    rand: dict[torch.fx.Node, str] = field(default_factory=dict)
     bounds: dict[torch.fx.Node, Any] = field(default_factory=dict)
     problems: dict[torch.fx.Node, Problem] = field(default_factory=dict)
     layers: list[LayerBound] = field(default_factory=list)
@@ -105,7 +155,12 @@ class _Walk:
 
 
 def _visit(w: _Walk, g: LoweredGraph, n: torch.fx.Node) -> None:
-    """Record whether node n depends on x and, when it does and its inputs are bounded, bound it."""
+    """Record whether node n depends on x (and on a random draw) and, when it depends on x and its
+    inputs are bounded, bound it."""
+    drawn = random_op(n)
+    src = drawn or next((w.rand[a] for a in n.all_input_nodes if a in w.rand), None)
+    if src is not None:
+        w.rand[n] = src
     if n.op == "placeholder":
         w.dep[n] = n is g.x_node
         if w.dep[n]:
@@ -121,7 +176,32 @@ def _visit(w: _Walk, g: LoweredGraph, n: torch.fx.Node) -> None:
     if any(w.bounds.get(a) is None for a in ins):
         w.bounds[n] = None
         return
+    if drawn is not None:
+        w.problems[n] = Problem(drawn, n.name, "a random draw: its value is not a function of the input")
+        w.bounds[n] = None
+        return
     _apply_rule(w, n, ins)
+
+
+def _check_arguments(ctx: OpContext, entry: RuleEntry, w: _Walk) -> None:
+    """Refuse the node (Unsupported, naming the argument) when an argument the rule did not declare
+    as a Lipschitz input depends on x, or an argument that does not depend on x is a random draw."""
+    for name, raw in ctx.arguments():
+        nodes = raw if isinstance(raw, (list, tuple)) else [raw]
+        for a in nodes:
+            if not isinstance(a, torch.fx.Node):
+                continue
+            if w.dep.get(a, False):
+                if not entry.may_carry_x(name):
+                    declared = ", ".join(repr(d) for d in entry.lipschitz_args)
+                    raise Unsupported(
+                        f"{ctx.op}: argument {name!r} depends on the input (the rule takes only "
+                        f"{declared} from it and {name!r} as a constant)"
+                    )
+            elif a in w.rand:
+                raise Unsupported(
+                    f"{ctx.op}: argument {name!r} is a random draw ({w.rand[a]}), not a constant"
+                )
 
 
 def _apply_rule(w: _Walk, n: torch.fx.Node, ins: list[torch.fx.Node]) -> None:
@@ -138,6 +218,7 @@ def _apply_rule(w: _Walk, n: torch.fx.Node, ins: list[torch.fx.Node]) -> None:
         return
     ctx = OpContext(n, key, w.values, w.bounds, w.dep, w.mode, w.state, w.input_shape)
     try:
+        _check_arguments(ctx, entry, w)
         b = _clean(entry.fn(ctx), v, w.input_shape)
     except NonLipschitz as e:
         w.problems[n] = Problem(key, n.name, str(e), True)
@@ -176,6 +257,11 @@ def _output(w: _Walk, g: LoweredGraph) -> Propagation:
         anc.add(m)
         stack.extend(m.all_input_nodes)
     on_path = [p for node, p in w.problems.items() if node in anc]
+    if o in w.rand:
+        on_path.append(
+            Problem(op_key(o.target), o.name, f"the output depends on a random draw ({w.rand[o]})")
+        )
+        return Propagation(None, out_shape, w.layers, on_path)
     if not w.dep.get(o, False):
         return Propagation(Affine(0.0, 0.0), out_shape, w.layers, on_path)
     b = w.bounds.get(o)
@@ -197,4 +283,4 @@ def propagate(g: LoweredGraph, values: dict[torch.fx.Node, Any], mode: str) -> P
     return _output(w, g)
 
 
-__all__ = ["LayerBound", "Problem", "Propagation", "propagate"]
+__all__ = ["RANDOM_OPS", "LayerBound", "Problem", "Propagation", "propagate", "random_op"]

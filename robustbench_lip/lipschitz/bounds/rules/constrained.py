@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.lipschitz.bounds.rules import activations, linear, structural
-from robustbench_lip.lipschitz.bounds.rules.registry import Affine, OpContext, register_rule
+from robustbench_lip.lipschitz.bounds.rules.registry import ANY_ARG, Affine, OpContext, register_rule
 
 Part = tuple[torch.fx.Node, int, int, int]  # (source, dim, start, stop): a slice of source along dim
 
@@ -100,7 +100,12 @@ def _same_shapes(ctx: OpContext, *names: str) -> bool:
     return len(shapes) == 1 and tuple(ctx.out.shape) in shapes
 
 
-@register_rule("aten.maximum.default", "aten.minimum.default", family=activations.FAMILY)
+@register_rule(
+    "aten.maximum.default",
+    "aten.minimum.default",
+    family=activations.FAMILY,
+    lipschitz_args=("self", "other"),
+)
 def maximum(ctx: OpContext) -> float:
     """max(a, b) / min(a, b) elementwise: |Δ| ≤ max(|Δa|, |Δb|) ≤ ‖(Δa, Δb)‖ entrywise, so the joint
     bound of (a, b) (L(z) when a, b are disjoint slices of z); with broadcasting, the general rule."""
@@ -131,7 +136,7 @@ def _sort_pair_key(ctx: OpContext, n: Any) -> tuple[Any, ...] | None:
     return None
 
 
-@register_rule("aten.cat.default", family=structural.FAMILY)
+@register_rule("aten.cat.default", family=structural.FAMILY, lipschitz_args=ANY_ARG)
 def cat(ctx: OpContext) -> float:
     """Concatenation √ΣL² over its parts, where a part is one tensor, or the two halves (max, min)
     of one 2-sort (MaxMin, GroupSort2: bounded by the joint bound of what they sort, L(z) for two
@@ -175,7 +180,7 @@ def _centering_source(ctx: OpContext) -> torch.fx.Node | None:
     return a
 
 
-@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=linear.FAMILY)
+@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=linear.FAMILY, lipschitz_args=ANY_ARG)
 def sub(ctx: OpContext) -> Affine | float:
     """a − alpha·b; z − mean(z) over some axes (centering) is an orthogonal projection: L(z)."""
     z = _centering_source(ctx) if ctx.op == "aten.sub.Tensor" else None

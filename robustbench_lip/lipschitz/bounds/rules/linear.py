@@ -1,4 +1,9 @@
-"""Rules of the linear family: convolutions, matrix products, BatchNorm, sums, scalings, reductions."""
+"""Rules of the linear family: convolutions, matrix products, BatchNorm, sums, scalings, reductions.
+
+Declared Lipschitz inputs (`lipschitz_args`): convolution, linear and eval BatchNorm take only their
+input from x (a weight, bias or running statistic computed from x is refused by the registry); sums,
+products and divisions declare every tensor argument and check which ones depend on x themselves.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY, bn_scale, linear_bound, spectral_norm_dense
 from robustbench_lip.lipschitz.bounds.rules.registry import (
+    ANY_ARG,
     Affine,
     NonLipschitz,
     OpContext,
@@ -47,12 +53,11 @@ def _fold_scale(ctx: OpContext, channels: int) -> torch.Tensor | None:
     return bn_scale(rv, w, eps)
 
 
-@register_rule("aten.convolution.default", family=FAMILY)
+@register_rule("aten.convolution.default", family=FAMILY, lipschitz_args=("input",))
 def convolution(ctx: OpContext) -> float:
     """Conv (1-d, 2-d; transposed): certified operator norm at the input's size (see conv2d_bound).
-    An eval BatchNorm right after a non-transposed conv is folded into its weight."""
-    if ctx.depends("weight"):
-        raise NonLipschitz("convolution with an input-dependent weight is not globally Lipschitz")
+    An eval BatchNorm right after a non-transposed conv is folded into its weight. Weight and bias
+    are constants (declared)."""
     x = ctx.arg("input")
     w = ctx.arg("weight").detach().to(torch.float64)
     stride, padding, dilation = list(ctx.arg("stride")), list(ctx.arg("padding")), list(ctx.arg("dilation"))
@@ -78,12 +83,10 @@ def convolution(ctx: OpContext) -> float:
     return b * ctx.lip("input")
 
 
-@register_rule("aten.linear.default", family=FAMILY)
+@register_rule("aten.linear.default", family=FAMILY, lipschitz_args=("input",))
 def linear(ctx: OpContext) -> float:
     """x Wᵀ + b on the last axis: ‖W‖₂ (exact σ_max); a following BatchNorm1d is folded when the
-    output is 2-d (features on axis 1)."""
-    if ctx.depends("weight"):
-        raise NonLipschitz("linear with an input-dependent weight is not globally Lipschitz")
+    output is 2-d (features on axis 1). Weight and bias are constants (declared)."""
     w = ctx.arg("weight").detach().to(torch.float64)
     if w.dim() == 1:
         w = w.view(1, -1)
@@ -94,7 +97,7 @@ def linear(ctx: OpContext) -> float:
             w = w * scale.view(-1, 1).to(w)
             note = " (BatchNorm folded)"
     ctx.note("exact-svd" + note)
-    return linear_bound(w) * ctx.lip("input") + (ctx.lip("bias") if ctx.depends("bias") else 0.0)
+    return linear_bound(w) * ctx.lip("input")
 
 
 def _matrix_norm_of(c: Any) -> float:
@@ -105,7 +108,7 @@ def _matrix_norm_of(c: Any) -> float:
     return SAFETY * spectral_norm_dense(c.detach())
 
 
-@register_rule("aten.mm.default", "aten.bmm.default", family=FAMILY)
+@register_rule("aten.mm.default", "aten.bmm.default", family=FAMILY, lipschitz_args=ANY_ARG)
 def mm(ctx: OpContext) -> float:
     """A @ B with one factor constant: the constant's σ_max (max over a batch) times the other's bound."""
     a_dep, b_dep = ctx.depends("self"), ctx.depends("mat2")
@@ -116,9 +119,10 @@ def mm(ctx: OpContext) -> float:
     return _matrix_norm_of(ctx.arg(const)) * ctx.lip(var)
 
 
-@register_rule("aten.addmm.default", family=FAMILY)
+@register_rule("aten.addmm.default", family=FAMILY, lipschitz_args=("self", "mat1", "mat2"))
 def addmm(ctx: OpContext) -> float:
-    """beta·bias + alpha·(m1 @ m2) with one of m1, m2 constant."""
+    """beta·self + alpha·(m1 @ m2) with one of m1, m2 constant: |alpha|·σ_max(const)·L(var) plus
+    |beta|·√k·L(self) for a self broadcast k times (self may depend on x)."""
     a_dep, b_dep = ctx.depends("mat1"), ctx.depends("mat2")
     if a_dep and b_dep:
         raise NonLipschitz("product of two input-dependent tensors is not globally Lipschitz")
@@ -133,18 +137,31 @@ def addmm(ctx: OpContext) -> float:
     return prod + bias
 
 
-@register_rule(BN_EVAL, family=FAMILY)
-def batch_norm_eval(ctx: OpContext) -> tuple[float, float, float]:
-    """Eval BatchNorm: per-channel scaling, max|γ|/√(var+ε) (1 when folded into its producer)."""
-    if ctx.depends("weight") or ctx.depends("running_var"):
-        raise NonLipschitz("BatchNorm with input-dependent parameters")
+def _bn_outputs(ctx: OpContext, first: float) -> tuple[float, ...]:
+    """One bound per output of an eval BatchNorm: the normalised tensor, then save_mean / save_invstd
+    (empty in eval) and, for the functional variant, the running statistics returned unchanged:
+    constants, bound 0."""
+    n = len(ctx.out) if isinstance(ctx.out, (tuple, list)) else 1
+    return (first,) + (0.0,) * (n - 1)
+
+
+def _bn_scale_max(ctx: OpContext) -> float:
+    s = bn_scale(ctx.arg("running_var"), ctx.arg("weight"), float(ctx.arg("eps")))
+    if not bool(torch.isfinite(s).all()):
+        raise Unsupported("BatchNorm with running_var + eps ≤ 0 or non-finite parameters")
+    return float(s.abs().max()) * SAFETY if s.numel() else 0.0
+
+
+@register_rule(BN_EVAL, family=FAMILY, lipschitz_args=("input",))
+def batch_norm_eval(ctx: OpContext) -> tuple[float, ...]:
+    """Eval BatchNorm: per-channel scaling, max|γ|/√(var+ε) (1 when folded into its producer);
+    weight, bias, running_mean and running_var are constants (declared)."""
     if ctx.node in ctx.state.get("folded", set()):
         ctx.note("folded into its producer")
-        return (ctx.lip("input"), 0.0, 0.0)
-    w = ctx.arg("weight")
-    s = float(bn_scale(ctx.arg("running_var"), w, float(ctx.arg("eps"))).abs().max()) * SAFETY
+        return _bn_outputs(ctx, ctx.lip("input"))
+    s = _bn_scale_max(ctx)
     ctx.note("max|γ|/√(var+ε)")
-    return (s * ctx.lip("input"), 0.0, 0.0)
+    return _bn_outputs(ctx, s * ctx.lip("input"))
 
 
 @register_rule(
@@ -152,15 +169,15 @@ def batch_norm_eval(ctx: OpContext) -> tuple[float, float, float]:
     "aten._native_batch_norm_legit.default",
     "aten.native_batch_norm.default",
     family=FAMILY,
+    lipschitz_args=("input",),
 )
 def batch_norm_train(ctx: OpContext) -> Any:
-    """BatchNorm with batch statistics: a sample's output depends on the whole batch."""
+    """BatchNorm with batch statistics: a sample's output depends on the whole batch. With
+    training=False and running statistics it is the eval BatchNorm."""
     if ctx.arg("training") is False and ctx.arg("running_var") is not None:
-        if ctx.depends("weight") or ctx.depends("running_var"):
-            raise NonLipschitz("BatchNorm with input-dependent parameters")
-        s = float(bn_scale(ctx.arg("running_var"), ctx.arg("weight"), float(ctx.arg("eps"))).abs().max())
+        s = _bn_scale_max(ctx)
         ctx.note("max|γ|/√(var+ε)")
-        return (SAFETY * s * ctx.lip("input"), 0.0, 0.0)
+        return _bn_outputs(ctx, s * ctx.lip("input"))
     raise Unsupported(
         "BatchNorm uses batch statistics (the model was exported in train mode); re-export it in eval mode"
     )
@@ -171,41 +188,38 @@ def _alpha_of(ctx: OpContext) -> float:
     return 1.0 if a is None else float(a)
 
 
-def _add(ctx: OpContext, sign: float, other_name: str = "other") -> Affine | float:
-    alpha = sign * _alpha_of(ctx)
-    da, db = ctx.depends("self"), ctx.depends(other_name)
-    ba = ctx.bound("self") if da else Affine(0.0, 0.0)
-    bb = ctx.bound(other_name) if db else Affine(0.0, 0.0)
+def _combine(ctx: OpContext, a: str, b: str, coef: float) -> Affine | float:
+    """Bound of a + coef·b (either may depend on x, each broadcast to the output's shape)."""
+    if not math.isfinite(coef):
+        raise Unsupported(f"{ctx.op} with a non-finite alpha")
+    da, db = ctx.depends(a), ctx.depends(b)
+    ba = ctx.bound(a) if da else Affine(0.0, 0.0)
+    bb = ctx.bound(b) if db else Affine(0.0, 0.0)
     out = ctx.out
-    same = (not da or ctx.aligned("self")) and (not db or ctx.aligned(other_name)) and ctx.aligned(ctx.node)
+    same = (not da or ctx.aligned(a)) and (not db or ctx.aligned(b)) and ctx.aligned(ctx.node)
     ctx.note("sum")
     if same:
-        return Affine(ba.alpha + alpha * bb.alpha, ba.lip + abs(alpha) * bb.lip)
-    la = ba.total * broadcast_factor(ctx.arg("self"), out) if da else 0.0
-    lb = abs(alpha) * bb.total * broadcast_factor(ctx.arg(other_name), out) if db else 0.0
+        return Affine(ba.alpha + coef * bb.alpha, ba.lip + abs(coef) * bb.lip)
+    la = ba.total * broadcast_factor(ctx.arg(a), out) if da else 0.0
+    lb = abs(coef) * bb.total * broadcast_factor(ctx.arg(b), out) if db else 0.0
     return la + lb
 
 
-@register_rule("aten.add.Tensor", "aten.add.Scalar", family=FAMILY)
+@register_rule("aten.add.Tensor", "aten.add.Scalar", family=FAMILY, lipschitz_args=ANY_ARG)
 def add(ctx: OpContext) -> Affine | float:
     """a + alpha·b: bounds add (the identity coefficients too, for tensors of x's shape)."""
-    return _add(ctx, 1.0)
+    return _combine(ctx, "self", "other", _alpha_of(ctx))
 
 
-@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=FAMILY)
 def sub(ctx: OpContext) -> Affine | float:
-    """a − alpha·b."""
-    return _add(ctx, -1.0)
+    """a − alpha·b (registered for aten.sub in `constrained`, which delegates here)."""
+    return _combine(ctx, "self", "other", -_alpha_of(ctx))
 
 
-@register_rule("aten.rsub.Scalar", "aten.rsub.Tensor", family=FAMILY)
+@register_rule("aten.rsub.Scalar", "aten.rsub.Tensor", family=FAMILY, lipschitz_args=ANY_ARG)
 def rsub(ctx: OpContext) -> Affine | float:
-    """other − alpha·self."""
-    alpha = _alpha_of(ctx)
-    b = ctx.bound("self")
-    if ctx.aligned("self") and ctx.aligned(ctx.node):
-        return Affine(-alpha * b.alpha, abs(alpha) * b.lip)
-    return abs(alpha) * b.total * broadcast_factor(ctx.arg("self"), ctx.out)
+    """other − alpha·self, where `other` may depend on x too."""
+    return _combine(ctx, "other", "self", -_alpha_of(ctx))
 
 
 def _abs_max(c: Any) -> float:
@@ -220,7 +234,7 @@ def _scalar_of(c: Any) -> float | None:
     return float(c)
 
 
-@register_rule("aten.mul.Tensor", "aten.mul.Scalar", family=FAMILY)
+@register_rule("aten.mul.Tensor", "aten.mul.Scalar", family=FAMILY, lipschitz_args=ANY_ARG)
 def mul(ctx: OpContext) -> Affine | float:
     """x·c with c constant: |c| (max|c| for tensors, times the broadcast factor of x)."""
     da, db = ctx.depends("self"), ctx.depends("other")
@@ -237,7 +251,7 @@ def mul(ctx: OpContext) -> Affine | float:
     return _abs_max(c) * b.total * broadcast_factor(ctx.arg(var), ctx.out)
 
 
-@register_rule("aten.div.Tensor", "aten.div.Scalar", family=FAMILY)
+@register_rule("aten.div.Tensor", "aten.div.Scalar", family=FAMILY, lipschitz_args=ANY_ARG)
 def div(ctx: OpContext) -> Affine | float:
     """x / c with c constant and non-zero: 1/min|c|."""
     if ctx.depends("other"):
@@ -255,7 +269,7 @@ def div(ctx: OpContext) -> Affine | float:
     return b.total / m * broadcast_factor(ctx.arg("self"), ctx.out)
 
 
-@register_rule("aten.div.Tensor_mode", family=FAMILY)
+@register_rule("aten.div.Tensor_mode", family=FAMILY, lipschitz_args=ANY_ARG)
 def div_mode(ctx: OpContext) -> float:
     """Division with rounding ('floor' / 'trunc') is not Lipschitz; without a mode it is div."""
     if ctx.arg("rounding_mode") is not None:
@@ -263,7 +277,7 @@ def div_mode(ctx: OpContext) -> float:
     return div(ctx)  # type: ignore[return-value]
 
 
-@register_rule("aten.neg.default", family=FAMILY)
+@register_rule("aten.neg.default", family=FAMILY, lipschitz_args=("self",))
 def neg(ctx: OpContext) -> Affine:
     """−x."""
     b = ctx.bound("self")
@@ -275,7 +289,7 @@ def _reduced_count(ctx: OpContext) -> float:
     return vin.numel() / max(1, vout.numel())
 
 
-@register_rule("aten.sum.dim_IntList", "aten.sum.default", family=FAMILY)
+@register_rule("aten.sum.dim_IntList", "aten.sum.default", family=FAMILY, lipschitz_args=("self",))
 def sum_(ctx: OpContext) -> float:
     """Sum over n entries: √n."""
     n = _reduced_count(ctx)
@@ -283,7 +297,7 @@ def sum_(ctx: OpContext) -> float:
     return math.sqrt(n) * ctx.lip("self")
 
 
-@register_rule("aten.mean.dim", "aten.mean.default", family=FAMILY)
+@register_rule("aten.mean.dim", "aten.mean.default", family=FAMILY, lipschitz_args=("self",))
 def mean(ctx: OpContext) -> float:
     """Mean over n entries: 1/√n."""
     n = _reduced_count(ctx)

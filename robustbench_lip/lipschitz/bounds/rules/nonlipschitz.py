@@ -5,7 +5,7 @@ Their bound is null with the reason, so that a model using them is never called 
 
 from __future__ import annotations
 
-from robustbench_lip.lipschitz.bounds.rules.registry import NonLipschitz, OpContext, register_rule
+from robustbench_lip.lipschitz.bounds.rules.registry import ANY_ARG, NonLipschitz, OpContext, register_rule
 
 FAMILY = "nonlipschitz"
 
@@ -88,4 +88,4 @@ def _make(reason: str):
 
 
 for _reason, _ops in _REASONS.items():
-    register_rule(*_ops, family=FAMILY)(_make(_reason))
+    register_rule(*_ops, family=FAMILY, lipschitz_args=ANY_ARG)(_make(_reason))  # refuses whatever carries x

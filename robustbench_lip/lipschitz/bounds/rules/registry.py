@@ -7,12 +7,17 @@ those for ops with several outputs. A rule that cannot bound a case raises `Unsu
 an op that is not Lipschitz at all raises `NonLipschitz(reason)`. Rules never assume what they
 cannot check (axes of a fold, whether an argument depends on x).
 
+Every rule declares `lipschitz_args`: the schema names of the arguments that may carry x (ANY_ARG:
+all of them). Before a rule runs, `propagate` refuses the node when any other tensor argument depends
+on x, and when any argument that does not depend on x comes from a random draw (a rule would read it
+as a constant). Registering an op twice is an error unless `replace=True`.
+
 Registering a rule for an op also keeps that op whole when the graph is decomposed to core ATen,
 so a composite op with an exact constant (SiLU, bilinear upsampling) is bounded as one op:
 
     from robustbench_lip.lipschitz.bounds import register_rule
 
-    @register_rule("mylib.scaled_tanh.default")
+    @register_rule("mylib.scaled_tanh.default", lipschitz_args=("x",))
     def _scaled_tanh(ctx):
         return abs(float(ctx.arg("scale"))) * ctx.lip("x")
 """
@@ -55,6 +60,10 @@ Rule = Callable[["OpContext"], Bound]
 ANY_ARG = "*"
 """`lipschitz_args=ANY_ARG`: every tensor argument of the op may carry x (add, cat, where, …)."""
 
+DISCRETE = "discrete"
+"""An entry of a multi-output rule's tuple for an output that takes discrete values (indices of
+max / sort / pooling): whoever reads it gets NonLipschitz."""
+
 
 @dataclass
 class RuleEntry:
@@ -64,7 +73,11 @@ class RuleEntry:
     op: str
     fn: Rule
     family: str
-    lipschitz_args: tuple[str, ...] | str | None = None
+    lipschitz_args: tuple[str, ...] | str
+
+    def may_carry_x(self, name: str) -> bool:
+        """Whether the rule declares that argument `name` may depend on x."""
+        return self.lipschitz_args == ANY_ARG or name in self.lipschitz_args
 
 
 _RULES: dict[str, RuleEntry] = {}
@@ -79,6 +92,24 @@ def op_key(target: Any) -> str:
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", str(target))
 
 
+def _declared(ops: tuple[str, ...], lipschitz_args: Any) -> tuple[str, ...] | str:
+    """lipschitz_args checked: ANY_ARG, or a non-empty tuple of argument names (a name alone: (name,))."""
+    if lipschitz_args is None:
+        raise TypeError(
+            f"register_rule({', '.join(ops)}): lipschitz_args is required: the names of the arguments "
+            "that may carry the input x (e.g. ('input',)), or ANY_ARG"
+        )
+    if lipschitz_args == ANY_ARG:
+        return ANY_ARG
+    names = (lipschitz_args,) if isinstance(lipschitz_args, str) else tuple(lipschitz_args)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(
+            f"register_rule({', '.join(ops)}): lipschitz_args must be ANY_ARG or a non-empty tuple of "
+            f"argument names, not {lipschitz_args!r}"
+        )
+    return names
+
+
 def register_rule(
     *ops: str,
     family: str = "user",
@@ -87,17 +118,26 @@ def register_rule(
 ) -> Callable[[Rule], Rule]:
     """Decorator: register fn as the bound rule of each op key (e.g. 'aten.relu.default').
 
-    lipschitz_args: the schema names of the arguments that may carry x (e.g. ("input",)), or
-    ANY_ARG when every tensor argument may. replace: overriding an existing rule must be explicit.
+    lipschitz_args (required): the schema names of the arguments that may carry x (e.g. ("input",)),
+    or ANY_ARG when every tensor argument may; any other argument that depends on x makes the node
+    Unsupported before the rule runs. replace: overriding an existing rule must be explicit.
+    Raises TypeError without lipschitz_args, ValueError for an op that already has a rule.
     """
     if not ops:
         raise ValueError("register_rule needs at least one op name")
-    if isinstance(lipschitz_args, str) and lipschitz_args != ANY_ARG:
-        lipschitz_args = (lipschitz_args,)
+    names = _declared(ops, lipschitz_args)
+    if len(set(ops)) != len(ops):
+        raise ValueError(f"register_rule: an op is listed twice in {ops}")
+    if not replace:
+        taken = [f"{op} (family {_RULES[op].family})" for op in ops if op in _RULES]
+        if taken:
+            raise ValueError(
+                f"a rule is already registered for {', '.join(taken)}; pass replace=True to override it"
+            )
 
     def deco(fn: Rule) -> Rule:
         for op in ops:
-            _RULES[op] = RuleEntry(op, fn, family, lipschitz_args)
+            _RULES[op] = RuleEntry(op, fn, family, names)
         return fn
 
     return deco
@@ -117,6 +157,27 @@ def registered_ops(family: str | None = None) -> list[str]:
     """Sorted op keys with a rule (of one family: linear, activations, spatial, structural,
     nonlipschitz, user)."""
     return sorted(k for k, e in _RULES.items() if family is None or e.family == family)
+
+
+def named_args(node: torch.fx.Node) -> dict[str, Any]:
+    """A node's arguments by schema name (defaults filled in); by position ('0', '1', …) for targets
+    without a schema (getitem)."""
+    t = node.target
+    args, kwargs = list(node.args), dict(node.kwargs)
+    named: dict[str, Any] = {}
+    if isinstance(t, torch._ops.OpOverload):
+        for i, a in enumerate(t._schema.arguments):
+            if i < len(args):
+                named[a.name] = args[i]
+            elif a.name in kwargs:
+                named[a.name] = kwargs[a.name]
+            else:
+                named[a.name] = a.default_value if a.has_default_value() else None
+        return named
+    for i, a in enumerate(args):
+        named[str(i)] = a
+    named.update(kwargs)
+    return named
 
 
 @dataclass
@@ -140,24 +201,13 @@ class OpContext:
     _named: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        t = self.node.target
-        args, kwargs = list(self.node.args), dict(self.node.kwargs)
-        if isinstance(t, torch._ops.OpOverload):
-            for i, a in enumerate(t._schema.arguments):
-                if i < len(args):
-                    self._named[a.name] = args[i]
-                elif a.name in kwargs:
-                    self._named[a.name] = kwargs[a.name]
-                elif a.has_default_value():
-                    self._named[a.name] = a.default_value
-                else:
-                    self._named[a.name] = None
-        else:
-            for i, a in enumerate(args):
-                self._named[str(i)] = a
-            self._named.update(kwargs)
+        self._named = named_args(self.node)
 
     # --- arguments ---------------------------------------------------------------------------
+    def arguments(self) -> list[tuple[str, Any]]:
+        """Every argument as (schema name, raw value): fx nodes, constants, lists of them."""
+        return list(self._named.items())
+
     def raw(self, name: str | int) -> Any:
         """The argument as written in the graph (an fx node or a constant); by schema name or index."""
         if isinstance(name, int):
@@ -234,6 +284,7 @@ def broadcast_factor(src: Any, out: Any) -> float:
 
 __all__ = [
     "ANY_ARG",
+    "DISCRETE",
     "Affine",
     "Bound",
     "NonLipschitz",
@@ -242,6 +293,7 @@ __all__ = [
     "Unsupported",
     "broadcast_factor",
     "get_rule",
+    "named_args",
     "op_key",
     "register_rule",
     "registered_ops",

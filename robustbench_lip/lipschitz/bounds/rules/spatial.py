@@ -1,4 +1,5 @@
-"""Rules of the spatial family: pooling, interpolation and padding on (N, C, H, W).
+"""Rules of the spatial family: pooling, interpolation and padding on (N, C, H, W); each takes only
+its tensor input from x (`lipschitz_args`), the rest are sizes and flags.
 
 Parameter-free linear spatial ops act on each channel alike, so their norm is that of their
 single-channel matrix; those that are separable (M = M_h ⊗ M_w) get its exact norm ‖M_h‖·‖M_w‖ at any
@@ -59,7 +60,7 @@ def _args_from(ctx: OpContext, names: tuple[str, ...]) -> list[Any]:
     return [ctx.arg(n) for n in names]
 
 
-@register_rule("aten.avg_pool2d.default", family=FAMILY)
+@register_rule("aten.avg_pool2d.default", family=FAMILY, lipschitz_args=("self",))
 def avg_pool2d(ctx: OpContext) -> float:
     """Average pooling: exact norm of its separable single-channel matrix."""
     k, s, p = _pair(ctx.arg("kernel_size")), ctx.arg("stride"), _pair(ctx.arg("padding"))
@@ -76,10 +77,16 @@ def avg_pool2d(ctx: OpContext) -> float:
     def fw(z: torch.Tensor) -> torch.Tensor:
         return op(z, [1, k[1]], [1, s[1]], [0, p[1]], ceil, cip, None)
 
-    return _spatial(ctx, fn, (fh, fw) if div is None else None, True, "avg-pool")
+    # a negative divisor_override makes every entry of the matrix negative: no Schur test for it
+    return _spatial(ctx, fn, (fh, fw) if div is None else None, div is None or div > 0, "avg-pool")
 
 
-@register_rule("aten._adaptive_avg_pool2d.default", "aten.adaptive_avg_pool2d.default", family=FAMILY)
+@register_rule(
+    "aten._adaptive_avg_pool2d.default",
+    "aten.adaptive_avg_pool2d.default",
+    family=FAMILY,
+    lipschitz_args=("self",),
+)
 def adaptive_avg_pool2d(ctx: OpContext) -> float:
     """Adaptive average pooling: exact separable norm."""
     oh, ow = _pair(ctx.arg("output_size"))
@@ -111,38 +118,45 @@ def _upsample(ctx: OpContext, op: Any, extra: list[str], what: str, nonneg: bool
     return _spatial(ctx, fn, axes, nonneg, what)
 
 
-@register_rule("aten.upsample_bilinear2d.vec", family=FAMILY)
+@register_rule("aten.upsample_bilinear2d.vec", family=FAMILY, lipschitz_args=("input",))
 def upsample_bilinear2d(ctx: OpContext) -> float:
     """Bilinear interpolation: exact separable norm (milliseconds at any size)."""
     return _upsample(ctx, torch.ops.aten.upsample_bilinear2d.vec, ["align_corners"], "bilinear", True)
 
 
-@register_rule("aten.upsample_bicubic2d.vec", family=FAMILY)
+@register_rule("aten.upsample_bicubic2d.vec", family=FAMILY, lipschitz_args=("input",))
 def upsample_bicubic2d(ctx: OpContext) -> float:
     """Bicubic interpolation (negative taps): exact separable norm."""
     return _upsample(ctx, torch.ops.aten.upsample_bicubic2d.vec, ["align_corners"], "bicubic", False)
 
 
-@register_rule("aten.upsample_nearest2d.vec", family=FAMILY)
+@register_rule("aten.upsample_nearest2d.vec", family=FAMILY, lipschitz_args=("input",))
 def upsample_nearest2d(ctx: OpContext) -> float:
     """Nearest-neighbour upsampling: exact separable norm."""
     return _upsample(ctx, torch.ops.aten.upsample_nearest2d.vec, [], "nearest", True)
 
 
-@register_rule("aten._upsample_nearest_exact2d.vec", family=FAMILY)
+@register_rule("aten._upsample_nearest_exact2d.vec", family=FAMILY, lipschitz_args=("input",))
 def upsample_nearest_exact2d(ctx: OpContext) -> float:
     """Nearest-exact upsampling: exact separable norm."""
     return _upsample(ctx, torch.ops.aten._upsample_nearest_exact2d.vec, [], "nearest-exact", True)
 
 
-@register_rule("aten._upsample_bilinear2d_aa.vec", "aten._upsample_bicubic2d_aa.vec", family=FAMILY)
+@register_rule(
+    "aten._upsample_bilinear2d_aa.vec",
+    "aten._upsample_bicubic2d_aa.vec",
+    family=FAMILY,
+    lipschitz_args=("input",),
+)
 def upsample_aa(ctx: OpContext) -> float:
     """Anti-aliased bilinear/bicubic interpolation: exact separable norm."""
     op = ctx.node.target
     return _upsample(ctx, op, ["align_corners"], "antialiased interpolation", False)
 
 
-@register_rule("aten.reflection_pad2d.default", "aten.replication_pad2d.default", family=FAMILY)
+@register_rule(
+    "aten.reflection_pad2d.default", "aten.replication_pad2d.default", family=FAMILY, lipschitz_args=("self",)
+)
 def reflect_pad2d(ctx: OpContext) -> float:
     """Reflection / replication padding: exact separable norm (√ of the largest copy count per axis)."""
     pad = [int(v) for v in ctx.arg("padding")]
@@ -157,7 +171,7 @@ def reflect_pad2d(ctx: OpContext) -> float:
     )
 
 
-@register_rule("aten.constant_pad_nd.default", family=FAMILY)
+@register_rule("aten.constant_pad_nd.default", family=FAMILY, lipschitz_args=("self",))
 def constant_pad(ctx: OpContext) -> float:
     """Constant padding (negative pads crop): a partial isometry, 1."""
     ctx.note("constant pad")
@@ -172,7 +186,7 @@ def _max_pool_c(ctx: OpContext) -> int:
     return windows_per_pixel(k[0], s[0], d[0]) * windows_per_pixel(k[1], s[1], d[1])
 
 
-@register_rule("aten.max_pool2d_with_indices.default", family=FAMILY)
+@register_rule("aten.max_pool2d_with_indices.default", family=FAMILY, lipschitz_args=("self",))
 def max_pool2d_with_indices(ctx: OpContext) -> tuple[float, None]:
     """Max pooling: √c, c = most windows covering one pixel (indices: discrete, no bound)."""
     c = _max_pool_c(ctx)
@@ -180,7 +194,7 @@ def max_pool2d_with_indices(ctx: OpContext) -> tuple[float, None]:
     return (math.sqrt(c) * ctx.lip("self"), None)
 
 
-@register_rule("aten.max_pool2d.default", family=FAMILY)
+@register_rule("aten.max_pool2d.default", family=FAMILY, lipschitz_args=("self",))
 def max_pool2d(ctx: OpContext) -> float:
     """Max pooling: √c."""
     c = _max_pool_c(ctx)
@@ -188,7 +202,7 @@ def max_pool2d(ctx: OpContext) -> float:
     return math.sqrt(c) * ctx.lip("self")
 
 
-@register_rule("aten.adaptive_max_pool2d.default", family=FAMILY)
+@register_rule("aten.adaptive_max_pool2d.default", family=FAMILY, lipschitz_args=("self",))
 def adaptive_max_pool2d(ctx: OpContext) -> tuple[float, None]:
     """Adaptive max pooling: √c over its (possibly overlapping) windows."""
     x = ctx.arg("self")
@@ -198,7 +212,9 @@ def adaptive_max_pool2d(ctx: OpContext) -> tuple[float, None]:
     return (math.sqrt(c) * ctx.lip("self"), None)
 
 
-@register_rule("aten.pixel_shuffle.default", "aten.pixel_unshuffle.default", family=FAMILY)
+@register_rule(
+    "aten.pixel_shuffle.default", "aten.pixel_unshuffle.default", family=FAMILY, lipschitz_args=("self",)
+)
 def pixel_shuffle(ctx: OpContext) -> float:
     """Pixel (un)shuffle: a permutation, 1."""
     ctx.note("permutation")

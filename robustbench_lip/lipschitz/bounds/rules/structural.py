@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from robustbench_lip.lipschitz.bounds.rules.registry import (
+    ANY_ARG,
+    DISCRETE,
     Affine,
     NonLipschitz,
     OpContext,
@@ -23,6 +25,7 @@ from robustbench_lip.lipschitz.bounds.rules.registry import (
 )
 
 FAMILY = "structural"
+SELF = ("self",)
 
 
 def _same_shape_identity(ctx: OpContext, name: str = "self") -> Affine | float:
@@ -40,6 +43,7 @@ def _same_shape_identity(ctx: OpContext, name: str = "self") -> Affine | float:
     "aten.contiguous.default",
     "aten.positive.default",
     family=FAMILY,
+    lipschitz_args=SELF,
 )
 def identity(ctx: OpContext) -> Affine | float:
     """Value-preserving copies: the input's own bound (detach too: the value is unchanged)."""
@@ -66,6 +70,7 @@ def identity(ctx: OpContext) -> Affine | float:
     "aten.diagonal.default",
     "aten.as_strided.default",
     family=FAMILY,
+    lipschitz_args=SELF,
 )
 def reindex(ctx: OpContext) -> Affine | float:
     """Reshapes, permutations and sub-selections: each entry kept at most once, norm ≤ 1."""
@@ -82,7 +87,9 @@ def reindex(ctx: OpContext) -> Affine | float:
     return ctx.lip("self")
 
 
-@register_rule("aten.expand.default", "aten.repeat.default", "aten.tile.default", family=FAMILY)
+@register_rule(
+    "aten.expand.default", "aten.repeat.default", "aten.tile.default", family=FAMILY, lipschitz_args=SELF
+)
 def expand(ctx: OpContext) -> float:
     """Broadcasting copies: each entry copied k = numel(out)/numel(in) times, √k."""
     k = broadcast_factor(ctx.arg("self"), ctx.out)
@@ -100,7 +107,7 @@ def _exact_round_trip(ctx: OpContext, dt: torch.dtype) -> bool:
     return isinstance(v, torch.Tensor) and v.dtype == dt
 
 
-@register_rule("aten._to_copy.default", family=FAMILY)
+@register_rule("aten._to_copy.default", family=FAMILY, lipschitz_args=SELF)
 def to_copy(ctx: OpContext) -> Affine | float:
     """Casts: device moves and casts to a floating type at least as precise are the identity; casts
     to lower precision or to integers round, which is not Lipschitz."""
@@ -118,12 +125,21 @@ def to_copy(ctx: OpContext) -> Affine | float:
     return _same_shape_identity(ctx)
 
 
-@register_rule("aten.copy.default", family=FAMILY)
+@register_rule("aten.copy.default", family=FAMILY, lipschitz_args=ANY_ARG)
 def copy(ctx: OpContext) -> float:
-    """Functional copy_(self, src): the result is src broadcast to self's shape."""
+    """Functional copy_(self, src): the result is src broadcast to self's shape and cast to self's
+    dtype (self's values do not matter); a cast that rounds is not Lipschitz."""
     ctx.note("copy")
     if not ctx.depends("src"):
         return 0.0
+    src, dst = ctx.arg("src"), ctx.arg("self")
+    if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and dst.dtype != src.dtype:
+        lossless = (dst.dtype.is_floating_point or dst.dtype.is_complex) and (
+            torch.finfo(dst.dtype).eps <= torch.finfo(src.dtype).eps
+            and torch.finfo(dst.dtype).max >= torch.finfo(src.dtype).max
+        )
+        if not lossless:
+            raise NonLipschitz(f"copy from {src.dtype} into {dst.dtype} rounds, which is not Lipschitz")
     return broadcast_factor(ctx.arg("src"), ctx.out) * ctx.lip("src")
 
 
@@ -136,6 +152,7 @@ def _two_parts(la: float, lb: float) -> float:
     "aten.select_scatter.default",
     "aten.diagonal_scatter.default",
     family=FAMILY,
+    lipschitz_args=("self", "src"),
 )
 def scatter(ctx: OpContext) -> float:
     """Write src into a region of self: the two parts cover disjoint entries, √(L_self² + L_src²)."""
@@ -143,14 +160,17 @@ def scatter(ctx: OpContext) -> float:
     return _two_parts(ctx.lip("self"), ctx.lip("src"))
 
 
-@register_rule("aten.index_put.default", "aten._unsafe_index_put.default", family=FAMILY)
+@register_rule(
+    "aten.index_put.default",
+    "aten._unsafe_index_put.default",
+    family=FAMILY,
+    lipschitz_args=("self", "values"),
+)
 def index_put(ctx: OpContext) -> float:
     """self[indices] = values with constant indices (no accumulation): √(L_self² + k·L_values²),
     k the number of positions that one entry of values is broadcast to."""
     if ctx.arg("accumulate"):
         raise Unsupported("index_put with accumulation")
-    if ctx.depends("indices"):
-        raise NonLipschitz("indices that depend on the input are not Lipschitz")
     vals = ctx.arg("values")
     idx = [i for i in ctx.arg("indices") if i is not None]
     positions = 1
@@ -166,11 +186,9 @@ def index_put(ctx: OpContext) -> float:
     return _two_parts(ctx.lip("self"), math.sqrt(k) * ctx.lip("values") if ctx.depends("values") else 0.0)
 
 
-@register_rule("aten.index.Tensor", "aten._unsafe_index.Tensor", family=FAMILY)
+@register_rule("aten.index.Tensor", "aten._unsafe_index.Tensor", family=FAMILY, lipschitz_args=SELF)
 def index(ctx: OpContext) -> float:
-    """Gather with constant indices: √(most times one entry is picked)."""
-    if ctx.depends("indices"):
-        raise NonLipschitz("indices that depend on the input are not Lipschitz")
+    """Gather with constant (declared) indices: √(most times one entry is picked)."""
     x = ctx.arg("self")
     ids = ctx.arg("indices")
     # count how often each source entry is read: gather a tensor of entry ids, then count them
@@ -206,12 +224,10 @@ def _source_and_count(
     return lip, int(counts.max()) if counts.numel() else 0
 
 
-@register_rule("aten.where.self", family=FAMILY)
+@register_rule("aten.where.self", family=FAMILY, lipschitz_args=("self", "other"))
 def where(ctx: OpContext) -> float:
-    """where(c, a, b) with a constant condition: entries of a where c, of b elsewhere:
+    """where(c, a, b) with a constant (declared) condition: entries of a where c, of b elsewhere:
     √(k_a·L_a² + k_b·L_b²), k the most selected copies of one source entry."""
-    if ctx.depends("condition"):
-        raise NonLipschitz("where() with an input-dependent condition is a discontinuous switch")
     c = ctx.arg("condition").to(torch.bool)
     out = ctx.out
     la, ka = _source_and_count(ctx, "self", c, out)
@@ -220,9 +236,9 @@ def where(ctx: OpContext) -> float:
     return math.sqrt(ka * la * la + kb * lb * lb)
 
 
-@register_rule("aten.cat.default", family=FAMILY)
 def cat(ctx: OpContext) -> float:
-    """Concatenation of disjoint blocks: √(Σ L_i²)."""
+    """Concatenation of disjoint blocks: √(Σ L_i²) (registered for aten.cat in `constrained`, which
+    delegates here outside its patterns)."""
     ls = [ctx.lip(t) for t in ctx.raw("tensors") if isinstance(t, torch.fx.Node) and ctx.depends(t)]
     ctx.note("concat √ΣL²")
     return math.sqrt(sum(v * v for v in ls))
@@ -234,6 +250,7 @@ def cat(ctx: OpContext) -> float:
     "aten.unbind.int",
     "aten.chunk.default",
     family=FAMILY,
+    lipschitz_args=SELF,
 )
 def split(ctx: OpContext) -> tuple[float, ...]:
     """Splits: each piece a sub-selection, ≤ 1."""
@@ -242,13 +259,16 @@ def split(ctx: OpContext) -> tuple[float, ...]:
     return tuple(lx for _ in ctx.out)
 
 
-@register_rule("getitem", family=FAMILY)
+@register_rule("getitem", family=FAMILY, lipschitz_args=ANY_ARG)
 def getitem(ctx: OpContext) -> Any:
-    """Item of a multi-output op."""
+    """Item of a multi-output op: the bound its rule gave that output; NonLipschitz for a discrete
+    output (indices)."""
     src, idx = ctx.node.args[0], ctx.node.args[1]
     b = ctx.bounds.get(src)
     if isinstance(b, tuple):
         e = b[idx]
+        if e is DISCRETE:
+            raise NonLipschitz(f"output {idx} of {src.name} takes discrete values (indices), not Lipschitz")
         if e is None:
             raise Unsupported(f"output {idx} of {src.name} (e.g. pooling indices) has no bound")
         ctx.note("item")
@@ -268,24 +288,35 @@ def getitem(ctx: OpContext) -> Any:
     "aten.sym_size.int",
     "aten._assert_tensor_metadata.default",
     family=FAMILY,
+    lipschitz_args=("self", "a"),
 )
 def shape_only(ctx: OpContext) -> float:
-    """Values that depend on x only through its (fixed) shape: constants."""
-    if ctx.op == "aten.full_like.default" and ctx.depends("fill_value"):
-        raise Unsupported("full_like with an input-dependent fill value")
+    """Values that depend on x only through its (fixed) shape: constants (a fill value from x is
+    refused by the registry: only `self`/`a` is declared)."""
     ctx.note("shape only")
     return 0.0
 
 
-@register_rule("aten.amax.default", "aten.amin.default", family=FAMILY)
+@register_rule("aten.amax.default", "aten.amin.default", family=FAMILY, lipschitz_args=SELF)
 def amax(ctx: OpContext) -> float:
     """Max/min over entries: |max a − max b| ≤ max|a − b| ≤ ‖a − b‖, so 1."""
     ctx.note("max over entries")
     return ctx.lip("self")
 
 
-@register_rule("aten.max.dim", "aten.min.dim", "aten.sort.default", "aten.topk.default", family=FAMILY)
-def sorted_values(ctx: OpContext) -> tuple[float, None]:
-    """Values of max/min along a dim, sort, top-k: sorting is 1-Lipschitz in ℓ2 (indices: discrete)."""
+@register_rule(
+    "aten.max.dim",
+    "aten.min.dim",
+    "aten.sort.default",
+    "aten.topk.default",
+    family=FAMILY,
+    lipschitz_args=SELF,
+)
+def sorted_values(ctx: OpContext) -> tuple[float, float | str]:
+    """(values, indices) of max/min along a dim, sort, top-k: sorting is 1-Lipschitz in ℓ2; the
+    indices are discrete (DISCRETE), unless the axis has one entry (always index 0)."""
     ctx.note("order statistics")
-    return (ctx.lip("self"), None)
+    x = ctx.arg("self")
+    d = int(ctx.arg("dim"))
+    single = isinstance(x, torch.Tensor) and (x.dim() == 0 or x.shape[d] == 1)
+    return (ctx.lip("self"), 0.0 if single else DISCRETE)
