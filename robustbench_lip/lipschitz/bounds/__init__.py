@@ -37,6 +37,7 @@ from robustbench_lip.lipschitz.bounds.propagate import LayerBound, Problem, prop
 from robustbench_lip.lipschitz.bounds.rules.activations import GELU_LIP, SILU_LIP
 from robustbench_lip.lipschitz.bounds.rules.registry import (
     ANY_ARG,
+    DISCRETE,
     Affine,
     NonLipschitz,
     OpContext,
@@ -182,6 +183,7 @@ def upper_bound(
 
 __all__ = [
     "ANY_ARG",
+    "DISCRETE",
     "GELU_LIP",
     "SAFETY",
     "SILU_LIP",

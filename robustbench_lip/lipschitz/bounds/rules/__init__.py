@@ -1,6 +1,6 @@
 """Bound rules, one per ATen op, grouped by family; importing this package registers them all."""
 
-from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained refines cat/max/min/sub)
+from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (each op once; cat/maximum/minimum/sub in constrained)
     activations,
     constrained,
     linear,
@@ -10,6 +10,7 @@ from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained
 )
 from robustbench_lip.lipschitz.bounds.rules.registry import (
     ANY_ARG,
+    DISCRETE,
     Affine,
     NonLipschitz,
     OpContext,
@@ -22,6 +23,7 @@ from robustbench_lip.lipschitz.bounds.rules.registry import (
 
 __all__ = [
     "ANY_ARG",
+    "DISCRETE",
     "Affine",
     "NonLipschitz",
     "OpContext",

@@ -101,7 +101,9 @@ def _declared(ops: tuple[str, ...], lipschitz_args: Any) -> tuple[str, ...] | st
         )
     if lipschitz_args == ANY_ARG:
         return ANY_ARG
-    names = (lipschitz_args,) if isinstance(lipschitz_args, str) else tuple(lipschitz_args)
+    if isinstance(lipschitz_args, str):
+        lipschitz_args = (lipschitz_args,)
+    names = tuple(lipschitz_args) if isinstance(lipschitz_args, (tuple, list)) else ()
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ValueError(
             f"register_rule({', '.join(ops)}): lipschitz_args must be ANY_ARG or a non-empty tuple of "

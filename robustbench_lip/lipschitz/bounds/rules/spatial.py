@@ -20,7 +20,7 @@ from robustbench_lip.lipschitz.bounds.numerics import (
     spatial_linear_bound,
     windows_per_pixel,
 )
-from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, Unsupported, register_rule
+from robustbench_lip.lipschitz.bounds.rules.registry import DISCRETE, OpContext, Unsupported, register_rule
 
 FAMILY = "spatial"
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -187,11 +187,11 @@ def _max_pool_c(ctx: OpContext) -> int:
 
 
 @register_rule("aten.max_pool2d_with_indices.default", family=FAMILY, lipschitz_args=("self",))
-def max_pool2d_with_indices(ctx: OpContext) -> tuple[float, None]:
-    """Max pooling: √c, c = most windows covering one pixel (indices: discrete, no bound)."""
+def max_pool2d_with_indices(ctx: OpContext) -> tuple[float, str]:
+    """Max pooling: √c, c = most windows covering one pixel (indices: DISCRETE)."""
     c = _max_pool_c(ctx)
     ctx.note(f"max-pool √{c}")
-    return (math.sqrt(c) * ctx.lip("self"), None)
+    return (math.sqrt(c) * ctx.lip("self"), DISCRETE)
 
 
 @register_rule("aten.max_pool2d.default", family=FAMILY, lipschitz_args=("self",))
@@ -203,13 +203,13 @@ def max_pool2d(ctx: OpContext) -> float:
 
 
 @register_rule("aten.adaptive_max_pool2d.default", family=FAMILY, lipschitz_args=("self",))
-def adaptive_max_pool2d(ctx: OpContext) -> tuple[float, None]:
-    """Adaptive max pooling: √c over its (possibly overlapping) windows."""
+def adaptive_max_pool2d(ctx: OpContext) -> tuple[float, str]:
+    """Adaptive max pooling: √c over its (possibly overlapping) windows (indices: DISCRETE)."""
     x = ctx.arg("self")
     oh, ow = _pair(ctx.arg("output_size"))
     c = adaptive_windows_per_pixel(x.shape[-2], oh) * adaptive_windows_per_pixel(x.shape[-1], ow)
     ctx.note(f"adaptive max-pool √{c}")
-    return (math.sqrt(c) * ctx.lip("self"), None)
+    return (math.sqrt(c) * ctx.lip("self"), DISCRETE)
 
 
 @register_rule(

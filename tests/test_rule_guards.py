@@ -1,0 +1,441 @@
+"""The registry's guards against a false certificate: every rule declares the arguments that may carry x
+(an undeclared argument computed from x gives null naming it), rules check the range of their scalar
+parameters (a jump or an unbounded slope gives null with the reason, proved here by a witnessed
+quotient), every output of a multi-output op has its own bound (indices: null), and a value drawn at
+random is never a constant. Each model either gets a bound that no dense float64 Jacobian or witnessed
+pair at random points of ℝ^d (inside and outside [0, 1]^d) exceeds, or null with the reason."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_bound_rules import Fn, _truths
+from torch import nn
+
+from robustbench_lip.lipschitz.bounds import (
+    ANY_ARG,
+    register_rule,
+    registered_ops,
+    unregister_rule,
+    upper_bound,
+)
+from robustbench_lip.lipschitz.bounds.propagate import random_op
+from robustbench_lip.lipschitz.bounds.rules.registry import get_rule
+
+W = torch.randn(4, 4, 3, 3, generator=torch.Generator().manual_seed(11))
+V = torch.rand(4, generator=torch.Generator().manual_seed(12)) + 0.3
+
+
+def _custom_op(name: str):
+    """A fresh custom op rlip_guard::<name>(x, w) = tanh(x) * w (w a tensor, broadcast)."""
+
+    @torch.library.custom_op(f"rlip_guard::{name}", mutates_args=())
+    def op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) * w
+
+    @op.register_fake
+    def _(x, w):
+        return torch.empty_like(x)
+
+    return op
+
+
+# --- the registry ------------------------------------------------------------------------------
+
+
+def test_a_rule_without_lipschitz_args_is_refused_naming_the_op():
+    with pytest.raises(TypeError, match=r"rlip_guard\.nodecl\.default.*lipschitz_args"):
+        register_rule("rlip_guard.nodecl.default")(lambda ctx: 1.0)
+    for bad in ((), ("",), 3):
+        with pytest.raises(ValueError, match="lipschitz_args"):
+            register_rule("rlip_guard.nodecl.default", lipschitz_args=bad)(lambda ctx: 1.0)
+    assert get_rule("rlip_guard.nodecl.default") is None
+
+
+def test_registering_an_op_twice_needs_replace():
+    with pytest.raises(ValueError, match=r"aten\.relu\.default.*replace=True"):
+        register_rule("aten.relu.default", lipschitz_args=("self",))(lambda ctx: 0.0)
+    assert get_rule("aten.relu.default").family == "activations"  # untouched
+    op = _custom_op("twice")
+    model = Fn(lambda s, x: op(x, s.v), v=V)
+    key = "rlip_guard.twice.default"
+    register_rule(key, lipschitz_args=("x",))(lambda ctx: float(ctx.arg("w").abs().max()) * ctx.lip("x"))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_rule(key, lipschitz_args=("x",))(lambda ctx: 0.0)
+        assert upper_bound(model, (4,)).upper == pytest.approx(float(V.max()))
+        register_rule(key, lipschitz_args=("x",), replace=True)(lambda ctx: 5.0 * ctx.lip("x"))
+        assert upper_bound(model, (4,)).upper == pytest.approx(5.0)
+    finally:
+        unregister_rule(key)
+    assert get_rule(key) is None
+
+
+def test_a_declared_constant_computed_from_x_gives_null_naming_it():
+    op = _custom_op("declared")
+    key = "rlip_guard.declared.default"
+    register_rule(key, lipschitz_args=("x",))(lambda ctx: float(ctx.arg("w").abs().max()) * ctx.lip("x"))
+    try:
+        ok = upper_bound(Fn(lambda s, x: op(x, s.v), v=V), (4,))
+        assert ok.upper == pytest.approx(float(V.max()))
+        ub = upper_bound(Fn(lambda s, x: op(x, 3 * x + 1)), (4,))  # tanh(x)·(3x + 1): slope unbounded
+        assert ub.upper is None and ub.reflection is None
+        assert any(p.op == key and "argument 'w' depends on the input" in p.reason for p in ub.problems), (
+            ub.reasons
+        )
+    finally:
+        unregister_rule(key)
+
+
+def test_every_rule_is_registered_once_with_declared_arguments_of_its_schema():
+    from robustbench_lip.lipschitz.bounds.rules import activations, constrained, linear, structural
+
+    for op, fn in [
+        ("aten.cat.default", constrained.cat),
+        ("aten.maximum.default", constrained.maximum),
+        ("aten.sub.Tensor", constrained.sub),
+    ]:
+        assert get_rule(op).fn is fn  # the refinement, which delegates to the general rule
+    assert structural.cat is not constrained.cat and activations.maximum and linear.sub
+    for op in registered_ops():
+        entry = get_rule(op)
+        assert entry.lipschitz_args == ANY_ARG or (
+            isinstance(entry.lipschitz_args, tuple) and entry.lipschitz_args
+        )
+        ns, name, overload = [*op.split("."), "", ""][:3]
+        packet = getattr(getattr(torch.ops, ns, None), name, None) if ns == "aten" else None
+        if packet is None or entry.lipschitz_args == ANY_ARG:
+            continue
+        schema = {a.name for a in getattr(packet, overload)._schema.arguments}
+        assert set(entry.lipschitz_args) <= schema | {"a", "self"}, (op, entry.lipschitz_args, schema)
+        assert set(entry.lipschitz_args) & schema, (op, entry.lipschitz_args, schema)
+
+
+# --- arguments computed from x -----------------------------------------------------------------
+
+# (name, factory, per-sample shape, None: a bound is expected | (op, text the reason must contain))
+ARGUMENT_CASES = [
+    ("rsub-x-in-other", lambda: Fn(lambda s, x: torch.rsub(x, 6 * F.relu(x + 0.5))), (5,), None),
+    (
+        "rsub-x-in-other-alpha",
+        lambda: Fn(lambda s, x: torch.rsub(x, 2.5 * F.relu(x - 0.3), alpha=-0.25)),
+        (5,),
+        None,
+    ),
+    (
+        "rsub-tensor-broadcast",
+        lambda: Fn(lambda s, x: torch.rsub(x, 4 * x.amax(1, keepdim=True))),
+        (3,),
+        None,
+    ),
+    (
+        "conv-bias-from-x",
+        lambda: Fn(lambda s, x: F.conv2d(x, s.w, bias=7 * x[0, :, 0, 0], padding=1), w=W),
+        (4, 3, 3),
+        ("convolution", "argument 'bias' depends on the input"),
+    ),
+    (
+        "conv-weight-from-x",
+        lambda: Fn(lambda s, x: F.conv2d(x, s.w + x.mean(), padding=1), w=W),
+        (4, 3, 3),
+        ("convolution", "argument 'weight' depends on the input"),
+    ),
+    (
+        "linear-bias-broadcast-into-rows",
+        lambda: Fn(lambda s, x: F.linear(x, s.w[0, 0], bias=-3 * x[0, 1]), w=W),
+        (4, 3),
+        ("linear", "argument 'bias' depends on the input"),
+    ),
+    (
+        "addmm-bias-from-x-broadcast",
+        lambda: Fn(
+            lambda s, x: torch.addmm(2 * x.view(4, 3)[1], x.view(4, 3), s.w[0, 0], beta=1.5).view(1, 12), w=W
+        ),
+        (12,),
+        None,
+    ),
+    (
+        "bn-running-mean-from-x",
+        lambda: Fn(lambda s, x: F.batch_norm(x, 3 * x.mean((0, 2, 3)), s.v, training=False), v=V),
+        (4, 3, 3),
+        ("_native_batch_norm_legit_no_training", "argument 'running_mean' depends on the input"),
+    ),
+    (
+        "bn-bias-from-x",
+        lambda: Fn(lambda s, x: F.batch_norm(x, -s.v, s.v, bias=5 * x.amax((0, 2, 3)), training=False), v=V),
+        (4, 3, 3),
+        ("_native_batch_norm_legit_no_training", "argument 'bias' depends on the input"),
+    ),
+    (
+        "conv-then-bn-with-mean-from-x",
+        lambda: Fn(
+            lambda s, x: F.batch_norm(F.conv2d(x, s.w), x.amin((0, 2, 3)), s.v, training=False), w=W, v=V
+        ),
+        (4, 4, 4),
+        ("_native_batch_norm_legit_no_training", "argument 'running_mean' depends on the input"),
+    ),
+    (
+        "prelu-weight-from-x",
+        lambda: Fn(lambda s, x: F.prelu(x, 0.5 * x.mean().view(1))),
+        (2, 3, 3),
+        ("_prelu_kernel", "argument 'weight' depends on the input"),
+    ),
+]
+
+
+@pytest.mark.parametrize("name,factory,shape,refusal", ARGUMENT_CASES, ids=[c[0] for c in ARGUMENT_CASES])
+def test_arguments_from_x_get_a_sound_bound_or_null_naming_them(name, factory, shape, refusal):
+    _check(factory().eval(), shape, refusal)
+
+
+def _check(model: nn.Module, shape: tuple[int, ...], refusal: tuple[str, str] | None) -> None:
+    ub = upper_bound(model, shape)
+    if refusal is None:
+        assert ub.upper is not None, ub.reasons
+        truth = _truths(model, shape)
+        assert truth <= ub.upper * (1 + 1e-6), (truth, ub.upper)
+        if ub.reflection is not None:
+            r_truth = _truths(Fn(lambda s, x: 2 * model(x) - x), shape)
+            assert r_truth <= ub.reflection * (1 + 1e-6), (r_truth, ub.reflection)
+        return
+    assert ub.upper is None and ub.reflection is None
+    op, text = refusal
+    assert any(op in p.op and text in p.reason for p in ub.problems), ub.reasons
+
+
+def test_rsub_with_x_in_other_is_not_the_old_false_certificate():
+    """7·relu(x + 0.2) − x has slope 6: U(A) ≥ 6, and R = 2A − I has slope 11 (not firmly non-expansive)."""
+    ub = upper_bound(Fn(lambda s, x: torch.rsub(x, 7 * F.relu(x + 0.2))), (3,))
+    assert ub.upper >= 6 and ub.reflection >= 11
+
+
+# --- parameter ranges --------------------------------------------------------------------------
+
+
+def _jump_witness(f, x0: float, h: float = 1e-12) -> float:
+    """|f(x0 + h) − f(x0 − h)| / 2h in float64 on a one-entry input: the quotient of a witnessed pair."""
+    xs = torch.tensor([[x0 - h], [x0 + h]], dtype=torch.float64)
+    y = f(xs)
+    return float((y[1] - y[0]).abs().max()) / float(xs[1] - xs[0])
+
+
+@pytest.mark.parametrize(
+    "beta,threshold",
+    [(1.5, 0.7), (0.8, -2.5), (0.25, 20.0), (-2.0, 3.0)],
+    ids=["small", "negative", "default-threshold", "negative-beta"],
+)
+def test_softplus_with_a_finite_threshold_jumps_and_gets_null(beta, threshold):
+    ub = upper_bound(Fn(lambda s, x: F.softplus(x, beta, threshold)), (3,))
+    assert ub.upper is None and ub.problems[0].non_lipschitz and "jump" in ub.problems[0].reason
+    jump = math.log1p(math.exp(-threshold)) / abs(beta)
+    assert f"{jump:.3g}" in ub.problems[0].reason
+    x0 = threshold / beta  # the switch point: witness the jump in float64 (not Lipschitz)
+    h = 1e-12 if jump > 1e-6 else 1e-13
+    q = _jump_witness(lambda t: F.softplus(t, beta, threshold), x0, h)
+    assert q > 1e3 and abs(q * 2 * h - jump) < 0.05 * jump + 1e-12
+
+
+def test_softplus_without_threshold_is_bounded_by_one():
+    model = Fn(lambda s, x: 2 * F.softplus(x, 0.3, math.inf))
+    ub = upper_bound(model, (4,))
+    assert ub.upper == pytest.approx(2.0) and _truths(model, (4,)) <= ub.upper
+
+
+@pytest.mark.parametrize(
+    "name,fn,x0,reason",
+    [
+        ("celu-negative-alpha", lambda t: F.celu(t, -0.6), -8.0, "celu"),
+        ("elu-negative-input-scale", lambda t: torch.ops.aten.elu(t, 0.9, 1.3, -0.4), -40.0, "elu"),
+    ],
+)
+def test_unbounded_slopes_get_null(name, fn, x0, reason):
+    ub = upper_bound(Fn(lambda s, x: fn(x)), (3,))
+    assert ub.upper is None and ub.problems[0].non_lipschitz
+    assert reason in ub.problems[0].op and "not Lipschitz" in ub.problems[0].reason
+    assert _jump_witness(fn, x0, 1e-7) > 1e3  # a witnessed slope above any bound one might have given
+
+
+PARAMETER_CASES = [
+    ("elu-large-input-scale", lambda: Fn(lambda s, x: torch.ops.aten.elu(x, 2.5, 0.7, 3.0)), (4,), 5.25),
+    ("elu-zero-input-scale", lambda: Fn(lambda s, x: torch.ops.aten.elu(x, 2.5, -0.7, 0.0)), (4,), 0.7),
+    (
+        "elu-negative-scale-zero-alpha",
+        lambda: Fn(lambda s, x: torch.ops.aten.elu(x, 0.0, 1.2, -3.0)),
+        (4,),
+        1.2,
+    ),
+    ("celu-positive-alpha", lambda: Fn(lambda s, x: F.celu(x, 1.7)), (4,), 1.0),
+    ("leaky-steep", lambda: Fn(lambda s, x: F.leaky_relu(x, 4.5)), (4,), 4.5),
+    ("hardtanh-inverted", lambda: Fn(lambda s, x: torch.ops.aten.hardtanh(x, 1.0, -1.0) + x), (4,), 1.0),
+    ("clamp-inverted", lambda: Fn(lambda s, x: x.clamp(0.4, -0.4) * 3 + x), (4,), 1.0),
+    ("prelu-constant-steep", lambda: nn.PReLU(2, init=3.5), (2, 2, 2), 3.5),
+]
+
+
+@pytest.mark.parametrize("name,factory,shape,exact", PARAMETER_CASES, ids=[c[0] for c in PARAMETER_CASES])
+def test_parameterised_activations_are_sound_and_exact(name, factory, shape, exact):
+    model = factory().eval()
+    _check(model, shape, None)
+    assert upper_bound(model, shape).upper == pytest.approx(exact, rel=1e-6)
+
+
+# --- multi-output ops --------------------------------------------------------------------------
+
+MULTI_OUTPUT_CASES = [
+    ("log-sigmoid-buffer", lambda: Fn(lambda s, x: 3 * torch.ops.aten.log_sigmoid_forward(x)[1]), (4,), None),
+    (
+        "log-sigmoid-both",
+        lambda: Fn(
+            lambda s, x: torch.ops.aten.log_sigmoid_forward(x)[0] - torch.ops.aten.log_sigmoid_forward(x)[1]
+        ),
+        (4,),
+        None,
+    ),
+    (
+        "max-dim-indices",
+        lambda: Fn(lambda s, x: x + x.max(dim=1, keepdim=True).indices),
+        (4,),
+        ("getitem", "discrete"),
+    ),
+    ("min-dim-indices", lambda: Fn(lambda s, x: x.min(dim=1).indices.float()), (4,), ("getitem", "discrete")),
+    ("sort-indices", lambda: Fn(lambda s, x: x.sort(dim=1).indices * 1.0), (4,), ("getitem", "discrete")),
+    ("topk-indices", lambda: Fn(lambda s, x: x.topk(2, dim=1).indices * 1.0), (4,), ("getitem", "discrete")),
+    (
+        "max-pool-indices",
+        lambda: Fn(lambda s, x: F.max_pool2d(x, 2, return_indices=True)[1] * 1.0),
+        (1, 4, 4),
+        ("getitem", "discrete"),
+    ),
+    (
+        "max-over-one-entry-indices",
+        lambda: Fn(lambda s, x: x + x.max(dim=1, keepdim=True).indices),
+        (1,),
+        None,
+    ),
+    (
+        "dropout-eval-both-outputs",
+        lambda: Fn(
+            lambda s, x: (
+                2 * torch.ops.aten.native_dropout(x, 0.3, False)[0]
+                + torch.ops.aten.native_dropout(x, 0.3, False)[1]
+            )
+        ),
+        (4,),
+        None,
+    ),
+    (
+        "bn-functional-five-outputs",
+        lambda: Fn(
+            lambda s, x: (lambda o: o[0] * 2 + o[3].view(1, -1, 1, 1) + o[4].view(1, -1, 1, 1))(
+                torch.ops.aten._native_batch_norm_legit_functional(x, None, None, -s.v, s.v, False, 0.1, 1e-5)
+            ),
+            v=V,
+        ),
+        (4, 2, 2),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "name,factory,shape,refusal", MULTI_OUTPUT_CASES, ids=[c[0] for c in MULTI_OUTPUT_CASES]
+)
+def test_every_output_of_a_multi_output_op_has_its_own_bound(name, factory, shape, refusal):
+    _check(factory().eval(), shape, refusal)
+
+
+def test_log_sigmoid_buffer_is_not_bounded_by_zero():
+    ub = upper_bound(Fn(lambda s, x: torch.ops.aten.log_sigmoid_forward(x)[1]), (2,))
+    assert ub.upper >= 0.99  # exp(−|x|) has slope → 1 at 0
+    assert _jump_witness(lambda t: torch.ops.aten.log_sigmoid_forward(t)[1], -1e-4, 1e-6) > 0.99
+
+
+# --- randomness --------------------------------------------------------------------------------
+
+RANDOM_CASES = [
+    ("x-times-randn", lambda: Fn(lambda s, x: x * torch.randn(x.shape[1:])), (4,), "aten.randn"),
+    ("x-plus-noise", lambda: Fn(lambda s, x: x + 0.05 * torch.randn_like(x)), (4,), "aten.randn_like"),
+    (
+        "x-plus-uniform-noise",
+        lambda: Fn(lambda s, x: x + torch.empty(4).uniform_(-0.1, 0.1)),
+        (4,),
+        "aten.uniform",
+    ),
+    (
+        "bernoulli-mask",
+        lambda: Fn(lambda s, x: x * torch.bernoulli(torch.full((4,), 0.3))),
+        (4,),
+        "aten.rand",
+    ),
+    (
+        "random-weight",
+        lambda: Fn(lambda s, x: F.linear(x, s.w[0, 0] + torch.randn(3, 3)), w=W),
+        (3,),
+        "aten.randn",
+    ),
+    ("random-permutation", lambda: Fn(lambda s, x: x[:, torch.randperm(4)]), (4,), "aten.randperm"),
+    ("randint-scale", lambda: Fn(lambda s, x: x * torch.randint(1, 4, (4,))), (4,), "aten.randint"),
+    ("normal-offset", lambda: Fn(lambda s, x: x + torch.normal(torch.zeros(4), 2.0)), (4,), "aten.normal"),
+    ("constant-random-output", lambda: Fn(lambda s, x: x * 0 + torch.rand(4)), (4,), "aten.rand"),
+]
+
+
+@pytest.mark.parametrize("name,factory,shape,source", RANDOM_CASES, ids=[c[0] for c in RANDOM_CASES])
+def test_a_random_draw_is_never_a_constant(name, factory, shape, source):
+    state = torch.random.get_rng_state()
+    ub = upper_bound(factory().eval(), shape)
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert ub.upper is None and ub.reflection is None
+    assert any(
+        "the output depends on a random draw" in p.reason and source in p.reason for p in ub.problems
+    ), ub.reasons
+
+
+def test_the_recorded_draw_is_not_the_truth():
+    """x·randn: each call draws new slopes, so no bound from one recorded draw holds for the map."""
+    model = Fn(lambda s, x: x * torch.randn(x.shape[1:]))
+    torch.manual_seed(5)
+    x = torch.zeros(1, 6)
+    y = torch.full((1, 6), 1e-3)
+    q = max(float((model(y) - model(x)).norm() / (y - x).norm()) for _ in range(20))
+    assert q > 1.0 and upper_bound(model, (6,)).upper is None
+
+
+def test_dropout_in_a_train_mode_export_is_a_random_draw():
+    net = nn.Sequential(nn.Linear(5, 3), nn.Dropout(0.4)).train()
+    ep = torch.export.export(net, (torch.rand(1, 5),), strict=False)
+    ub = upper_bound(ep, (5,))
+    assert ub.upper is None
+    assert any(p.op == "aten.native_dropout.default" and "random draw" in p.reason for p in ub.problems), (
+        ub.reasons
+    )
+    assert any("output depends on a random draw (aten.native_dropout" in p.reason for p in ub.problems)
+
+
+def test_a_random_branch_that_does_not_reach_the_output_is_ignored():
+    ub = upper_bound(Fn(lambda s, x: (x * 3, x * torch.randn(4))[0]), (4,))
+    assert ub.upper == pytest.approx(3.0) and ub.problems == []
+
+
+def test_random_ops_are_recognised_by_name_and_by_tag():
+    g = torch.fx.Graph()
+    x = g.placeholder("x")
+    tagged = [
+        op
+        for op in (torch.ops.aten.poisson.default, torch.ops.aten._standard_gamma.default)
+        if torch.Tag.nondeterministic_seeded in op.tags
+    ]
+    for op, args in [
+        (torch.ops.aten.bernoulli.p, (x, 0.5)),
+        (torch.ops.aten.exponential.default, (x,)),
+        (torch.ops.aten.multinomial.default, (x, 2)),
+        (torch.ops.aten.native_dropout.default, (x, 0.5, None)),
+        (torch.ops.aten.native_dropout.default, (x, 0.5, True)),
+        *[(op, (x,)) for op in tagged],
+    ]:
+        assert random_op(g.call_function(op, args)) == str(op)
+    assert random_op(g.call_function(torch.ops.aten.native_dropout.default, (x, 0.5, False))) is None
+    assert random_op(g.call_function(torch.ops.aten.relu.default, (x,))) is None
