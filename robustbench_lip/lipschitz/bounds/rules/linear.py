@@ -21,6 +21,7 @@ from robustbench_lip.lipschitz.bounds.rules.registry import (
     OpContext,
     Unsupported,
     broadcast_factor,
+    named_args,
     register_rule,
 )
 
@@ -38,8 +39,8 @@ def _fold_scale(ctx: OpContext, channels: int) -> torch.Tensor | None:
     bn = users[0]
     if str(bn.target) != BN_EVAL or not bn.args or bn.args[0] is not ctx.node:
         return None
-    weight, _bias, _mean, var = (bn.args + (None,) * 5)[1:5]
-    eps = float(bn.args[6]) if len(bn.args) > 6 else 1e-5
+    named = named_args(bn)  # by schema name: eps may be a keyword (a default eps would be unsound)
+    weight, var, eps = named["weight"], named["running_var"], float(named["eps"])
     if any(ctx.depends(a) for a in (weight, var) if a is not None):
         return None
     rv = ctx.value(var)
