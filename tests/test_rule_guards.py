@@ -439,3 +439,16 @@ def test_random_ops_are_recognised_by_name_and_by_tag():
         assert random_op(g.call_function(op, args)) == str(op)
     assert random_op(g.call_function(torch.ops.aten.native_dropout.default, (x, 0.5, False))) is None
     assert random_op(g.call_function(torch.ops.aten.relu.default, (x,))) is None
+
+
+def test_an_argument_from_x_with_bound_zero_is_a_constant():
+    """A shape (sym_size of a dynamic-batch export) or x·0 is constant over ℝ^d: a rule may read it."""
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(3 * 4 * 4, 5)).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(net, (torch.rand(2, 2, 6, 6),), dynamic_shapes=({0: batch},), strict=False)
+    ub = upper_bound(ep, (2, 6, 6))
+    assert ub.upper is not None and ub.problems == [], ub.reasons
+    assert _truths(net, (2, 6, 6)) <= ub.upper
+    model = Fn(lambda s, x: F.conv2d(x, s.w, bias=0 * x[0, :, 0, 0], padding=1), w=W)
+    ub = upper_bound(model, (4, 3, 3))
+    assert ub.upper is not None and _truths(model, (4, 3, 3)) <= ub.upper

@@ -185,14 +185,16 @@ def _visit(w: _Walk, g: LoweredGraph, n: torch.fx.Node) -> None:
 
 def _check_arguments(ctx: OpContext, entry: RuleEntry, w: _Walk) -> None:
     """Refuse the node (Unsupported, naming the argument) when an argument the rule did not declare
-    as a Lipschitz input depends on x, or an argument that does not depend on x is a random draw."""
+    as a Lipschitz input depends on x (unless its certified bound is 0: then it is a constant), or an
+    argument that does not depend on x is a random draw."""
     for name, raw in ctx.arguments():
         nodes = raw if isinstance(raw, (list, tuple)) else [raw]
         for a in nodes:
             if not isinstance(a, torch.fx.Node):
                 continue
             if w.dep.get(a, False):
-                if not entry.may_carry_x(name):
+                # certified constant (bound 0: a shape such as sym_size, zeros_like(x)): its value is fixed
+                if not entry.may_carry_x(name) and _total(w.bounds.get(a)) != 0.0:
                     declared = ", ".join(repr(d) for d in entry.lipschitz_args)
                     raise Unsupported(
                         f"{ctx.op}: argument {name!r} depends on the input (the rule takes only "
