@@ -3,6 +3,7 @@
 from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained refines cat/max/min/sub)
     activations,
     constrained,
+    convpatterns,
     linear,
     nonlipschitz,
     spatial,
