@@ -18,6 +18,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from torch.nn.utils import parametrize
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.lipschitz.bounds.rules.l2pool import fuse_l2_pools
 from robustbench_lip.lipschitz.bounds.rules.registry import get_rule
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ def lower(model: nn.Module | ExportedProgram, example: torch.Tensor) -> LoweredG
         except RlipError as e2:
             raise RlipError(f"{str(e2).split('; fix the weights')[0]}; {_FIX_WEIGHTS_HINT}") from None
     gm = ep.graph_module
+    fuse_l2_pools(gm)
     sig = ep.graph_signature
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(sig.input_specs):

@@ -4,6 +4,7 @@ from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (constrained
     activations,
     constrained,
     convpatterns,
+    l2pool,
     linear,
     nonlipschitz,
     spatial,
