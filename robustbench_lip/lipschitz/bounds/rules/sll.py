@@ -51,6 +51,14 @@ def _const(ctx: OpContext, a: Any) -> bool:
     return not ctx.depends(a) and _random_free(a)
 
 
+def _flat(ctx: OpContext, a: Any) -> bool:
+    """a does not vary with x: a constant, or a node certified 0-Lipschitz (e.g. x.new_ones(n))."""
+    if not ctx.depends(a):
+        return _random_free(a)
+    b = ctx.bounds.get(a) if isinstance(a, Node) else None
+    return b is not None and not isinstance(b, tuple) and float(getattr(b, "total", b)) == 0.0
+
+
 def _scalar(ctx: OpContext, a: Any) -> float | None:
     """a as a constant real number (a Python number or a one-element constant tensor)."""
     if isinstance(a, bool):
@@ -82,10 +90,10 @@ def _strip(ctx: OpContext, n: Any) -> tuple[Any, float]:
             continue
         if t in ("aten.add.Tensor", "aten.sub.Tensor") and len(n.args) == 2 and not n.kwargs:
             a, b = n.args
-            if ctx.depends(a) and not ctx.depends(b) and _random_free(b):
+            if ctx.depends(a) and _flat(ctx, b):
                 n = a
                 continue
-            if t == "aten.add.Tensor" and ctx.depends(b) and not ctx.depends(a) and _random_free(a):
+            if t == "aten.add.Tensor" and ctx.depends(b) and _flat(ctx, a):
                 n = b
                 continue
         break
@@ -188,7 +196,7 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         return None
     if [list(p[i]) for i in (3, 4, 5)] != [list(a[i]) for i in (3, 4, 5)] or int(p[8]) != groups:
         return None
-    if zv.dim() != 4 or ctx.depends(p[2]) or tuple(ctx.value(pre).shape) != tuple(ctx.value(a[0]).shape):
+    if zv.dim() != 4 or not _flat(ctx, p[2]) or tuple(ctx.value(pre).shape) != tuple(ctx.value(a[0]).shape):
         return None
     m = w.detach().to(torch.float64) * t.sqrt().view(-1, 1, 1, 1)
     nb, _ = conv2d_bound(m, tuple(zv.shape[-2:]), p[3], p[4], p[5], groups, "zeros", ctx.mode)
@@ -202,7 +210,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         u, wt = core.args[0], core.args[1]
     else:
         return None
-    if not _const(ctx, wt) or (len(core.args) > 2 and ctx.depends(core.args[2])):
+    if not _const(ctx, wt) or (len(core.args) > 2 and not _flat(ctx, core.args[2])):
         return None
     wtv = ctx.value(wt)
     if not isinstance(wtv, torch.Tensor) or wtv.dim() != 2:
@@ -215,7 +223,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         return None
     if _t(pre) != "aten.linear.default" or pre.args[0] is not z or not _transpose_of(ctx, wt, pre.args[1]):
         return None
-    if len(pre.args) > 2 and ctx.depends(pre.args[2]):
+    if len(pre.args) > 2 and not _flat(ctx, pre.args[2]):
         return None
     if tuple(ctx.value(core).shape) != tuple(ctx.value(z).shape):
         return None
