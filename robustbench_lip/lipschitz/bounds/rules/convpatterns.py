@@ -3,11 +3,13 @@
 - **Padding + conv as one operator.** A conv (zero conv padding) whose input P is a circular /
   reflect / replicate padding of one tensor z, used by that conv alone: torch and orthogonium lower
   circular padding to a chain of slice / copy / slice_scatter steps on an empty tensor (each charged
-  √2 by itself). The chain is checked to be exactly `F.pad(z, pad, mode)` by evaluating it once on
-  z = distinct values (the chain's ops only move entries, and NaN marks never-written ones, so one
-  evaluation identifies its index map). The pair is bounded by `conv2d_bound(..., padding_mode=mode)`.
-- **AOL rescaling** conv(z·d) with d ≥ 0 … any constant per-input-channel vector computed from the
-  weights: bounded as one conv with the weight's input channels scaled by d (not ‖conv‖·max|d|).
+  √2 by itself). The chain is checked to be exactly `F.pad(z, pad, mode)` by evaluating it on two
+  sets of distinct values (its ops only move entries; NaN marks never-written ones, and an entry
+  taken from a constant cannot match both sets, so this identifies its index map). The pair is
+  bounded by `conv2d_bound(..., padding_mode=mode)`.
+- **AOL rescaling** conv(z·d) with d a constant per-input-channel vector (computed from the
+  weights, not from x, not random): bounded as one conv with the weight's input channels scaled
+  by d (not ‖conv‖·max|d|).
 
 Anything else: the general convolution rule.
 """
@@ -113,21 +115,24 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     dh, dw = pv.shape[2] - zv.shape[2], pv.shape[3] - zv.shape[3]
     if dh < 0 or dw < 0 or dh % 2 or dw % 2:
         return None
+    # two sets of distinct values: an entry copied from a constant cannot match both
     marks = torch.arange(1, zv.numel() + 1, dtype=torch.float64).reshape(zv.shape)
-    try:
-        out = _replay(ctx, nodes, z, marks)
-    except Exception:
-        return None
-    if out is None or tuple(out.shape) != tuple(pv.shape):
-        return None
+    runs = []
+    for zval in (marks, -3.0 * marks - 0.5):
+        try:
+            out = _replay(ctx, nodes, z, zval)
+        except Exception:
+            return None
+        if out is None or tuple(out.shape) != tuple(pv.shape):
+            return None
+        runs.append((zval, out))
     pad = (dw // 2, dw // 2, dh // 2, dh // 2)
     for mode in ("circular", "reflect", "replicate"):
         try:
-            ref = F.pad(marks, pad, mode=mode)
+            if all(torch.equal(out, F.pad(zval, pad, mode=mode)) for zval, out in runs):
+                return z, mode, (dh // 2, dw // 2)
         except Exception:
             continue
-        if torch.equal(out, ref):
-            return z, mode, (dh // 2, dw // 2)
     return None
 
 
