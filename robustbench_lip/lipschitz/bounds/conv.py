@@ -40,8 +40,6 @@ def _padding4(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) 
     return (ph, ph, pw, pw)
 
 
-
-
 def _freq_sigma_max(a: torch.Tensor) -> float:
     """max over the batch of σ_max of complex matrices a (B, m, n), certified.
 
@@ -227,5 +225,3 @@ def _active_taps(n: int, p0: int, p1: int, k: int, s: int, d: int) -> tuple[int,
     end = s * (n_out - 1) + d * j1 - p0
     lo, hi = max(0, start), min(n - 1, end)
     return (j0, j1, hi - lo + 1, max(0, -start), max(0, end - (n - 1)))
-
-

@@ -6,6 +6,7 @@ functionalised by export, so the bounder sees exactly the program that runs.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,10 @@ import torch
 from torch import nn
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
+from torch.nn.utils import parametrize
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.lipschitz.bounds.rules.l2pool import fuse_l2_pools
 from robustbench_lip.lipschitz.bounds.rules.registry import get_rule
 
 log = logging.getLogger(__name__)
@@ -66,14 +69,67 @@ def export_program(model: nn.Module | ExportedProgram, example: torch.Tensor) ->
         ) from None
 
 
-def lower(model: nn.Module | ExportedProgram, example: torch.Tensor) -> LoweredGraph:
-    """The core-ATen graph of model at the example's shape (model already in the wanted mode)."""
+_FIX_WEIGHTS_HINT = (
+    "fix the weights in place first: torch.nn.utils.parametrize.remove_parametrizations(module, name, "
+    "leave_parametrized=True) on each parametrized module (in eval mode), then certify that model"
+)
+
+
+def _is_parametrized(model: Any) -> bool:
+    return isinstance(model, nn.Module) and any(parametrize.is_parametrized(m) for m in model.modules())
+
+
+def fixed_weights_copy(model: nn.Module) -> nn.Module:
+    """A copy of model whose torch.nn.utils.parametrize-d tensors are computed once, in the model's
+    current mode, and stored as plain tensors: the weights its next forward call would use (a power
+    iteration that updates its vectors in forward runs once, on the copy; the model is untouched)."""
+    try:
+        net = copy.deepcopy(model)
+    except Exception as e:
+        raise RlipError(
+            f"the model cannot be copied to fix its weights ({_first_line(e)}); {_FIX_WEIGHTS_HINT}"
+        ) from None
+    with torch.no_grad():
+        while True:
+            mod = next((m for m in net.modules() if parametrize.is_parametrized(m)), None)
+            if mod is None:
+                return net
+            # not remove_parametrizations: it edits the parametrized class, which deepcopy shares
+            # with the original model
+            values = {name: getattr(mod, name).detach().clone() for name in mod.parametrizations.keys()}
+            del mod._modules["parametrizations"]
+            mod.__class__ = mod.__class__.__bases__[0]
+            for name, v in values.items():
+                mod.register_parameter(name, nn.Parameter(v, requires_grad=False))
+
+
+def _export_core(model: nn.Module | ExportedProgram, example: torch.Tensor) -> ExportedProgram:
     ep = export_program(model, example)
     try:
-        ep = ep.run_decompositions(_decomp_table())
+        return ep.run_decompositions(_decomp_table())
     except Exception as e:
-        raise RlipError(f"the model's graph cannot be decomposed to core ATen ({_first_line(e)})") from None
+        hint = f"; {_FIX_WEIGHTS_HINT}" if "set_" in str(e) or "mutation" in str(e) else ""
+        raise RlipError(
+            f"the model's graph cannot be decomposed to core ATen ({_first_line(e)}){hint}"
+        ) from None
+
+
+def lower(model: nn.Module | ExportedProgram, example: torch.Tensor) -> LoweredGraph:
+    """The core-ATen graph of model at the example's shape (model already in the wanted mode). A
+    model with parametrized weights that cannot be exported as it is (e.g. a power iteration that
+    updates its buffers in forward) is exported from `fixed_weights_copy(model)`."""
+    try:
+        ep = _export_core(model, example)
+    except RlipError as e:
+        if not _is_parametrized(model):
+            raise
+        log.info("exporting a copy with its parametrized weights fixed (%s)", e)
+        try:
+            ep = _export_core(fixed_weights_copy(model), example)
+        except RlipError as e2:
+            raise RlipError(f"{str(e2).split('; fix the weights')[0]}; {_FIX_WEIGHTS_HINT}") from None
     gm = ep.graph_module
+    fuse_l2_pools(gm)
     sig = ep.graph_signature
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(sig.input_specs):
@@ -134,4 +190,4 @@ def record_values(g: LoweredGraph, example: torch.Tensor) -> dict[torch.fx.Node,
     return rec.values
 
 
-__all__ = ["LoweredGraph", "export_program", "lower", "record_values"]
+__all__ = ["LoweredGraph", "export_program", "fixed_weights_copy", "lower", "record_values"]

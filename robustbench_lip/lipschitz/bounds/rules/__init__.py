@@ -3,6 +3,8 @@
 from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (each op once; cat/maximum/minimum/sub in constrained)
     activations,
     constrained,
+    convpatterns,
+    l2pool,
     linear,
     nonlipschitz,
     spatial,

@@ -19,11 +19,12 @@ general rule, so nothing else changes.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import torch
 
-from robustbench_lip.lipschitz.bounds.rules import activations, linear, structural
+from robustbench_lip.lipschitz.bounds.rules import activations, linear, sll, structural
 from robustbench_lip.lipschitz.bounds.rules.registry import ANY_ARG, Affine, OpContext, register_rule
 
 Part = tuple[torch.fx.Node, int, int, int]  # (source, dim, start, stop): a slice of source along dim
@@ -69,28 +70,33 @@ def _part(ctx: OpContext, a: Any) -> Part | None:
     return None
 
 
-def _joint(ctx: OpContext, nodes: list[Any]) -> tuple[float, bool]:
+def _joint(
+    ctx: OpContext, nodes: list[Any], mult: dict[torch.fx.Node, int] | None = None
+) -> tuple[float, bool]:
     """Certified bound on ‖Δ(n_1, …, n_k)‖ jointly, and whether slices were merged: nodes that are
     pairwise disjoint slices of one source z along one axis count as one part with bound L(z); the
-    parts combine as √ΣL²."""
-    groups: dict[tuple[torch.fx.Node, int], list[tuple[int, int]]] = {}
+    parts combine as √ΣL². mult: how many times each node appears (a part whose members appear up to
+    m times costs m·L², since Σ m_i·Δ_i² ≤ max m · ΣΔ_i²)."""
+    mult = mult or {}
+    groups: dict[tuple[torch.fx.Node, int], list[tuple[int, int, int]]] = {}
     total = 0.0
-    for n in nodes:
+    for n in dict.fromkeys(nodes):  # each distinct node once, with its multiplicity
         if not ctx.depends(n):
             continue
+        m = mult.get(n, 1)
         p = _part(ctx, n)
         if p is None:
-            total += ctx.lip(n) ** 2
+            total += m * ctx.lip(n) ** 2
             continue
         z, d, start, stop = p
         spans = groups.setdefault((z, d), [])
-        if any(start < e and s < stop for s, e in spans):  # overlapping: no sharing, count it alone
-            total += ctx.lip(n) ** 2
+        if any(start < e and s < stop for s, e, _ in spans):  # overlapping: no sharing, count it alone
+            total += m * ctx.lip(n) ** 2
             continue
-        spans.append((start, stop))
+        spans.append((start, stop, m))
     merged = False
     for (z, _d), spans in groups.items():
-        total += ctx.lip(z) ** 2
+        total += max(m for _, _, m in spans) * ctx.lip(z) ** 2
         merged = merged or len(spans) > 1
     return math.sqrt(total), merged
 
@@ -140,10 +146,12 @@ def _sort_pair_key(ctx: OpContext, n: Any) -> tuple[Any, ...] | None:
 def cat(ctx: OpContext) -> float:
     """Concatenation √ΣL² over its parts, where a part is one tensor, or the two halves (max, min)
     of one 2-sort (MaxMin, GroupSort2: bounded by the joint bound of what they sort, L(z) for two
-    slices of z, L(v) for max/min over one axis of v), or disjoint slices of one tensor z (L(z))."""
+    slices of z, L(v) for max/min over one axis of v), or disjoint slices of one tensor z (L(z)).
+    A part whose members are repeated up to m times in the list costs m·L² (each copy counts)."""
     tensors = [t for t in ctx.raw("tensors") if isinstance(t, torch.fx.Node) and ctx.depends(t)]
+    mult = Counter(tensors)
     halves: dict[tuple[Any, ...], dict[str, torch.fx.Node]] = {}
-    for t in tensors:
+    for t in mult:
         key = _sort_pair_key(ctx, t)
         if key is not None:
             halves.setdefault(key[:2], {}).setdefault(key[2], t)
@@ -153,11 +161,12 @@ def cat(ctx: OpContext) -> float:
         if len(h) != 2:
             continue
         used |= set(h.values())
+        m = max(mult[v] for v in h.values())
         if key[0] == "pair":
-            sq += _joint(ctx, list(key[1]))[0] ** 2
+            sq += m * _joint(ctx, list(key[1]))[0] ** 2
         else:
-            sq += ctx.lip(key[1][0]) ** 2
-    rest_norm, merged = _joint(ctx, [t for t in tensors if t not in used])
+            sq += m * ctx.lip(key[1][0]) ** 2
+    rest_norm, merged = _joint(ctx, [t for t in tensors if t not in used], mult)
     if not used and not merged:
         return structural.cat(ctx)
     ctx.note("concat with 2-sorts (MaxMin/GroupSort) or disjoint slices √ΣL²")
@@ -180,14 +189,24 @@ def _centering_source(ctx: OpContext) -> torch.fx.Node | None:
     return a
 
 
-@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=linear.FAMILY, lipschitz_args=ANY_ARG)
+@register_rule("aten.sub.Tensor", "aten.sub.Scalar", family=linear.FAMILY, lipschitz_args=("self", "other"))
 def sub(ctx: OpContext) -> Affine | float:
     """a − alpha·b; z − mean(z) over some axes (centering) is an orthogonal projection: L(z)."""
     z = _centering_source(ctx) if ctx.op == "aten.sub.Tensor" else None
     if z is not None:
         ctx.note("centering (projection) ×1")
         return ctx.lip(z)
+    if ctx.op == "aten.sub.Tensor" and (b := sll.sll_of_sum(ctx, -1.0)) is not None:
+        return b
     return linear.sub(ctx)
 
 
-__all__ = ["cat", "maximum", "sub"]
+@register_rule("aten.add.Tensor", family=linear.FAMILY, lipschitz_args=("self", "other"), replace=True)
+def add(ctx: OpContext) -> Affine | float:
+    """a + alpha·b; the SLL residual step z + (−2)·Wᵀ·T·σ(W·z + b) is bounded as one (see rules.sll)."""
+    if (b := sll.sll_of_sum(ctx, 1.0)) is not None:
+        return b
+    return linear.add(ctx)
+
+
+__all__ = ["add", "cat", "maximum", "sub"]
