@@ -1,0 +1,120 @@
+"""Certified conv norms (conv.py, embedding.py, gram.py) against dense float64 operator norms."""
+
+from __future__ import annotations
+
+import itertools
+from functools import partial
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustbench_lip.lipschitz.bounds import conv as conv_mod
+from robustbench_lip.lipschitz.bounds import conv2d_bound, gram
+
+
+def padded_conv(w, stride, pad, dilation, groups, pmode):
+    """x ↦ conv2d(pad(x)) with pad an int (all sides) in pmode."""
+
+    def f(x):
+        if pmode == "zeros":
+            return F.conv2d(x, w, stride=stride, padding=pad, dilation=dilation, groups=groups)
+        x = F.pad(x, (pad,) * 4, mode=pmode) if pad else x
+        return F.conv2d(x, w, stride=stride, dilation=dilation, groups=groups)
+
+    return f
+
+
+def exact_norm(f, in_shape) -> float:
+    """σ_max of the explicit matrix of the linear map f on inputs of in_shape (float64)."""
+    n = in_shape[0] * in_shape[1] * in_shape[2]
+    basis = torch.eye(n, dtype=torch.float64).view(n, *in_shape)
+    return float(torch.linalg.matrix_norm(f(basis).reshape(n, -1), 2))
+
+
+def force_embedding(monkeypatch):
+    """Disable the explicit-matrix path so the embeddings themselves are tested."""
+    monkeypatch.setattr(conv_mod, "dense_cost_ok", lambda *a: False)
+
+
+CASES = [
+    (k, s, d, g, p, hw, pm)
+    for k, s, d, g, p, hw, pm in itertools.product(
+        [1, 2, 3, 5], [1, 2, 3], [1, 2], [1, 2], [0, 1, 2], [(5, 5), (6, 4), (7, 9)],
+        ["zeros", "circular", "reflect", "replicate"],
+    )
+    if (d == 1 or k > 1) and (pm == "zeros" or p < min(hw)) and hw[0] + 2 * p >= d * (k - 1) + 1
+    and hw[1] + 2 * p >= d * (k - 1) + 1
+]
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_every_path_is_sound_on_random_configs(monkeypatch, dense):
+    gen = torch.Generator().manual_seed(7)
+    if not dense:
+        force_embedding(monkeypatch)
+    rows = CASES[:: 3 if dense else 2]
+    for k, s, d, g, p, hw, pm in rows:
+        w = torch.randn(4, 4 // g, k, k, generator=gen, dtype=torch.float64)
+        b, method = conv2d_bound(w, hw, s, p, d, g, padding_mode=pm)
+        ex = exact_norm(padded_conv(w, s, p, d, g, pm), (4, *hw))
+        assert b >= ex * (1 - 1e-12), (k, s, d, g, p, hw, pm, b, ex, method)
+        if dense or method == "1x1-exact" or (pm == "circular" and method == "circular-exact"):
+            assert b <= ex * (1 + 1e-4) + 1e-12, (k, s, d, g, p, hw, pm, b, ex, method)
+
+
+def test_transposed_conv_has_the_norm_of_its_adjoint_on_its_output_grid():
+    gen = torch.Generator().manual_seed(3)
+    for k, s, p, op in [(3, 2, 1, 1), (4, 2, 1, 0), (2, 2, 0, 0), (5, 3, 2, 2)]:
+        w = torch.randn(5, 3, k, k, generator=gen, dtype=torch.float64)  # (c_in, c_out, k, k)
+        x_hw = (4, 5)
+        out = F.conv_transpose2d(torch.zeros(1, 5, *x_hw, dtype=torch.float64), w, stride=s, padding=p,
+                                 output_padding=op)
+        b, _ = conv2d_bound(w, tuple(out.shape[-2:]), s, p)
+        adj = partial(F.conv_transpose2d, weight=w, stride=s, padding=p, output_padding=op)
+        ex = exact_norm(adj, (5, *x_hw))
+        assert ex * (1 - 1e-12) <= b <= ex * (1 + 1e-4)
+
+
+def test_one_by_one_conv_is_its_matrix_norm_without_a_frequency_tensor(monkeypatch):
+    calls = []
+    monkeypatch.setattr("robustbench_lip.lipschitz.bounds.embedding._spectrum_blocks",
+                        lambda *a: calls.append(a) or iter(()))
+    w = torch.randn(96, 64, 1, 1, dtype=torch.float64)
+    b, method = conv2d_bound(w, (50, 50), 2, 0)
+    assert method == "1x1-exact" and not calls
+    sig = float(torch.linalg.matrix_norm(w[:, :, 0, 0], 2))
+    assert sig <= b <= sig * (1 + 1e-5)
+    b2, _ = conv2d_bound(w[:, :32], (50, 50), 1, 2, groups=2, padding_mode="replicate")  # corner copies 9×
+    sig2 = max(float(torch.linalg.matrix_norm(w[i * 48:(i + 1) * 48, :32, 0, 0], 2)) for i in range(2))
+    assert sig2 * 3 <= b2 <= sig2 * 3 * (1 + 1e-5)
+
+
+def test_blocked_frequencies_give_the_unblocked_bound(monkeypatch):
+    force_embedding(monkeypatch)
+    w = torch.randn(6, 5, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    one, _ = conv2d_bound(w, (9, 8), 2, 1)
+    # one frequency per block
+    monkeypatch.setattr("robustbench_lip.lipschitz.bounds.embedding.BLOCK_BYTES", 1)
+    blocked, _ = conv2d_bound(w, (9, 8), 2, 1)
+    assert blocked == pytest.approx(one, rel=1e-5)
+
+
+def test_sigma_max_certificate_on_hard_spectra():
+    gen = torch.Generator().manual_seed(5)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, dtype=torch.float64, generator=gen))
+    for top in ([1.0] * 40, [1.0, 1 - 1e-7] + [0.5] * 38, [3.0] + [2.9999] * 39):
+        a = q * torch.tensor(top, dtype=torch.float64)
+        b = gram.sigma_max(a)
+        assert max(top) <= b <= max(top) * (1 + 1e-5)
+    c = torch.randn(7, 30, 20, dtype=torch.complex128, generator=gen)
+    ex = float(torch.linalg.matrix_norm(c, 2).max())
+    assert ex <= gram.sigma_max(c) <= ex * (1 + 1e-5)
+    assert gram.sigma_max(torch.zeros(3, 4, 4)) == 0.0
+
+
+def test_small_operators_get_the_exact_norm_in_the_default_mode():
+    w = torch.randn(16, 16, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    b, method = conv2d_bound(w, (8, 8), 1, 1)
+    ex = exact_norm(padded_conv(w, 1, 1, 1, 1, "zeros"), (16, 8, 8))
+    assert method == "dense-svd" and ex <= b <= ex * (1 + 1e-5)
