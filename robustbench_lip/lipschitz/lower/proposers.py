@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -55,14 +56,25 @@ def _jac_norm_along(f: Map, x: torch.Tensor, u: torch.Tensor, target: str) -> to
     return sample_norms(JacobianProducts(f, x, target).jvp(u, create_graph=True))
 
 
-def _ascent(sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator, notes: list[str]):
+def _over(deadline: float | None) -> bool:
+    """Whether the time budget (a time.perf_counter() deadline, None: none) is spent."""
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+def _ascent(
+    sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator, notes: list[str], deadline=None
+):
     """Hill climbing on σ_max(J(x)) from x0 in [0, 1]: steps along ∇‖J(x)u‖ (a random direction where
-    it vanishes or is unavailable), improvements kept. Returns the final points and vectors."""
+    it vanishes or is unavailable), improvements kept, until `steps` or the deadline. Returns the
+    final points and vectors."""
     x, u = x0.clone(), u0.clone()
     sig, u, _ = sigma(x, iters, u)
     step = 0.25 * math.sqrt(x[0].numel()) / 16
     use_grad = not sigma.fd
     for _ in range(steps):
+        if _over(deadline):
+            notes.append("jacobian_ascent stopped early: lower-bound time budget spent")
+            break
         grad = None
         if use_grad:
             try:
@@ -89,8 +101,9 @@ def _ascent(sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator,
     return x, u
 
 
-def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01):
-    """Adam on ‖g(x) − g(y)‖ / ‖x − y‖ over pairs in [0, 1] from y = x + 1e-2·u; best pair per start."""
+def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01, deadline=None):
+    """Adam on ‖g(x) − g(y)‖ / ‖x − y‖ over pairs in [0, 1] from y = x + 1e-2·u; best pair per start
+    (at most `steps` steps, fewer when the deadline passes)."""
     g = _g(search, target)
     x = x0.clone()
     y = (x0 + 1e-2 * u0).clamp(0, 1)
@@ -112,7 +125,7 @@ def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01):
             m = _bshape(imp.to(x.device), x)
             bx, by = torch.where(m, x.detach(), bx), torch.where(m, y.detach(), by)
             best = torch.where(imp, qd, best)
-        if it == steps:
+        if it == steps or _over(deadline):
             break
         gx, gy = torch.autograd.grad(-q.sum(), [x, y])
         x.grad, y.grad = gx, gy
