@@ -39,14 +39,26 @@ class _Sigma:
         return r.sigma, r.vector, r.converged
 
 
-def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator):
+_POWER_CHUNK = 10
+"""Power iterations between two looks at the time budget (warm-started from the last vector)."""
+
+
+def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator, deadline=None):
+    """σ_max, right singular vector and convergence flag per point (`iters` power iterations, in
+    chunks of _POWER_CHUNK; fewer once every point converged or the deadline passed)."""
     sig, vec, conv = [], [], []
     for i in range(0, x.shape[0], _BATCH):
         xb = x[i : i + _BATCH]
-        u0 = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
-        s, v, c = sigma(xb, iters, u0)
+        u = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
+        done = 0
+        while True:
+            k = min(_POWER_CHUNK, iters - done) if iters > done else iters
+            s, u, c = sigma(xb, k, u)
+            done += k
+            if done >= iters or bool(c.all()) or _over(deadline):
+                break
         sig.append(s)
-        vec.append(v)
+        vec.append(u)
         conv.append(c)
     return torch.cat(sig), torch.cat(vec), torch.cat(conv)
 

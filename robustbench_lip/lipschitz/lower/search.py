@@ -83,7 +83,7 @@ def _propose_power(run: _Run, sigma: _Sigma, iters: int) -> None:
     xs, target = run.xs, run.target
     n = xs.shape[0]
     try:
-        run.sig, run.vec, run.conv = _power(sigma, xs, iters, run.gen)
+        run.sig, run.vec, run.conv = _power(sigma, xs, iters, run.gen, run.deadline)
         order = run.order = torch.argsort(run.sig, descending=True)[: run.k].cpu()
         s = _scale(xs)
         idx = torch.arange(n)
