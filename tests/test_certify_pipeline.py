@@ -137,11 +137,26 @@ def test_a_program_with_a_fixed_batch_of_two_certifies_with_data(tmp_path):
     path = _classifier_pt2(tmp_path, 2)
     out = tmp_path / "r.json"
     res = runner.invoke(
-        app, ["certify", str(path), "--data", "shapes", "--n", "7", "--steps", "1", "--json", str(out)]
+        app,
+        [
+            "certify",
+            str(path),
+            "--data",
+            "shapes",
+            "--n",
+            "7",
+            "--steps",
+            "1",
+            "--lower-budget",
+            "3",
+            "--json",
+            str(out),
+        ],
     )
     assert res.exit_code == 0, res.output
     rec = json.loads(out.read_text())
     assert rec["radius_rules"]["head"]["structure"] == "linear"
+    assert rec["settings"]["lower_budget_s"] == 3.0 and rec["timings"]["lower_budget_s"] == 3.0
     for e, acc in rec["certified_accuracy"].items():
         assert acc <= rec["certified_accuracy_estimate"][e] <= rec["clean"]["accuracy"]
 
