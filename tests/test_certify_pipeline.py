@@ -211,3 +211,19 @@ def test_the_identity_through_a_foreign_wrapper_keeps_its_coefficient(tmp_path):
     torch.export.save(torch.export.export(Ident(), (torch.rand(1, 3, 4, 4),)), path)
     rec = _certify_json(tmp_path, path)
     assert rec["lipschitz"]["R"]["upper"] == pytest.approx(1.0)
+
+
+def test_a_wrapper_with_one_std_for_every_channel_keeps_the_identity_coefficient():
+    """A(x) = H((x − m)/s), H = (z + N(z))/2: α = 0.5/s, Lip(g) ≤ 0.5·U(N)/s."""
+    from robustbench_lip.config import ModelConfig
+    from robustbench_lip.lipschitz.bounds import upper_bound
+    from robustbench_lip.modelio.foreign import ForeignModel
+
+    shape = (3, 5, 5)
+    net = ConvReluConv(3, 4, (0.7, 0.7), shape).eval()
+    cfg = ModelConfig("pt2", "image2image", 3, 3, shape, mean=(0.1, 0.2, 0.3), std=(0.5, 0.5, 0.5))
+    ub = upper_bound(ForeignModel(HalfSum(net, 1), cfg), shape)
+    u_n = upper_bound(net, shape).upper
+    assert ub.alpha == pytest.approx(1.0)
+    assert ub.reflection == pytest.approx(abs(2 * ub.alpha - 1) + 2 * 0.5 * u_n / 0.5, rel=1e-6)
+    assert ub.reflection < 2 * ub.upper + 1
