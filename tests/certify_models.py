@@ -38,7 +38,7 @@ class ConvReluConv(nn.Module):
 
 
 class HalfSum(nn.Module):
-    """A = (x + N(x))/2 in one of three spellings."""
+    """A = (x + N(x))/2 in one of four spellings."""
 
     def __init__(self, net: nn.Module, spelling: int) -> None:
         super().__init__()
@@ -49,6 +49,8 @@ class HalfSum(nn.Module):
             return 0.5 * (x + self.net(x))
         if self.spelling == 1:
             return (x + self.net(x)) / 2
+        if self.spelling == 3:
+            return x / 2 + self.net(x) / 2
         return torch.add(x, self.net(x), alpha=1).mul(0.5)
 
 

@@ -182,7 +182,7 @@ def _certify_json(tmp_path: Path, path: Path) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("spelling", [0, 1, 2])
+@pytest.mark.parametrize("spelling", [0, 1, 2, 3])
 def test_a_user_half_sum_with_a_contraction_is_certified_fne(tmp_path, spelling):
     net = ConvReluConv(2, 3, (0.8, 0.8), SHAPE).eval()  # L(N) ≤ 0.64
     rec = _certify_json(tmp_path, _half_sum_pt2(tmp_path, net, spelling))

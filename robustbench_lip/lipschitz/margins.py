@@ -12,6 +12,13 @@ of the mean). It replaces margin / (√2·U(A)): never larger than needed, small
 differ by less than √2·‖W‖. `linear_head(model, shape)` recognises the structure in the exported
 graph and returns U(φ) and the matrix of ‖W_i − W_j‖; when it does not, it returns `reason` and the
 caller falls back to `margin_radii(logits, U(A))`.
+
+The rule relies on the rows of W being the classes of ONE sample, so recognition checks it on the
+graph `upper_bound` lowered (its batch: the program's fixed batch, else 1): the logits are (N, K);
+the nodes between the head and the output keep the batch and class axes (only size-1 axes dropped,
+no view that folds samples or positions into the class axis); W is a constant with exactly K rows;
+its input φ is one vector (CAM: one map) per sample. A single row shared by K feature vectors, or a
+Linear applied at every position, is not a head: √2·U(A) is used and the record says why.
 """
 
 from __future__ import annotations
