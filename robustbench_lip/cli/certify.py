@@ -11,6 +11,7 @@ from rich.table import Table
 from robustbench_lip.choices import BoundMode, CertifyTarget
 from robustbench_lip.cli.common import console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -96,8 +97,9 @@ def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> 
             )
     tm = payload["timings"]
     console.print(
-        f"timings: upper {tm.get('upper_s', 0):.2f} s, lower {tm.get('lower_s', 0):.2f} s, "
-        f"total {wall_s:.2f} s",
+        f"timings: export + upper {tm.get('export_upper_s') or 0:.2f} s, lower {tm.get('lower_s') or 0:.2f} s"
+        f" (budget {_fmt(tm.get('lower_budget_s'))} s), radii {tm.get('radii_s') or 0:.2f} s,"
+        f" total {wall_s:.2f} s",
         highlight=False,
     )
     for note in payload.get("notes", []):
@@ -164,6 +166,15 @@ def certify_cmd(
         BoundMode.fast
     ),
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    lower_budget: Annotated[
+        float,
+        typer.Option(
+            "--lower-budget",
+            min=0.0,
+            help="Seconds for the witnessed lower-bound search (A, R and the FNE test together); once "
+            "spent it keeps the best witness so far. Recorded in the settings and timings.",
+        ),
+    ] = DEFAULT_LOWER_BUDGET_S,
     list_rules: Annotated[
         bool,
         typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit."),
@@ -213,7 +224,7 @@ def certify_cmd(
     shape = parse_shape(input_shape) if input_shape is not None else None
     options: dict[str, Any] = dict(
         data=data, n=n, input_shape=shape, target=target.value, eps=eps_list, seed=seed, steps=steps,
-        mode=mode.value,
+        mode=mode.value, lower_budget=lower_budget,
     )  # fmt: skip
     if model is not None:
         _certify_and_render(model, json_file, layers, root=root, device=device, **options)

@@ -24,6 +24,7 @@ from torch import nn
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certified import robustness
+from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
 from robustbench_lip.evaluation.head_certify import radius_rules
 from robustbench_lip.evaluation.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
@@ -33,6 +34,7 @@ from robustbench_lip.records.schema import FneVerdict, Task
 log = logging.getLogger(__name__)
 
 DEFAULT_EPS: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
+_SHARES = {"A": 1.0, "R": 1.0, "FNE": 0.5}
 TargetChoice = Literal["A", "reflection", "both"]
 
 
@@ -50,7 +52,7 @@ class Certificate:
     certified_miou_estimate: dict[str, float | None] | None
     certified_pixel_accuracy: dict[str, float] | None
     clean: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     radius_rules: dict[str, Any] | None = None
 
@@ -176,30 +178,49 @@ def _undefined_fne() -> dict[str, Any]:
     }
 
 
+class _Budget:
+    """The lower-bound budget shared by the searches of one certify: each gets the time left times
+    its share of the shares left (time one search does not use goes to the next)."""
+
+    def __init__(self, seconds: float | None, parts: Sequence[str]) -> None:
+        self.end = None if seconds is None else time.perf_counter() + seconds
+        self.left = [_SHARES[p] for p in parts]
+
+    def next(self) -> float | None:
+        share = self.left.pop(0)
+        if self.end is None:
+            return None
+        return max(0.0, self.end - time.perf_counter()) * share / (share + sum(self.left))
+
+
 def _lower_and_fne(
     model: nn.Module,
     x: torch.Tensor,
     ub: UpperBound,
     reflection: bool,
-    iters: int,
-    steps: int,
+    search: tuple[int, int, float | None],
     gen: torch.Generator,
     progress: Steps,
 ) -> tuple[LowerBound, LowerBound | None, dict[str, Any]]:
     """Witnessed lower bounds of A, and — when `reflection` (R defined and asked for) — of R and
-    the FNE test, checked against the certified upper bounds. Without R the FNE verdict is
-    "undefined" (as the records have always said, also for target A on a same-shape model)."""
+    the FNE test, checked against the certified upper bounds; search = (iters, steps, budget in s
+    or None). Without R the FNE verdict is "undefined" (as the records have always said, also for
+    target A on a same-shape model)."""
+    iters, steps, seconds = search
+    budget = _Budget(seconds, ("A", "R", "FNE") if reflection else ("A",))
     progress.start("lower bounds of A (witnessed search)")
-    low_a = lower_bounds(model, x, "A", iters=iters, steps=steps, generator=gen)
+    low_a = lower_bounds(model, x, "A", iters=iters, steps=steps, generator=gen, budget_s=budget.next())
     progress.finish()
     _check_order("L(A)", low_a, ub.upper)
     if not reflection:
         return low_a, None, _undefined_fne()
     progress.start("lower bounds of R = 2A − I (witnessed search)")
-    low_r = lower_bounds(model, x, "reflection", iters=iters, steps=steps, generator=gen)
+    low_r = lower_bounds(
+        model, x, "reflection", iters=iters, steps=steps, generator=gen, budget_s=budget.next()
+    )
     progress.finish()
     progress.start("firm non-expansiveness test")
-    fne = fne_test(model, x, steps=steps, generator=gen)
+    fne = fne_test(model, x, steps=steps, generator=gen, budget_s=budget.next())
     progress.finish()
     ru = ub.reflection_upper()
     _check_order("L(R)", low_r, ru)
@@ -231,6 +252,7 @@ def certify(
     device: str | torch.device | None = None,
     bound: UpperBound | None = None,
     progress: ProgressFn | None = None,
+    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
 ) -> Certificate:
     """Certify `model` (inputs in [0,1], eval semantics; its modes and the global RNG are restored).
 
@@ -239,7 +261,10 @@ def certify(
     target: "A", "reflection" (needs output shape == input shape) or "both" (R when defined).
     eps: ℓ2 radii for the certified metrics. num_mask_classes: mask label count for segmenters
     (defaults to model.config.num_mask_classes). bound: a precomputed UpperBound to reuse.
-    progress(what, done, total): called as each step starts (evaluation.steps).
+    progress(what, done, total): called as each step starts (evaluation.steps). lower_budget:
+    seconds for the witnessed lower-bound searches (None: no limit). timings (s): export_upper_s
+    (export + certified upper bound), lower_s (searches, FNE test), radii_s (certified radii), and
+    lower_budget_s, the budget asked.
     """
     if target not in ("A", "reflection", "both"):
         raise RlipError(f"unknown target {target!r}; expected A, reflection or both")
@@ -250,7 +275,7 @@ def certify(
         if device is not None
         else next((p.device for p in model.parameters()), torch.device("cpu"))
     )
-    timings: dict[str, float] = {}
+    timings: dict[str, float | None] = {}
     notes: list[str] = []
     with preserved_modes(model), preserved_rng():
         set_eval(model)
@@ -273,23 +298,25 @@ def certify(
         todo.start("certified upper bound")
         ub = bound if bound is not None else upper_bound(model, shape, mode=mode, device=dev)
         todo.finish()
-        timings["upper_s"] = time.perf_counter() - t0
+        timings["export_upper_s"] = time.perf_counter() - t0
         if ub.upper is None:
             notes.append("no certified bound: " + "; ".join(ub.reasons))
         t0 = time.perf_counter()
         reflection = same_shape and target in ("reflection", "both")
         if target != "A" and not reflection:
             todo.drop(2)
-        low_a, low_r, fne = _lower_and_fne(model, x, ub, reflection, iters, steps, gen, todo)
+        low_a, low_r, fne = _lower_and_fne(model, x, ub, reflection, (iters, steps, lower_budget), gen, todo)
         timings["lower_s"] = time.perf_counter() - t0
+        timings["lower_budget_s"] = lower_budget
         t0 = time.perf_counter()
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
         todo.start("certified robustness")
         task = _task_of(model, out, x)
         rob = robustness(task, out, data, ub, low_a, eps, k, notes)
-        rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes)
-        timings["robustness_s"] = time.perf_counter() - t0
+        rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes, low_a.lower)
+        ub.keep_lowered(None)  # the graph and its values are not needed past the radii
+        timings["radii_s"] = time.perf_counter() - t0
         todo.end()
     return Certificate(
         bound=ub, lower_A=low_a, lower_R=low_r, fne=fne, timings=timings, notes=notes,
@@ -297,4 +324,13 @@ def certify(
     )  # fmt: skip
 
 
-__all__ = ["DEFAULT_EPS", "Certificate", "LowerBound", "TargetChoice", "certify", "fne_test", "lower_bounds"]
+__all__ = [
+    "DEFAULT_EPS",
+    "DEFAULT_LOWER_BUDGET_S",
+    "Certificate",
+    "LowerBound",
+    "TargetChoice",
+    "certify",
+    "fne_test",
+    "lower_bounds",
+]

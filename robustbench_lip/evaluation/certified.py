@@ -52,7 +52,7 @@ def certified_classification(
 def accuracy_at(correct: torch.Tensor, radii: torch.Tensor, eps: Sequence[float]) -> dict[str, float]:
     """{ε text: fraction of samples correct with radius > ε}; correct, radii: (N,)."""
     ok = correct.to(radii.device)
-    return {format_eps(e): float((ok & (radii > e)).float().mean()) for e in eps}
+    return {format_eps(e): float((ok & (radii > e)).double().mean()) for e in eps}
 
 
 def masks_at(

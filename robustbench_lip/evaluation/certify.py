@@ -24,8 +24,14 @@ import torch
 
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certificates import DEFAULT_EPS, TargetChoice, certify
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
+from robustbench_lip.evaluation.certificates import DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S, TargetChoice, certify
+from robustbench_lip.evaluation.inputs import (
+    check_input_memory,
+    dataset_name,
+    load_test_set,
+    model_meta,
+    planned_inputs,
+)
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
@@ -43,9 +49,11 @@ def settings_for(
     steps: int,
     mode: str,
     input_shape: Sequence[int],
+    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
 ) -> dict[str, Any]:
     """The record settings of a certify run (their key names the record file)."""
     return {
+        "lower_budget_s": None if lower_budget is None else float(lower_budget),
         "data": data,
         "n": int(n),
         "target": target,
@@ -68,11 +76,12 @@ def planned_settings(
     seed: int = 0,
     steps: int = 10,
     mode: str = "fast",
+    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
 ) -> dict[str, Any]:
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
     or data loaded; the input shape is the model's, which is the data's for models trained here)."""
     name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its certificate")
-    return settings_for(name, n, target, eps, seed, steps, mode, shape)
+    return settings_for(name, n, target, eps, seed, steps, mode, shape, lower_budget)
 
 
 def runs_to_certify(runs_dir: str | os.PathLike[str], **options: Any) -> list[Path]:
@@ -150,12 +159,13 @@ def certify_run(
     device: str | torch.device = "auto",
     write: bool = True,
     progress: ProgressFn | None = None,
+    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
 ) -> CertifyRecord:
     """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
 
     data: dataset name, "none" for `min(n, 64)` random inputs, None for the model's own; n: test
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
-    steps/mode: as `certify`; layers: also record the per-layer bounds. With `write`, a run
+    steps/mode/lower_budget: as `certify`; layers: also record the per-layer bounds. With `write`, a run
     folder gets the record in `results/` (a model file gets none; see record_path). progress: see
     evaluation.steps."""
     from robustbench_lip.device import resolve_device
@@ -166,18 +176,20 @@ def certify_run(
     if not path.exists():
         raise RlipError(f"no such model file or folder: {path}")
     dev = resolve_device(device)
+    if input_shape is not None:
+        check_input_memory(input_shape, min(n, 64))
     meta = model_meta(path)  # None: foreign files (.pt2, bare weights) have no config.json
     model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
     inp = _inputs(model, path, meta, data, root, n, input_shape)
     cert = certify(
         model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
         n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
-        num_mask_classes=inp.num_mask, device=dev, progress=progress,
+        num_mask_classes=inp.num_mask, device=dev, progress=progress, lower_budget=lower_budget,
     )  # fmt: skip
     rec = CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,
-        settings=settings_for(inp.ds_name, n, target, eps, seed, steps, mode, inp.shape),
+        settings=settings_for(inp.ds_name, n, target, eps, seed, steps, mode, inp.shape, lower_budget),
         env=env_info(dev),
         wall_s=time.perf_counter() - t0,
         **cert.payload(layers=layers),

@@ -76,13 +76,16 @@ def refine_classifier(
     ub: UpperBound,
     eps: Sequence[float],
     notes: list[str],
+    low: float | None = None,
 ) -> dict[str, Any]:
-    """Replace rob.certified_accuracy by the head rule's where it applies and add certified CAM
-    masks where the model's mask rule allows; returns {"classifier", "head", "masks"} rules."""
+    """Replace rob.certified_accuracy by the head rule's where it applies (and its optimistic
+    estimate by the larger of the head radius and margin / (√2·L), L = `low` the witnessed lower
+    bound, so the estimate is never below the certified figure) and add certified CAM masks where
+    the model's mask rule allows; returns {"classifier", "head", "masks"} rules."""
     rules: dict[str, Any] = {"classifier": SQRT2_RULE, "head": None, "masks": None}
     if ub.upper is None:
         return rules
-    head = linear_head(model, tuple(x.shape[1:]), ub.mode)  # type: ignore[arg-type]
+    head = linear_head(model, tuple(x.shape[1:]), ub.mode, lowered=ub.lowered)
     r = margin_radii(out, ub.upper)
     if not head.ok:
         notes.append(f"classifier radii from √2·U(A): {head.reason}")
@@ -92,6 +95,10 @@ def refine_classifier(
         rules["head"] = {"structure": head.structure, "features_upper": head.lip_features}
         correct = out.argmax(1) == labels.to(out.device)
         rob.certified_accuracy = accuracy_at(correct, r, eps)
+        if low is not None and low > 0:  # a certified radius is a proven lower bound of the true one
+            rob.certified_accuracy_estimate = accuracy_at(
+                correct, torch.maximum(r, margin_radii(out, low)), eps
+            )
     if masks is None:
         return rules
     notes[:] = [n for n in notes if not n.startswith("CAM masks are not certified")]
@@ -118,14 +125,15 @@ def radius_rules(
     ub: UpperBound,
     eps: Sequence[float],
     notes: list[str],
+    low: float | None = None,
 ) -> dict[str, Any] | None:
-    """The certify hook: refine a classifier's certificate (`refine_classifier`) and name the rules
-    used; None when nothing was certified from data."""
+    """The certify hook: refine a classifier's certificate (`refine_classifier`; low: the witnessed
+    lower bound of L(A)) and name the rules used; None when nothing was certified from data."""
     images, labels, masks = data
     if images is None:
         return None
     if str(getattr(task, "value", task)) == "classification" and labels is not None and out.dim() == 2:
-        return refine_classifier(rob, model, x, out, labels, masks, ub, eps, notes)
+        return refine_classifier(rob, model, x, out, labels, masks, ub, eps, notes, low)
     if rob.certified_pixel_accuracy is not None and out.dim() == 4 and out.shape[1] == 1:
         return {"classifier": None, "head": None, "masks": I2I_RULE}
     return None

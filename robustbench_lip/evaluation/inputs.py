@@ -16,6 +16,26 @@ from typing import Any
 from robustbench_lip.errors import RlipError
 
 NO_DATA = "none"
+INPUT_SAMPLE_BYTES_MAX = 2**28
+"""Largest float32 input sample an evaluation accepts (256 MiB, e.g. 3×4096×5461)."""
+INPUT_WORKING_BYTES_MAX = 2**32
+"""Largest input working set: the points held at once, in float32 and in a float64 copy (4 GiB)."""
+
+
+def check_input_memory(shape: Sequence[int], points: int) -> None:
+    """Refuse (RlipError, before anything is allocated) an input shape (C, H, W) whose one float32
+    sample, or `points` samples in float32 plus their float64 copy, exceeds the budgets above."""
+    numel = 1
+    for s in shape:
+        numel *= max(int(s), 0)
+    sample, working = 4 * numel, 12 * numel * max(int(points), 1)
+    if sample > INPUT_SAMPLE_BYTES_MAX or working > INPUT_WORKING_BYTES_MAX:
+        text = ",".join(str(int(s)) for s in shape)
+        raise RlipError(
+            f"--input-shape {text} is too large: one input is {sample / 2**20:,.0f} MiB and {points} of them "
+            f"need {working / 2**30:,.1f} GiB (limits {INPUT_SAMPLE_BYTES_MAX // 2**20} MiB and "
+            f"{INPUT_WORKING_BYTES_MAX // 2**30} GiB); pass a smaller C,H,W"
+        )
 
 
 def model_meta(model_path: str | os.PathLike[str], need: str | None = None) -> dict[str, Any] | None:

@@ -20,9 +20,12 @@ from robustbench_lip.models.registry import model_from_config
 class ForeignModel(nn.Module):
     """A model from outside the registry (torchvision builder or torch.export program) with a config.
 
-    forward(x (N, C, H, W) in [0, 1]) = net((x − mean) / std) (no normalisation when config.mean
-    is empty); a dict output gives its "out" entry. `batch` (for exported programs traced with a
-    fixed batch size B): inputs are run in chunks of B (N must be a multiple of B).
+    forward(x (N, C, H, W) in [0, 1]) = net((x − mean) / std); a dict output gives its "out" entry.
+    The wrapper adds nothing to the graph where it can: no normalisation when config.mean and std
+    are empty (or all 0 and 1), a scalar division when every channel has the same std — so the
+    bounder keeps the identity coefficient α of net (R = 2A − I). `batch` (for exported programs
+    traced with a fixed batch size B): inputs are run in chunks of B, the last one padded with
+    copies of its last sample (samples are independent in eval mode; the padding is dropped).
     """
 
     def __init__(self, net: nn.Module, config: ModelConfig, batch: int | None = None) -> None:
@@ -34,6 +37,10 @@ class ForeignModel(nn.Module):
         shape = (1, c, 1, 1)
         self.register_buffer("input_mean", torch.tensor(config.mean or (0.0,) * c).view(shape))
         self.register_buffer("input_std", torch.tensor(config.std or (1.0,) * c).view(shape))
+        mean, std = tuple(config.mean or ()), tuple(config.std or ())
+        self._shift = any(float(m) != 0.0 for m in mean)
+        same = len(set(float(s) for s in std)) <= 1
+        self._scalar_std = (float(std[0]) if std else 1.0) if same else None
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x)
@@ -51,15 +58,21 @@ class ForeignModel(nn.Module):
             raise RlipError(
                 f"{self.config.arch} expects images of shape (N, {c}, H, W), got {tuple(x.shape)}"
             )
-        x = (x - self.input_mean) / self.input_std
-        if self.batch is None or x.shape[0] == self.batch:
+        x = self._normalise(x)
+        n, b = x.shape[0], self.batch
+        if b is None or n == b:
             return self._run(x)
-        if x.shape[0] % self.batch:
-            raise RlipError(
-                f"this exported model was traced with batch size {self.batch}; "
-                f"use a batch size that is a multiple of {self.batch}, got {x.shape[0]}"
-            )
-        return torch.cat([self._run(chunk) for chunk in x.split(self.batch)], dim=0)
+        pad = -n % b
+        if pad:
+            x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
+        return torch.cat([self._run(chunk) for chunk in x.split(b)], dim=0)[:n]
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self._shift:
+            x = x - self.input_mean
+        if self._scalar_std is None:
+            return x / self.input_std
+        return x if self._scalar_std == 1.0 else x / self._scalar_std
 
     def train(self, mode: bool = True) -> ForeignModel:
         """Set the train flag; exported programs (frozen in their traced mode) are left alone."""
@@ -87,8 +100,8 @@ def infer_config(
     )
     param = next(iter(net.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros((batch or 1, *size), device=device)
     try:
+        x = torch.zeros((batch or 1, *size), device=device)
         with torch.no_grad():
             out = probe.to(device)(x)
     except RlipError:

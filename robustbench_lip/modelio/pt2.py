@@ -9,8 +9,10 @@ torch.load into weights_only.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -67,6 +69,49 @@ def _force_weights_only() -> Iterator[None]:
                 os.environ[k] = v
 
 
+_UNRESOLVED = re.compile(r"resolve torch\.ops\.([\w.]+?)(?:\.default)? to an operator")
+
+
+class _Capture(logging.Handler):
+    """Keeps the messages torch.export.load logs (it logs a deserialisation error, then raises a
+    generic one), so the error can name what failed, and nothing reaches the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + str(record.exc_info[1])
+        self.texts.append(text)
+
+
+@contextlib.contextmanager
+def _captured_export_log() -> Iterator[_Capture]:
+    logger = logging.getLogger("torch.export")
+    cap, old, handlers = _Capture(), logger.propagate, logger.handlers
+    logger.handlers = [cap]
+    logger.propagate = False
+    try:
+        yield cap
+    finally:
+        logger.handlers = handlers
+        logger.propagate = old
+
+
+def _unknown_op(path: Path, texts: list[str]) -> RlipError | None:
+    """The error naming a custom op that is not registered in this process (None: another cause)."""
+    ops = sorted({m.group(1) for t in texts for m in _UNRESOLVED.finditer(t)})
+    if not ops:
+        return None
+    return RlipError(
+        f"{path}: no bound rule for {', '.join(ops)} (a custom op, not registered in this process, so "
+        "the program cannot be loaded); import the op's library and register a bound rule "
+        "(lipschitz.bounds.register_rule), then certify from Python"
+    )
+
+
 def _pt2_input(ep: Any, source: str) -> tuple[tuple[int, ...], int | None]:
     """(input shape without batch, fixed batch size or None when the batch dim is symbolic)."""
     user_inputs = list(ep.graph_signature.user_inputs)
@@ -95,9 +140,21 @@ def _pt2_input(ep: Any, source: str) -> tuple[tuple[int, ...], int | None]:
 
 def _load_pt2(path: Path, input_size: Sequence[int] | None) -> nn.Module:
     _screen_pt2(path)
+    with _captured_export_log() as cap:
+        ep = _load_program(path, cap)
+    size, batch = _pt2_input(ep, str(path))
+    if input_size is not None:
+        size = tuple(int(v) for v in input_size)
+    net = ep.module()
+    cfg = infer_config(net, "pt2", size, batch=batch)
+    return ForeignModel(net, cfg, batch=batch)
+
+
+def _load_program(path: Path, cap: _Capture) -> Any:
+    """torch.export.load under weights-only loading; one-line RlipError for each kind of failure."""
     try:
         with _force_weights_only():
-            ep = torch.export.load(path)
+            return torch.export.load(path)
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower():
             raise RlipError(
@@ -106,10 +163,7 @@ def _load_pt2(path: Path, input_size: Sequence[int] | None) -> nn.Module:
             ) from None
         raise RlipError(f"{path} is not a valid torch.export archive: {_first_line(e)}") from None
     except Exception as e:  # torch.export.load raises many kinds on damaged archives
+        unknown = _unknown_op(path, [*cap.texts, str(e)])
+        if unknown is not None:
+            raise unknown from None
         raise RlipError(f"{path} is truncated or not a torch.export archive ({_first_line(e)})") from None
-    size, batch = _pt2_input(ep, str(path))
-    if input_size is not None:
-        size = tuple(int(v) for v in input_size)
-    net = ep.module()
-    cfg = infer_config(net, "pt2", size, batch=batch)
-    return ForeignModel(net, cfg, batch=batch)

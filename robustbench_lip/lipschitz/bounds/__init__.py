@@ -25,7 +25,7 @@ from torch import nn
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds import rules as _rules  # noqa: F401  (registers the rules)
 from robustbench_lip.lipschitz.bounds.conv import Mode, conv2d_bound
-from robustbench_lip.lipschitz.bounds.graph import lower, record_values
+from robustbench_lip.lipschitz.bounds.graph import LoweredGraph, lower, record_values
 from robustbench_lip.lipschitz.bounds.numerics import (
     SAFETY,
     bn_scale,
@@ -33,7 +33,7 @@ from robustbench_lip.lipschitz.bounds.numerics import (
     separable_norm,
     spatial_linear_bound,
 )
-from robustbench_lip.lipschitz.bounds.propagate import LayerBound, Problem, propagate
+from robustbench_lip.lipschitz.bounds.propagate import LayerBound, Problem, Propagation, propagate
 from robustbench_lip.lipschitz.bounds.rules.activations import GELU_LIP, SILU_LIP
 from robustbench_lip.lipschitz.bounds.rules.registry import (
     ANY_ARG,
@@ -47,6 +47,17 @@ from robustbench_lip.lipschitz.bounds.rules.registry import (
     registered_ops,
     unregister_rule,
 )
+
+
+@dataclass
+class Lowered:
+    """One lowering of a model: its core-ATen graph, the node values recorded on `example` (the
+    batch the program was exported with) and the propagated bounds."""
+
+    graph: LoweredGraph
+    values: dict[Any, Any]
+    prop: Propagation
+    example: torch.Tensor
 
 
 @dataclass
@@ -71,6 +82,16 @@ class UpperBound:
     reflection: float | None = None
     alpha: float | None = None
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def lowered(self) -> Lowered | None:
+        """The graph, recorded values and propagation this bound came from (not a field: never
+        serialised; None once released or for a bound built by hand). Reused by the head rule."""
+        return self.__dict__.get("_lowered")
+
+    def keep_lowered(self, lowered: Lowered | None) -> None:
+        """Attach (or, with None, release) the lowered graph of this bound."""
+        self.__dict__["_lowered"] = lowered
 
     def reflection_upper(self) -> float | None:
         """Certified bound on L(2A − I) (None when undefined or A is unbounded)."""
@@ -167,7 +188,7 @@ def upper_bound(
             upper = refl = None
             prop.problems.append(Problem("output", g.out_node.name, "the bound is not finite"))
             break
-    return UpperBound(
+    ub = UpperBound(
         upper=upper,
         input_shape=shape,
         output_shape=prop.out_shape,
@@ -179,6 +200,8 @@ def upper_bound(
         alpha=alpha,
         problems=prop.problems,
     )
+    ub.keep_lowered(Lowered(g, values, prop, example))
+    return ub
 
 
 __all__ = [
@@ -189,6 +212,7 @@ __all__ = [
     "SILU_LIP",
     "Affine",
     "LayerBound",
+    "Lowered",
     "Mode",
     "NonLipschitz",
     "OpContext",

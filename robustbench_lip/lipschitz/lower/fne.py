@@ -4,13 +4,14 @@ re-evaluated in float64 (else the model's dtype plus a rounding allowance)."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import torch
 from torch import nn
 
 from robustbench_lip.device import preserved_rng
-from robustbench_lip.lipschitz.jvp import check_target, sample_norms
+from robustbench_lip.lipschitz.jvp import check_target
 from robustbench_lip.lipschitz.lower.maps import (
     ALLOWANCE_ULPS,
     Map,
@@ -22,6 +23,7 @@ from robustbench_lip.lipschitz.lower.maps import (
     _prepare,
     _protected,
 )
+from robustbench_lip.lipschitz.lower.proposers import _over
 from robustbench_lip.lipschitz.lower.results import FNEResult, FNEWitness
 
 _Candidate = tuple[float, float, float, float, torch.Tensor, torch.Tensor, str, list[int]]
@@ -30,14 +32,12 @@ _Candidate = tuple[float, float, float, float, torch.Tensor, torch.Tensor, str, 
 
 def _fne_values(maps: _Maps, a: torch.Tensor, b: torch.Tensor, fa=None, fb=None):
     """(v + allowance, v, ‖a − b‖²) per pair, float64; a, b in eval_dtype (P, ...)."""
-    fa = maps.run_exact(a) if fa is None else fa
-    fb = maps.run_exact(b) if fb is None else fb
+    fa, sa = maps.evaluate(a) if fa is None else fa
+    fb, sb = maps.evaluate(b) if fb is None else fb
     a64, b64 = a.double(), b.double()
     da, dx = (fa - fb).flatten(1), (a64 - b64).flatten(1)
     v = (da * dx).sum(1) - da.pow(2).sum(1)
-    scale = torch.maximum(sample_norms(fa), sample_norms(a64)) + torch.maximum(
-        sample_norms(fb), sample_norms(b64)
-    )
+    scale = sa + sb
     e = ALLOWANCE_ULPS * maps.unit * scale  # ‖error of Ax − Ay‖
     err = e * (dx.norm(dim=1) + 2 * da.norm(dim=1) + e)
     hi = torch.where(torch.isfinite(v), v + err, torch.full_like(v, math.inf))
@@ -51,8 +51,9 @@ def _candidate(
     return (float(norm[k]), float(hi[k]), float(v[k]), float(d[k]), xk, yk, origin, idx)
 
 
-def _fne_adam(maps: _Maps, a: torch.Tensor, b: torch.Tensor, steps: int, lr: float):
-    """Adam on v / ‖a − b‖² from the pairs a, b (P, ...) in [0, 1]; the best pair per start."""
+def _fne_adam(maps: _Maps, a: torch.Tensor, b: torch.Tensor, steps: int, lr: float, deadline=None):
+    """Adam on v / ‖a − b‖² from the pairs a, b (P, ...) in [0, 1]; the best pair per start (at
+    most `steps` steps, fewer when the deadline passes)."""
     opt = torch.optim.Adam([a, b], lr=lr)
     bq = torch.full((a.shape[0],), math.inf, dtype=torch.float64)
     ba, bb = a.detach().clone(), b.detach().clone()
@@ -68,7 +69,7 @@ def _fne_adam(maps: _Maps, a: torch.Tensor, b: torch.Tensor, steps: int, lr: flo
             mm = _bshape(imp.to(a.device), a)
             ba, bb = torch.where(mm, a.detach(), ba), torch.where(mm, b.detach(), bb)
             bq = torch.where(imp, qd, bq)
-        if it == steps:
+        if it == steps or _over(deadline):
             break
         a.grad, b.grad = torch.autograd.grad(q.sum(), [a, b])
         opt.step()
@@ -112,12 +113,15 @@ def fne_search(
     generator: torch.Generator | None = None,
     max_pairs: int = 256,
     lr: float = 0.01,
+    budget_s: float | None = None,
 ) -> FNEResult:
     """Firm non-expansiveness test of A = f on [0, 1]^d: v = ⟨Ax − Ay, x − y⟩ − ‖Ax − Ay‖² (FNE ⇔
     v ≥ 0 for all x, y). Pairs: up to max_pairs random pairs of the points x (N, C, H, W), then Adam
     on v / ‖x − y‖² from the worst 4; candidates re-evaluated in float64 (else the model's dtype
-    plus a rounding allowance). Violated only when the re-evaluated v plus allowance is < 0."""
+    plus a rounding allowance). Violated only when the re-evaluated v plus allowance is < 0.
+    budget_s: wall-time budget of the pair optimisation (None: none; the data pairs always run)."""
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    deadline = None if budget_s is None else time.perf_counter() + max(0.0, float(budget_s))
     notes: list[str] = []
     x = _check_x(x, notes)
     with preserved_rng(), _protected(f) as (work, pnotes):
@@ -136,7 +140,10 @@ def fne_search(
         i = torch.randint(0, n, (m,), generator=gen)
         j = (i + torch.randint(1, n, (m,), generator=gen)) % n
         xe = xs.to(maps.eval_dtype)
-        hi, v, d = _fne_values(maps, xe[i], xe[j], fx[i.to(fx.device)], fx[j.to(fx.device)])
+        sx = maps.x_scale
+        assert sx is not None
+        fi, fj = (fx[i.to(fx.device)], sx[i.to(sx.device)]), (fx[j.to(fx.device)], sx[j.to(sx.device)])
+        hi, v, d = _fne_values(maps, xe[i], xe[j], fi, fj)
         norm = hi / d.clamp_min(1e-300)
         k = int(norm.argmin())
         cand = [_candidate(norm, hi, v, d, k, xe[i[k]], xe[j[k]], "data pair", [int(i[k]), int(j[k])])]
@@ -146,7 +153,7 @@ def fne_search(
                 order = torch.argsort(norm)[: min(4, m)]
                 a = xs[i[order]].clone().requires_grad_(True)
                 b = xs[j[order]].clone().requires_grad_(True)
-                ba, bb = _fne_adam(maps, a, b, steps, lr)
+                ba, bb = _fne_adam(maps, a, b, steps, lr, deadline)
                 ea, eb = ba.to(maps.eval_dtype), bb.to(maps.eval_dtype)
                 h2, v2, d2 = _fne_values(maps, ea, eb)
                 n2 = torch.where(d2 > 0, h2 / d2.clamp_min(1e-300), torch.full_like(h2, math.inf))
@@ -166,7 +173,10 @@ def fne_test(
     generator: torch.Generator | None = None,
     max_pairs: int = 256,
     lr: float = 0.01,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
     """`fne_search(...).to_dict()`: {"violated", "verdict", "min_value", "min_normalised",
     "pairs_tested", "witness" (summary, no tensors; None unless violated), "eval_dtype", "notes"}."""
-    return fne_search(f, x, steps=steps, generator=generator, max_pairs=max_pairs, lr=lr).to_dict()
+    return fne_search(
+        f, x, steps=steps, generator=generator, max_pairs=max_pairs, lr=lr, budget_s=budget_s
+    ).to_dict()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,12 +21,14 @@ Target = Literal["A", "reflection"]
 Map = Callable[[torch.Tensor], torch.Tensor]
 
 ALLOWANCE_ULPS = 2.0**14
-"""Each evaluation g(z) is taken to be off by ≤ ALLOWANCE_ULPS · u · max(‖f(z)‖, ‖z‖) (u: unit
-roundoff of the evaluation dtype, 2^-53 or 2^-24), i.e. ~1.6e4 roundoffs of the larger of input and
-output — far above the forward error of sums of ≤ 10^4 terms per layer over tens of layers
-(~√n·depth·u typically, n·u worst case per layer). The quotient reports max(0, Δ − a_x − a_y)/‖x − y‖.
-It is a generous allowance, not a proof (inner activations far larger than input and output could
-exceed it); with float64 it costs ~2e-12 relative, with float32 ~1e-3 of the larger norm."""
+"""Each evaluation g(z) is taken to be off by ≤ ALLOWANCE_ULPS · u · s(z) (u: unit roundoff of the
+evaluation dtype, 2^-53 or 2^-24; s(z): the largest per-sample norm of z, f(z) and every value the
+evaluation computes, matrix products and convolutions counted as ‖input‖·‖W‖_F — `_Maps.evaluate`),
+i.e. ~1.6e4 roundoffs of the largest value on the way — far above the forward error of sums of
+≤ 10^4 terms per layer over tens of layers (~√n·depth·u typically, n·u worst case per layer). The
+quotient reports max(0, Δ − a_x − a_y)/‖x − y‖, so a pair whose difference is within the rounding
+of its own evaluation witnesses nothing. A generous allowance, not a proof; with float64 it costs
+~2e-12 of the largest value, with float32 ~1e-3."""
 _BATCH = 64
 
 
@@ -62,6 +65,47 @@ class _LowPrecisionSpy(torch.utils._python_dispatch.TorchDispatchMode):
         return out
 
 
+_HIDDEN_PRODUCTS = ("aten.mm.", "aten.addmm.", "aten.bmm.", "aten.convolution.", "aten.linear.")
+
+
+def _sample_norms(t: torch.Tensor, n: int) -> torch.Tensor | None:
+    """Per-sample ℓ2 norms (n,) float64 of a tensor whose leading axis holds the n samples (or a
+    multiple of them, as after a view (N, P, C) → (N·P, C)); None for any other tensor."""
+    if not (t.is_floating_point() and t.dim() >= 1 and t.numel() and t.shape[0] % n == 0):
+        return None
+    return t.detach().reshape(n, -1).double().norm(dim=1)
+
+
+class _Magnitudes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Per-sample magnitude (n,) of every value one evaluation of n samples computes: the norms of
+    every op's outputs and, for matrix products and convolutions, ‖input‖·‖W‖_F, the size of the
+    products they sum. Rounding errors scale with these, not with the output: (x + 2^52) − 2^52
+    returns x rounded to integers."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.mag = torch.zeros(n, dtype=torch.float64)
+
+    def _see(self, m: torch.Tensor | None) -> None:
+        if m is not None:
+            self.mag = torch.maximum(self.mag, torch.nan_to_num(m.cpu(), nan=math.inf))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._see(_sample_norms(t, self.n))
+        name = str(func)
+        ts = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()]
+        if name.startswith(_HIDDEN_PRODUCTS) and len(ts) >= 2:
+            k = 1 if name.startswith("aten.addmm.") and len(ts) >= 3 else 0
+            xn = _sample_norms(ts[k], self.n)
+            w = max(float(o.detach().double().norm()) for o in ts[:k] + ts[k + 1 :])
+            self._see(None if xn is None else xn * w)
+        return out
+
+
 @dataclass
 class _Maps:
     """search: f on a private copy in its own dtype (autograd); exact: f for witnesses (eval_dtype)."""
@@ -71,6 +115,7 @@ class _Maps:
     exact: Map
     eval_dtype: torch.dtype
     notes: list[str]
+    x_scale: torch.Tensor | None = None
 
     @property
     def unit(self) -> float:
@@ -78,12 +123,26 @@ class _Maps:
 
     def run_exact(self, z: torch.Tensor) -> torch.Tensor:
         """f(z) in eval_dtype, batched, no grad; returned as float64."""
+        return self.evaluate(z)[0]
+
+    def evaluate(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f(z) (P, ...) in eval_dtype, returned as float64; scale (P,) float64: the largest norm
+        of z, f(z) and every value computed on the way, per sample). Each output is then taken to be
+        off by ≤ ALLOWANCE_ULPS · unit · scale."""
+        outs, mags = [], []
         with torch.no_grad():
-            outs = [self.exact(z[i : i + _BATCH].to(self.eval_dtype)) for i in range(0, z.shape[0], _BATCH)]
-        out = torch.cat(outs)
-        if not isinstance(out, torch.Tensor):
-            raise RlipError("the model does not return a tensor")
-        return out.double()
+            for i in range(0, z.shape[0], _BATCH):
+                zb = z[i : i + _BATCH].to(self.eval_dtype)
+                spy = _Magnitudes(zb.shape[0])
+                with spy:
+                    o = self.exact(zb)
+                if not isinstance(o, torch.Tensor):
+                    raise RlipError("the model does not return a tensor")
+                outs.append(o.double())
+                nz = zb.double().flatten(1).norm(dim=1).cpu()
+                no = o.double().flatten(1).norm(dim=1).cpu()
+                mags.append(torch.maximum(spy.mag, torch.maximum(nz, no)))
+        return torch.cat(outs), torch.cat(mags).to(z.device)
 
 
 def _call(m: Any) -> Map:
@@ -163,7 +222,8 @@ def _prepare(work: Any, x: torch.Tensor, notes: list[str]) -> tuple[_Maps, torch
                 f"minus a rounding allowance of {ALLOWANCE_ULPS:g} roundoffs"
             )
     maps = _Maps(search, dtype, exact, eval_dtype, notes)
-    return maps, xs, maps.run_exact(xs) if eval_dtype != dtype else out.double()
+    fx, maps.x_scale = maps.evaluate(xs)
+    return maps, xs, fx
 
 
 def _per_sample_problem(maps: _Maps, xs: torch.Tensor, gen: torch.Generator) -> str | None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -38,14 +39,26 @@ class _Sigma:
         return r.sigma, r.vector, r.converged
 
 
-def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator):
+_POWER_CHUNK = 10
+"""Power iterations between two looks at the time budget (warm-started from the last vector)."""
+
+
+def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator, deadline=None):
+    """σ_max, right singular vector and convergence flag per point (`iters` power iterations, in
+    chunks of _POWER_CHUNK; fewer once every point converged or the deadline passed)."""
     sig, vec, conv = [], [], []
     for i in range(0, x.shape[0], _BATCH):
         xb = x[i : i + _BATCH]
-        u0 = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
-        s, v, c = sigma(xb, iters, u0)
+        u = torch.randn(xb.shape, generator=gen, dtype=xb.dtype).to(xb.device)
+        done = 0
+        while True:
+            k = min(_POWER_CHUNK, iters - done) if iters > done else iters
+            s, u, c = sigma(xb, k, u)
+            done += k
+            if done >= iters or bool(c.all()) or _over(deadline):
+                break
         sig.append(s)
-        vec.append(v)
+        vec.append(u)
         conv.append(c)
     return torch.cat(sig), torch.cat(vec), torch.cat(conv)
 
@@ -55,14 +68,25 @@ def _jac_norm_along(f: Map, x: torch.Tensor, u: torch.Tensor, target: str) -> to
     return sample_norms(JacobianProducts(f, x, target).jvp(u, create_graph=True))
 
 
-def _ascent(sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator, notes: list[str]):
+def _over(deadline: float | None) -> bool:
+    """Whether the time budget (a time.perf_counter() deadline, None: none) is spent."""
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+def _ascent(
+    sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator, notes: list[str], deadline=None
+):
     """Hill climbing on σ_max(J(x)) from x0 in [0, 1]: steps along ∇‖J(x)u‖ (a random direction where
-    it vanishes or is unavailable), improvements kept. Returns the final points and vectors."""
+    it vanishes or is unavailable), improvements kept, until `steps` or the deadline. Returns the
+    final points and vectors."""
     x, u = x0.clone(), u0.clone()
     sig, u, _ = sigma(x, iters, u)
     step = 0.25 * math.sqrt(x[0].numel()) / 16
     use_grad = not sigma.fd
     for _ in range(steps):
+        if _over(deadline):
+            notes.append("jacobian_ascent stopped early: lower-bound time budget spent")
+            break
         grad = None
         if use_grad:
             try:
@@ -89,8 +113,9 @@ def _ascent(sigma: _Sigma, x0, u0, steps: int, iters: int, gen: torch.Generator,
     return x, u
 
 
-def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01):
-    """Adam on ‖g(x) − g(y)‖ / ‖x − y‖ over pairs in [0, 1] from y = x + 1e-2·u; best pair per start."""
+def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01, deadline=None):
+    """Adam on ‖g(x) − g(y)‖ / ‖x − y‖ over pairs in [0, 1] from y = x + 1e-2·u; best pair per start
+    (at most `steps` steps, fewer when the deadline passes)."""
     g = _g(search, target)
     x = x0.clone()
     y = (x0 + 1e-2 * u0).clamp(0, 1)
@@ -112,7 +137,7 @@ def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01):
             m = _bshape(imp.to(x.device), x)
             bx, by = torch.where(m, x.detach(), bx), torch.where(m, y.detach(), by)
             best = torch.where(imp, qd, best)
-        if it == steps:
+        if it == steps or _over(deadline):
             break
         gx, gy = torch.autograd.grad(-q.sum(), [x, y])
         x.grad, y.grad = gx, gy

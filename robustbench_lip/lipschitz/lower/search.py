@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from robustbench_lip.lipschitz.lower.maps import (
     _prepare,
     _protected,
 )
-from robustbench_lip.lipschitz.lower.proposers import _ascent, _pairwise, _power, _Sigma
+from robustbench_lip.lipschitz.lower.proposers import _ascent, _over, _pairwise, _power, _Sigma
 from robustbench_lip.lipschitz.lower.results import LowerBound
 from robustbench_lip.lipschitz.lower.witness import _Best, _central_pairs, _consider, _data_pairs, _scale
 
@@ -55,6 +56,14 @@ class _Run:
     vec: torch.Tensor | None = None
     conv: torch.Tensor | None = None
     lower_mean: float | None = None
+    deadline: float | None = None
+
+    def spent(self, name: str) -> bool:
+        """Whether the time budget is spent (then proposer `name` is skipped, with a note)."""
+        if not _over(self.deadline):
+            return False
+        self.notes.append(f"{name} not run: lower-bound time budget spent")
+        return True
 
     def base(self) -> dict[str, Any]:
         return {
@@ -74,7 +83,7 @@ def _propose_power(run: _Run, sigma: _Sigma, iters: int) -> None:
     xs, target = run.xs, run.target
     n = xs.shape[0]
     try:
-        run.sig, run.vec, run.conv = _power(sigma, xs, iters, run.gen)
+        run.sig, run.vec, run.conv = _power(sigma, xs, iters, run.gen, run.deadline)
         order = run.order = torch.argsort(run.sig, descending=True)[: run.k].cpu()
         s = _scale(xs)
         idx = torch.arange(n)
@@ -101,9 +110,13 @@ def _propose_ascent(run: _Run, sigma: _Sigma, steps: int, iters: int) -> None:
     if run.vec is None:
         run.notes.append("jacobian_ascent not run (no power-iteration start)")
         return
+    if run.spent("jacobian_ascent"):
+        return
     order = run.order
     try:
-        xa, ua = _ascent(sigma, run.xs[order], run.vec[order], steps, max(5, iters // 3), run.gen, run.notes)
+        xa, ua = _ascent(
+            sigma, run.xs[order], run.vec[order], steps, max(5, iters // 3), run.gen, run.notes, run.deadline
+        )
         top = None
         for h in STEP_SIZES:
             a, b = _central_pairs(xa, ua, h * _scale(xa))
@@ -117,13 +130,17 @@ def _propose_ascent(run: _Run, sigma: _Sigma, steps: int, iters: int) -> None:
 def _propose_pairwise(run: _Run, steps: int) -> None:
     """Adam on the quotient from the top_k points (start direction: power vector, else random)."""
     xs, order = run.xs, run.order
+    if run.spent("pairwise"):
+        return
     try:
         u0 = (
             run.vec[order]
             if run.vec is not None
             else unit_samples(torch.randn(xs[order].shape, generator=run.gen, dtype=xs.dtype).to(xs.device))
         )
-        pa, pb = _pairwise(run.maps.search, xs[order], u0, run.target, max(steps, 1) * 3)
+        pa, pb = _pairwise(
+            run.maps.search, xs[order], u0, run.target, max(steps, 1) * 3, deadline=run.deadline
+        )
         run.sources["pairwise"], _ = _consider(run.best, run.maps, pa, pb, run.target, "pairwise")
     except Exception as e:
         run.notes.append(f"pairwise failed: {_line(e)}")
@@ -133,12 +150,16 @@ def _propose_gradient_free(run: _Run) -> None:
     """Random unit directions at the first max(top_k, 8) points, then all pairs of data points."""
     xs, n = run.xs, run.xs.shape[0]
     try:
+        if run.spent("random_directions"):
+            raise _Skip
         m = min(n, max(run.k, 8))
         r = unit_samples(torch.randn(xs[:m].shape, generator=run.gen, dtype=xs.dtype).to(xs.device))
         a, b = _central_pairs(xs[:m], r, 1e-1 * _scale(xs[:m]))
         run.sources["random_directions"], _ = _consider(
             run.best, run.maps, a, b, run.target, "random_directions", torch.arange(m)
         )
+    except _Skip:
+        pass
     except Exception as e:
         run.notes.append(f"random_directions failed: {_line(e)}")
     try:
@@ -148,6 +169,10 @@ def _propose_gradient_free(run: _Run) -> None:
             run.notes.append("data_pairs not run (one point)")
     except Exception as e:
         run.notes.append(f"data_pairs failed: {_line(e)}")
+
+
+class _Skip(Exception):
+    """A proposer skipped (budget spent)."""
 
 
 def _result(run: _Run) -> LowerBound:
@@ -177,16 +202,20 @@ def lower_bounds(
     steps: int = 10,
     top_k: int = 4,
     generator: torch.Generator | None = None,
+    budget_s: float | None = None,
 ) -> LowerBound:
     """Witnessed lower bound of the Lipschitz constant (ℓ2 → ℓ2) of f (target "A") or 2f − I
     ("reflection") on [0, 1]^d, from search started at the points x (N, C, H, W) in [0, 1].
 
     iters: power-iteration steps; steps: hill-climbing steps (pairwise search: 3·steps Adam steps);
-    top_k: points refined by the searches. A proposer that fails gives sources[name] = None and a
+    top_k: points refined by the searches; budget_s: wall-time budget (None: none) — once spent,
+    the searches stop proposing (the pairs of data points are always compared) and the best
+    witness so far is returned, with a note. A proposer that fails gives sources[name] = None and a
     note. Raises RlipError when f fails on a plain forward of x or returns non-finite values."""
     if target not in ("A", "reflection"):
         raise RlipError(f"unknown target {target!r}; expected 'A' or 'reflection'")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    deadline = None if budget_s is None else time.perf_counter() + max(0.0, float(budget_s))
     notes: list[str] = []
     x = _check_x(x, notes)
     with preserved_rng(), _protected(f) as (work, pnotes):
@@ -194,7 +223,7 @@ def lower_bounds(
         maps, xs, fx = _prepare(work, x, notes)
         check_target(target, xs.shape, fx.shape)
         k = min(top_k, xs.shape[0])
-        run = _Run(maps, xs, fx, target, gen, notes, k, torch.arange(k))
+        run = _Run(maps, xs, fx, target, gen, notes, k, torch.arange(k), deadline=deadline)
         why = _per_sample_problem(maps, xs, gen)
         if why is not None:
             notes.append(why)
@@ -209,7 +238,8 @@ def lower_bounds(
                 **run.base(),
             )
         sigma = _Sigma(maps.search, target, notes)
-        _propose_power(run, sigma, iters)
+        if not run.spent("power_iteration"):
+            _propose_power(run, sigma, iters)
         _propose_ascent(run, sigma, steps, iters)
         _propose_pairwise(run, steps)
         _propose_gradient_free(run)

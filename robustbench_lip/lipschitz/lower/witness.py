@@ -18,20 +18,19 @@ def _quotients(
     a: torch.Tensor,
     b: torch.Tensor,
     target: str,
-    fa: torch.Tensor | None = None,
-    fb: torch.Tensor | None = None,
+    fa: tuple[torch.Tensor, torch.Tensor] | None = None,
+    fb: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(allowed quotient, raw quotient, distance), each (P,) float64, of pairs a, b (P, ...) given in
-    eval_dtype; invalid pairs (zero distance, non-finite output) get quotient −inf."""
-    fa = maps.run_exact(a) if fa is None else fa
-    fb = maps.run_exact(b) if fb is None else fb
+    eval_dtype (fa, fb: their `_Maps.evaluate` results when known); invalid pairs (zero distance,
+    non-finite output) get quotient −inf."""
+    fa, sa = maps.evaluate(a) if fa is None else fa
+    fb, sb = maps.evaluate(b) if fb is None else fb
     a64, b64 = a.double(), b.double()
     ga, gb = (fa, fb) if target == "A" else (2 * fa - a64, 2 * fb - b64)
     diff = sample_norms(ga - gb)
     dist = sample_norms(a64 - b64)
-    scale = torch.maximum(sample_norms(fa), sample_norms(a64)) + torch.maximum(
-        sample_norms(fb), sample_norms(b64)
-    )
+    scale = sa + sb
     allow = ALLOWANCE_ULPS * maps.unit * scale * (2.0 if target == "reflection" else 1.0)
     raw = diff / dist
     q = (diff - allow).clamp_min(0) / dist * (1 - 2.0**-40)
@@ -69,7 +68,7 @@ def _consider(
     origin: str,
     samples: torch.Tensor | None = None,
     samples_y: torch.Tensor | None = None,
-    fa: torch.Tensor | None = None,
+    fa: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[float | None, torch.Tensor]:
     """Evaluate pairs; update `best`; return (best allowed quotient of these pairs or None, q (P,))."""
     a, b = a.detach().to(maps.eval_dtype), b.detach().to(maps.eval_dtype)
@@ -102,7 +101,7 @@ def _data_pairs(best: _Best, maps: _Maps, xs: torch.Tensor, fx: torch.Tensor, ta
     g64 = f64 if target == "A" else 2 * f64 - x64
     diff = torch.cdist(g64, g64, compute_mode="donot_use_mm_for_euclid_dist")
     dist = torch.cdist(x64, x64, compute_mode="donot_use_mm_for_euclid_dist")
-    scale = torch.maximum(f64.norm(dim=1), x64.norm(dim=1))
+    scale = maps.x_scale if maps.x_scale is not None else torch.maximum(f64.norm(dim=1), x64.norm(dim=1))
     allow = (
         ALLOWANCE_ULPS
         * maps.unit
