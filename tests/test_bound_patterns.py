@@ -70,6 +70,10 @@ class DenseSLL(nn.Module):
             return x + (-self.c) * y
         if self.spelling == "alpha":
             return torch.sub(x, y, alpha=self.c)
+        if self.spelling == "add-alpha":
+            return torch.add(x, y, alpha=-self.c)
+        if self.spelling == "scalar-t":  # t folded: 0.5·relu, then a per-channel t
+            y = F.linear((2 * t) * (0.5 * F.relu(F.linear(x, self.w, self.b))), self.w.t())
         return x - self.c * y
 
 
@@ -84,6 +88,8 @@ POSITIVE = [
     ("dense-sll", lambda: DenseSLL(), (6,), 1.0),
     ("dense-sll-add-neg", lambda: DenseSLL(5, 4, spelling="add-neg"), (5,), 1.0),
     ("dense-sll-alpha", lambda: DenseSLL(7, 3, spelling="alpha"), (7,), 1.0),
+    ("dense-sll-add-alpha", lambda: DenseSLL(6, 5, spelling="add-alpha"), (6,), 1.0),
+    ("dense-sll-scalar-t", lambda: DenseSLL(6, 5, spelling="scalar-t"), (6,), 1.0),
     ("dense-sll-t-times-4", lambda: DenseSLL(4, 6, t_scale=4.0), (4,), None),
 ]
 

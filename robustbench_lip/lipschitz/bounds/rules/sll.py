@@ -122,7 +122,14 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
     while _t(u) == "aten.mul.Tensor" and len(u.args) == 2:
         a, b = u.args
         var, c = (a, b) if ctx.depends(a) and not ctx.depends(b) else (b, a)
-        if not ctx.depends(var) or not isinstance(c, Node) or not _const(ctx, c):
+        if not ctx.depends(var):
+            break
+        if (k := _scalar(ctx, c)) is not None and not isinstance(c, Node):
+            if not (k >= 0 and math.isfinite(k)):
+                break
+            t, u = t * k, var
+            continue
+        if not isinstance(c, Node) or not _const(ctx, c):
             break
         cv, vv = ctx.value(c), ctx.value(var)
         if not isinstance(cv, torch.Tensor) or not isinstance(vv, torch.Tensor) or cv.dim() > vv.dim():
