@@ -244,3 +244,27 @@ def test_a_concatenation_that_repeats_a_node_pays_for_each_copy(name, fn, exact)
     assert truth <= bound * (1 + TOL)
     assert truth >= exact * (1 - 1e-9)  # the instance reaches the constant, so the check has teeth
     assert bound <= exact * (1 + 1e-5)
+
+
+class _Reflection(nn.Module):
+    def __init__(self, a: nn.Module) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        return 2 * self.a(x) - x
+
+
+@pytest.mark.parametrize("t_scale", [0.2, 0.45, 1.0])
+def test_sll_step_keeps_its_identity_part_for_r(t_scale):
+    """R = 2h − I of h = x − 2·Wᵀ·T·σ(W·x + b): its Jacobian I − 4·MᵀDM has norm max(1, 4‖M‖² − 1),
+    1 when ‖M‖² ≤ ½ (not 2·U(h) + 1 = 3)."""
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    model = DenseSLL(6, 8, t_scale=t_scale).eval()
+    ub = upper_bound(model, (6,))
+    r = _Reflection(model).eval()
+    r_truth = dense_truth(r, (6,), points=6)
+    assert ub.reflection is not None and r_truth <= ub.reflection * (1 + TOL), (r_truth, ub.reflection)
+    if t_scale <= 0.45:  # ‖M‖² ≤ 0.45·‖M_SLL‖² ≤ 0.45: R is non-expansive
+        assert ub.reflection <= 1 + 1e-5, ub.reflection

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY, linear_bound
-from robustbench_lip.lipschitz.bounds.rules.registry import OpContext
+from robustbench_lip.lipschitz.bounds.rules.registry import Affine, OpContext
 
 Node = torch.fx.Node
 CONV = "aten.convolution.default"
@@ -238,7 +238,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     return rest, linear_bound(m)
 
 
-def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> float | None:
+def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> Affine | None:
     """Bound of h = z − coef·branch when branch is c'·Wᵀ·T·σ(W·z + b) (see the module docstring):
     L(z)·max(1, c‖M‖² − 1) with c = coef·c'; None when the pattern does not hold exactly."""
     if not (isinstance(z, Node) and isinstance(branch, Node) and ctx.depends(z)):
@@ -252,10 +252,16 @@ def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> float | None:
         return None
     m = found[1]
     ctx.note(f"SLL residual step max(1, c‖M‖²−1), c={c:g}, ‖M‖≤{m:.4f}")
-    return ctx.lip(z) * max(1.0, c * m * m - 1.0)
+    # h = α·z + B(z) with α = 1 − c‖M‖²/2: B's Jacobian (c‖M‖²/2)·I − c·MᵀDM is symmetric with
+    # eigenvalues in ±c‖M‖²/2, so for R = 2A − I the identity part is kept (|α| + ½c‖M‖² is the
+    # max(1, c‖M‖² − 1) above)
+    half = c * m * m / 2.0
+    alpha = 1.0 - half
+    bz = ctx.bound(z)
+    return Affine(alpha * bz.alpha, abs(alpha) * bz.lip + half * bz.total)
 
 
-def sll_of_sum(ctx: OpContext, sign: float) -> float | None:
+def sll_of_sum(ctx: OpContext, sign: float) -> Affine | None:
     """The SLL pattern at an add (sign +1) or sub (sign −1) node: z ± alpha·branch, either order
     for add."""
     alpha = ctx.arg("alpha")
