@@ -221,6 +221,11 @@ REPEATS = [  # (name, fn of x (1, 4), the exact constant)
         math.sqrt(3),
     ),
     ("groupsort-halves-twice", None, math.sqrt(2)),
+    (
+        "maxmin-second-max-node",
+        lambda a, b: torch.cat([torch.maximum(a, b), torch.minimum(a, b), torch.maximum(b, a)], 1),
+        math.sqrt(2),
+    ),
     ("slice-twice", lambda a, b: torch.cat([a, b, a], 1), math.sqrt(2)),
 ]
 
