@@ -195,7 +195,8 @@ def _gram_blocks(k: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator[tupl
 
 
 def _costs(k: torch.Tensor, eh: Embedding, ew: Embedding) -> tuple[float, float]:
-    """Estimated flops of (per-frequency Grams, tap Grams)."""
+    """Estimated cost of (per-frequency Grams, tap Grams), in complex-matmul flops (a real matmul
+    runs at about half the rate of a complex one per flop)."""
     g, co, ci = k.shape[:3]
     n = ci * eh.s * ew.s
     nf = len(_half_spectrum(eh.grid, ew.grid)[0])
@@ -203,7 +204,7 @@ def _costs(k: torch.Tensor, eh: Embedding, ew: Embedding) -> tuple[float, float]
     direct = nf * g * 8.0 * hi * lo * lo
     left = co <= n
     pairs = len(_tap_pairs(eh, ew, left))
-    taps = pairs * g * 2.0 * (co * ci * co if left else ci * co * ci) + nf * g * 8.0 * 25 * lo * lo
+    taps = 2 * pairs * g * 2.0 * (co * ci * co if left else ci * co * ci) + nf * g * 8.0 * 25 * lo * lo
     return direct, taps
 
 
