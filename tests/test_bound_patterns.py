@@ -70,6 +70,10 @@ class DenseSLL(nn.Module):
             return x + (-self.c) * y
         if self.spelling == "alpha":
             return torch.sub(x, y, alpha=self.c)
+        if self.spelling == "add-alpha":
+            return torch.add(x, y, alpha=-self.c)
+        if self.spelling == "scalar-t":  # t folded: 0.5·relu, then a per-channel t
+            y = F.linear((2 * t) * (0.5 * F.relu(F.linear(x, self.w, self.b))), self.w.t())
         return x - self.c * y
 
 
@@ -84,6 +88,8 @@ POSITIVE = [
     ("dense-sll", lambda: DenseSLL(), (6,), 1.0),
     ("dense-sll-add-neg", lambda: DenseSLL(5, 4, spelling="add-neg"), (5,), 1.0),
     ("dense-sll-alpha", lambda: DenseSLL(7, 3, spelling="alpha"), (7,), 1.0),
+    ("dense-sll-add-alpha", lambda: DenseSLL(6, 5, spelling="add-alpha"), (6,), 1.0),
+    ("dense-sll-scalar-t", lambda: DenseSLL(6, 5, spelling="scalar-t"), (6,), 1.0),
     ("dense-sll-t-times-4", lambda: DenseSLL(4, 6, t_scale=4.0), (4,), None),
 ]
 
@@ -215,6 +221,11 @@ REPEATS = [  # (name, fn of x (1, 4), the exact constant)
         math.sqrt(3),
     ),
     ("groupsort-halves-twice", None, math.sqrt(2)),
+    (
+        "maxmin-second-max-node",
+        lambda a, b: torch.cat([torch.maximum(a, b), torch.minimum(a, b), torch.maximum(b, a)], 1),
+        math.sqrt(2),
+    ),
     ("slice-twice", lambda a, b: torch.cat([a, b, a], 1), math.sqrt(2)),
 ]
 
@@ -238,3 +249,27 @@ def test_a_concatenation_that_repeats_a_node_pays_for_each_copy(name, fn, exact)
     assert truth <= bound * (1 + TOL)
     assert truth >= exact * (1 - 1e-9)  # the instance reaches the constant, so the check has teeth
     assert bound <= exact * (1 + 1e-5)
+
+
+class _Reflection(nn.Module):
+    def __init__(self, a: nn.Module) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        return 2 * self.a(x) - x
+
+
+@pytest.mark.parametrize("t_scale", [0.2, 0.45, 1.0])
+def test_sll_step_keeps_its_identity_part_for_r(t_scale):
+    """R = 2h − I of h = x − 2·Wᵀ·T·σ(W·x + b): its Jacobian I − 4·MᵀDM has norm max(1, 4‖M‖² − 1),
+    1 when ‖M‖² ≤ ½ (not 2·U(h) + 1 = 3)."""
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    model = DenseSLL(6, 8, t_scale=t_scale).eval()
+    ub = upper_bound(model, (6,))
+    r = _Reflection(model).eval()
+    r_truth = dense_truth(r, (6,), points=6)
+    assert ub.reflection is not None and r_truth <= ub.reflection * (1 + TOL), (r_truth, ub.reflection)
+    if t_scale <= 0.45:  # ‖M‖² ≤ 0.45·‖M_SLL‖² ≤ 0.45: R is non-expansive
+        assert ub.reflection <= 1 + 1e-5, ub.reflection

@@ -48,11 +48,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("dense", [True, False])
-def test_every_path_is_sound_on_random_configs(monkeypatch, dense):
+@pytest.mark.parametrize("path", ["dense", "spectrum", "tap-grams"])
+def test_every_path_is_sound_on_random_configs(monkeypatch, path):
     gen = torch.Generator().manual_seed(7)
+    dense = path == "dense"
     if not dense:
         force_embedding(monkeypatch)
+        costs = (0.0, 1.0) if path == "spectrum" else (1.0, 0.0)
+        monkeypatch.setattr("robustbench_lip.lipschitz.bounds.embedding._costs", lambda *a: costs)
     rows = CASES[:: 3 if dense else 2]
     for k, s, d, g, p, hw, pm in rows:
         w = torch.randn(4, 4 // g, k, k, generator=gen, dtype=torch.float64)

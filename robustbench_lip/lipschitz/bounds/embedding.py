@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import product
 
 import torch
 import torch.nn.functional as F
 
-from robustbench_lip.lipschitz.bounds.gram import BLOCK_BYTES, sigma_max_blocks
+from robustbench_lip.lipschitz.bounds.gram import BLOCK_BYTES, U, sigma_max_blocks, sigma_max_from_grams
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,9 @@ def _half_spectrum(mh: int, mw: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _spectrum_blocks(wg: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator[torch.Tensor]:
-    """Blocks (G·F, c_out, c_in·s_h·s_w) of kernel transforms over the half spectrum."""
-    k = wg[..., eh.taps, :][..., ew.taps].to(torch.complex128)
+    """Blocks (G·F, c_out, c_in·s_h·s_w) of kernel transforms over the half spectrum; wg holds the
+    kept taps only."""
+    k = wg.to(torch.complex128)
     g, co, ci = k.shape[:3]
     m, n = co, ci * eh.s * ew.s
     per_freq = 16 * g * (m * n + 3 * min(m, n) ** 2)
@@ -145,6 +147,79 @@ def _spectrum_blocks(wg: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator
         yield spec.permute(0, 3, 1, 2, 4, 5).reshape(-1, co, n)
 
 
+def _tap_pairs(eh: Embedding, ew: Embedding, left: bool) -> list[tuple[int, int, int, int]]:
+    """Pairs of 2-D taps (a, b, a', b') whose products enter the Gram, with offset difference d ≥ 0
+    (lexicographic; M_{−d} = M_dᵀ): for the left Gram only taps of the same phase pair up."""
+    out = []
+    for a, b, a2, b2 in product(range(len(eh.taps)), range(len(ew.taps)), repeat=2):
+        if left and (eh.r[a] != eh.r[a2] or ew.r[b] != ew.r[b2]):
+            continue
+        if (eh.q[a] - eh.q[a2], ew.q[b] - ew.q[b2]) >= (0, 0):
+            out.append((a, b, a2, b2))
+    return out
+
+
+def _gram_blocks(k: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(Grams (G·F, n, n), error bounds) over the half spectrum from the tap Grams M_d: the Gram of
+    the kernel transform is Σ_d M_d e^{∓i d·ω} (left: a·aᴴ = Σ T_t T_t'ᵀ e^{−i(q_t − q_t')·ω}; right:
+    aᴴa with + and blocks (r_t, r_t')).
+    Rounding: ‖ĝ − g‖₂ ≤ 16(c_in + pairs + offsets + 8)u·(Σ_t ‖K_t‖_F)²."""
+    g, co, ci = k.shape[:3]
+    s = eh.s * ew.s
+    left = co <= ci * s
+    side = co if left else ci * s
+    mats: dict[tuple[int, int], torch.Tensor] = {}
+    pairs = _tap_pairs(eh, ew, left)
+    for a, b, a2, b2 in pairs:
+        d = (eh.q[a] - eh.q[a2], ew.q[b] - ew.q[b2])
+        acc = mats.setdefault(d, k.new_zeros(g, side, side))
+        if left:
+            acc += k[..., a, b] @ k[..., a2, b2].mT
+        else:
+            r1, r2 = eh.r[a] * ew.s + ew.r[b], eh.r[a2] * ew.s + ew.r[b2]
+            acc.view(g, ci, s, ci, s)[:, :, r1, :, r2] += k[..., a, b].mT @ k[..., a2, b2]
+    for d in [d for d in mats if d != (0, 0)]:
+        mats[(-d[0], -d[1])] = mats[d].mT
+    offs = torch.tensor(list(mats), dtype=torch.float64)
+    stack = torch.stack(list(mats.values())).reshape(len(mats), -1).to(torch.complex128)
+    fro = torch.linalg.vector_norm(k, dim=(1, 2)).sum((-2, -1))  # Σ_t ‖K_t‖_F per group
+    err = 16 * (ci + len(pairs) + len(mats) + 8) * U * fro**2
+    sign = -1.0 if left else 1.0
+    u, v = _half_spectrum(eh.grid, ew.grid)
+    step = max(1, BLOCK_BYTES // (64 * g * side * side))
+    for a in range(0, len(u), step):
+        w = torch.stack([u[a : a + step] / eh.grid, v[a : a + step] / ew.grid], 1).to(torch.float64)
+        ph = torch.exp(sign * 2j * math.pi * (w @ offs.T))  # (F, D)
+        gr = (ph @ stack).view(-1, g, side, side).transpose(0, 1).reshape(-1, side, side)
+        yield (gr + gr.mH) / 2, err.repeat_interleave(len(w)) * 2
+
+
+def _costs(k: torch.Tensor, eh: Embedding, ew: Embedding) -> tuple[float, float]:
+    """Estimated cost of (per-frequency Grams, tap Grams), in complex-matmul flops (a real matmul
+    runs at about half the rate of a complex one per flop)."""
+    g, co, ci = k.shape[:3]
+    n = ci * eh.s * ew.s
+    nf = len(_half_spectrum(eh.grid, ew.grid)[0])
+    lo, hi = min(co, n), max(co, n)
+    direct = nf * g * 8.0 * hi * lo * lo
+    left = co <= n
+    pairs = len(_tap_pairs(eh, ew, left))
+    taps = 2 * pairs * g * 2.0 * (co * ci * co if left else ci * co * ci) + nf * g * 8.0 * 25 * lo * lo
+    return direct, taps
+
+
 def circular_norm(wg: torch.Tensor, eh: Embedding, ew: Embedding) -> float:
-    """√(mult_h·mult_w)·‖C‖ for kernels wg (G, c_out, c_in, kh, kw): a certified bound (not × SAFETY)."""
-    return math.sqrt(eh.mult * ew.mult) * sigma_max_blocks(_spectrum_blocks(wg, eh, ew))
+    """√(mult_h·mult_w)·‖C‖ for kernels wg (G, c_out, c_in, kh, kw): a certified bound (not × SAFETY).
+    The kernel transforms' Grams come per frequency or, when cheaper, from the taps' Grams."""
+    k = wg[..., eh.taps, :][..., ew.taps].to(torch.float64)
+    top = float(torch.linalg.vector_norm(k))
+    if top == 0.0:
+        return 0.0
+    e = math.frexp(top)[1]
+    k = k * 2.0 ** (-e)  # exact
+    direct, taps = _costs(k, eh, ew)
+    if taps < direct:
+        sig = sigma_max_from_grams(_gram_blocks(k, eh, ew))
+    else:
+        sig = sigma_max_blocks(_spectrum_blocks(k, eh, ew))
+    return math.sqrt(eh.mult * ew.mult) * sig * 2.0**e

@@ -21,15 +21,17 @@ import torch
 
 U = torch.finfo(torch.float64).eps / 2
 REL_SLACK = 1e-5  # τ² = (1 + REL_SLACK)·(largest Rayleigh quotient): σ is certified to ≈ 5e-6
-LANCZOS_STEPS = (12, 48)  # Lanczos steps: all matrices, then those not certified at the first τ²
+LANCZOS_STEPS = (4, 12, 48)  # Lanczos steps: all matrices, the candidates, those not yet certified
+CANDIDATE = 0.8  # matrices whose short-run Ritz value is ≥ this × the largest are candidates
 BLOCK_BYTES = 128 << 20  # memory budget of one block of frequency matrices (bytes)
 
 
-def _eta(g: torch.Tensor, tau2: float, m: int) -> torch.Tensor:
-    """Per-matrix margin covering Cholesky's backward error and the rounding of the Gram g (B, n, n)."""
+def _eta(g: torch.Tensor, tau2: float, g_err: torch.Tensor) -> torch.Tensor:
+    """Per-matrix margin covering Cholesky's backward error on g (B, n, n) and g_err (B,), a bound on
+    ‖ĝ − g‖₂ (the rounding of the Gram itself)."""
     n = g.shape[-1]
     tr = g.diagonal(dim1=-2, dim2=-1).real.sum(-1).clamp_min(0)
-    return 8 * U * ((n + 2) * (n * tau2 + tr) + (m + 2) * tr)
+    return 8 * U * (n + 2) * (n * tau2 + tr) + g_err
 
 
 def _lanczos(g: torch.Tensor, v: torch.Tensor, steps: int) -> torch.Tensor:
@@ -51,44 +53,55 @@ def _lanczos(g: torch.Tensor, v: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.linalg.eigvalsh((t + t.mH) / 2)[..., -1].clamp_min(0)
 
 
-def _certify(g: torch.Tensor, tau2: float, m: int) -> torch.Tensor:
+def _certify(g: torch.Tensor, tau2: float, g_err: torch.Tensor) -> torch.Tensor:
     """Mask of the matrices of g (B, n, n) NOT certified λ_max ≤ tau2 by a Cholesky of (tau2 − η)I − g."""
-    eta = _eta(g, tau2, m)
+    eta = _eta(g, tau2, g_err)
     eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     _, info = torch.linalg.cholesky_ex((tau2 - eta).view(-1, 1, 1).to(g.dtype) * eye - g)
     return (info != 0) | (eta >= 0.5 * REL_SLACK * tau2)
 
 
+def gram_lambda(g: torch.Tensor, g_err: torch.Tensor, tau2_floor: float = 0.0) -> float:
+    """Certified upper bound on max λ_max over Hermitian PSD Grams g (B, n, n) known to ‖ĝ − g‖₂ ≤ g_err
+    (B,). Short Lanczos runs set τ² (never below tau2_floor); matrices not certified at τ² by
+    Cholesky get a longer run (raising τ²), then an eigvalsh with its backward-error bound. The runs
+    only choose τ²: the certificate is the factorisation."""
+    n = g.shape[-1]
+    gen = torch.Generator(device=g.device).manual_seed(0)
+    v = torch.randn(g.shape[0], n, 1, dtype=torch.float64, generator=gen, device=g.device).to(g.dtype)
+    mu = _lanczos(g, v, LANCZOS_STEPS[0])
+    top = mu >= CANDIDATE * mu.max()  # the candidates for the largest λ_max get a longer run
+    mu = _lanczos(g[top], v[top], LANCZOS_STEPS[1])
+    tau2 = max(tau2_floor, float(mu.max()) * (1 + REL_SLACK))
+    if tau2 <= 0.0:
+        if not bool((g != 0).any()) and not bool((g_err > 0).any()):
+            return 0.0
+        tau2 = float(g.diagonal(dim1=-2, dim2=-1).real.max() + g_err.max())
+    bad = _certify(g, tau2, g_err)
+    if bool(bad.any()):
+        g, g_err = g[bad], g_err[bad]
+        mu = _lanczos(g, v[bad], LANCZOS_STEPS[2])
+        tau2 = max(tau2, float(mu.max()) * (1 + REL_SLACK))
+        bad = _certify(g, tau2, g_err)
+    if bool(bad.any()):
+        gb = g[bad]
+        lam = torch.linalg.eigvalsh(gb)[..., -1]
+        err = 8 * U * (n + 2) * torch.linalg.matrix_norm(gb, "fro") + _eta(gb, 0.0, g_err[bad])
+        tau2 = max(tau2, float((lam + err).max()))
+    return tau2
+
+
 def _block_lambda(a: torch.Tensor, tau2_floor: float) -> float:
-    """Certified upper bound on max λ_max(AᴴA) over the block a (B, m, n) (already scaled to ≈ 1).
-    A short Lanczos run sets τ²; matrices not certified at τ² get a longer one (raising τ²),
-    then an eigvalsh with its backward-error bound."""
+    """Certified upper bound on max λ_max(AᴴA) over the block a (B, m, n) (already scaled to ≈ 1);
+    the Gram is formed on the smaller side (rounding ‖ĝ − g‖ ≤ γ·tr g with γ = 8(m + 2)u)."""
     if a.shape[-2] < a.shape[-1]:
         a = a.mH
     m, n = a.shape[-2:]
     if n == 1:  # a column: its exact squared norm (relative rounding ≤ γ_m)
         return float(a.abs().pow(2).sum((-2, -1)).max()) * (1 + 2 * (m + 2) * U)
     g = a.mH @ a
-    gen = torch.Generator(device=g.device).manual_seed(0)
-    v = torch.randn(g.shape[0], n, 1, dtype=torch.float64, generator=gen, device=g.device).to(g.dtype)
-    mu = _lanczos(g, v, LANCZOS_STEPS[0])
-    tau2 = max(tau2_floor, float(mu.max()) * (1 + REL_SLACK))
-    if tau2 <= 0.0:
-        if not bool((g != 0).any()):
-            return 0.0
-        tau2 = float(g.diagonal(dim1=-2, dim2=-1).real.max())
-    bad = _certify(g, tau2, m)
-    if bool(bad.any()):
-        g = g[bad]
-        mu = _lanczos(g, v[bad], LANCZOS_STEPS[1])
-        tau2 = max(tau2, float(mu.max()) * (1 + REL_SLACK))
-        bad = _certify(g, tau2, m)
-    if bool(bad.any()):
-        gb = g[bad]
-        lam = torch.linalg.eigvalsh(gb)[..., -1]
-        err = 8 * U * (n + 2) * torch.linalg.matrix_norm(gb, "fro") + _eta(gb, 0.0, m)
-        tau2 = max(tau2, float((lam + err).max()))
-    return tau2
+    g_err = 8 * U * (m + 2) * g.diagonal(dim1=-2, dim2=-1).real.sum(-1).clamp_min(0)
+    return gram_lambda(g, g_err, tau2_floor)
 
 
 def sigma_max_blocks(blocks: Iterable[torch.Tensor]) -> float:
@@ -110,6 +123,16 @@ def sigma_max_blocks(blocks: Iterable[torch.Tensor]) -> float:
         lam = _block_lambda(a, floor)
         best = max(best, math.sqrt(lam) * 2.0**e)
     return best
+
+
+def sigma_max_from_grams(blocks: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Certified upper bound on the largest σ_max of matrices given by their Grams: blocks of
+    (g (B, n, n) Hermitian PSD, g_err (B,) bounds on ‖ĝ − g‖₂). Entries should be of order one."""
+    best = 0.0
+    for g, g_err in blocks:
+        if g.numel():
+            best = max(best, gram_lambda(g, g_err, best))
+    return math.sqrt(best)
 
 
 def sigma_max(a: torch.Tensor) -> float:

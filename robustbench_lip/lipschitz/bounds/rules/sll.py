@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY, linear_bound
-from robustbench_lip.lipschitz.bounds.rules.registry import OpContext
+from robustbench_lip.lipschitz.bounds.rules.registry import Affine, OpContext
 
 Node = torch.fx.Node
 CONV = "aten.convolution.default"
@@ -122,7 +122,14 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
     while _t(u) == "aten.mul.Tensor" and len(u.args) == 2:
         a, b = u.args
         var, c = (a, b) if ctx.depends(a) and not ctx.depends(b) else (b, a)
-        if not ctx.depends(var) or not isinstance(c, Node) or not _const(ctx, c):
+        if not ctx.depends(var):
+            break
+        if (k := _scalar(ctx, c)) is not None and not isinstance(c, Node):
+            if not (k >= 0 and math.isfinite(k)):
+                break
+            t, u = t * k, var
+            continue
+        if not isinstance(c, Node) or not _const(ctx, c):
             break
         cv, vv = ctx.value(c), ctx.value(var)
         if not isinstance(cv, torch.Tensor) or not isinstance(vv, torch.Tensor) or cv.dim() > vv.dim():
@@ -231,7 +238,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     return rest, linear_bound(m)
 
 
-def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> float | None:
+def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> Affine | None:
     """Bound of h = z − coef·branch when branch is c'·Wᵀ·T·σ(W·z + b) (see the module docstring):
     L(z)·max(1, c‖M‖² − 1) with c = coef·c'; None when the pattern does not hold exactly."""
     if not (isinstance(z, Node) and isinstance(branch, Node) and ctx.depends(z)):
@@ -245,10 +252,16 @@ def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> float | None:
         return None
     m = found[1]
     ctx.note(f"SLL residual step max(1, c‖M‖²−1), c={c:g}, ‖M‖≤{m:.4f}")
-    return ctx.lip(z) * max(1.0, c * m * m - 1.0)
+    # h = α·z + B(z) with α = 1 − c‖M‖²/2: B's Jacobian (c‖M‖²/2)·I − c·MᵀDM is symmetric with
+    # eigenvalues in ±c‖M‖²/2, so for R = 2A − I the identity part is kept (|α| + ½c‖M‖² is the
+    # max(1, c‖M‖² − 1) above)
+    half = c * m * m / 2.0
+    alpha = 1.0 - half
+    bz = ctx.bound(z)
+    return Affine(alpha * bz.alpha, abs(alpha) * bz.lip + half * bz.total)
 
 
-def sll_of_sum(ctx: OpContext, sign: float) -> float | None:
+def sll_of_sum(ctx: OpContext, sign: float) -> Affine | None:
     """The SLL pattern at an add (sign +1) or sub (sign −1) node: z ± alpha·branch, either order
     for add."""
     alpha = ctx.arg("alpha")
