@@ -12,6 +12,7 @@ import torch
 
 from robustbench_lip.data.folder_layout import Layout, Sample
 from robustbench_lip.errors import RlipError
+from robustbench_lip.labels import labels_from_counts
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ def read_mask(path: Path, num_classes: int, class_file: str) -> np.ndarray:
 
 
 def _mask_label(mask: np.ndarray, k: int) -> int:
-    counts = np.bincount(mask.ravel(), minlength=k)[1:]
-    return 0 if counts.sum() == 0 else 1 + int(np.argmax(counts))
+    counts = torch.from_numpy(np.bincount(mask.ravel(), minlength=k))[None]
+    return int(labels_from_counts(counts, 0)[0])  # image classes = mask classes: offset 0
 
 
 def decode(layout: Layout, samples: list[Sample], channels: int, size: int) -> tuple[torch.Tensor, ...]:
