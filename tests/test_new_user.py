@@ -61,3 +61,78 @@ def test_predict_labels_takes_the_dataset_offset() -> None:
     model = _Oracle(torch.zeros(1, 1, 2, 2), logits.argmax(1), 3)
     assert predict_labels(model, torch.zeros(1, 1, 2, 2), offset=0).tolist() == [2]
     assert predict_labels(model, torch.zeros(1, 1, 2, 2), offset=1).tolist() == [1]
+
+
+# --- evaluations on other data than the run's (issue 26, 1c) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from robustbench_lip.modelio import save_model
+    from robustbench_lip.models import create_model_for
+    from tests.folder_fixtures import write_image_folder
+
+    base = tmp_path_factory.mktemp("other")
+    roots = {
+        "own": write_image_folder(base / "own", n=2),
+        "same_classes": write_image_folder(base / "copy", n=2),
+        "more_classes": write_image_folder(base / "more", n=2, classes=("ant", "bee", "cow", "doe")),
+    }
+    info = get_dataset("folder", split="train", root=str(roots["own"]), image_size=16).info
+    torch.manual_seed(0)
+    model = create_model_for("mresnet18_tiny", info)
+    run = base / "runs" / "r"
+    save_model(model, run, dataset=info, training={"settings": {"root": str(roots["own"])}})
+    return {**roots, "run": run}
+
+
+CERT = {"n": 2, "steps": 0, "target": "A", "eps": [36 / 255], "device": "cpu"}
+
+
+def test_other_folder_is_refused_without_the_flag(own_run: dict[str, Path]) -> None:
+    from robustbench_lip.evaluation.attack import attack_run
+    from robustbench_lip.evaluation.certify import certify_run
+
+    with pytest.raises(RlipError, match="--other-data"):
+        certify_run(own_run["run"], root=own_run["same_classes"], write=False, **CERT)
+    with pytest.raises(RlipError, match="--other-data"):
+        attack_run(own_run["run"], [8 / 255], "fgsm", root=own_run["same_classes"], n=2, write=False)
+    rec = certify_run(own_run["run"], root=own_run["same_classes"], write=False, other_data=True, **CERT)
+    assert rec.settings["other_data"] is True
+    own = certify_run(own_run["run"], root=own_run["own"], write=False, **CERT)  # its own folder: fine
+    assert "other_data" not in own.settings
+
+
+def test_a_model_whose_classes_do_not_fit_is_refused(own_run: dict[str, Path]) -> None:
+    from robustbench_lip.evaluation.certify import certify_run
+
+    with pytest.raises(RlipError, match="predicts 3 classes but dataset 'folder' has 4"):
+        certify_run(own_run["run"], root=own_run["more_classes"], write=False, other_data=True, **CERT)
+
+
+def test_other_data_records_stay_out_of_the_run_row(tmp_path: Path) -> None:
+    from robustbench_lip.records import make_record, write_record
+    from robustbench_lip.report import build_leaderboard
+
+    run = tmp_path / "runs" / "r"
+    final = {"accuracy": 0.5, "precision": 0.5, "miou": None}
+    model = {"arch": "mresnet18_w8", "task": "classification"}
+    done = {"status": "finished", "history": [], "final": final}
+    settings = {"lam": 0.1, "seed": 0, "data": "shapes"}
+    train = make_record("train", model=model, dataset={"name": "shapes"}, settings=settings, payload=done,
+                        wall_s=1.0)  # fmt: skip
+    write_record(run / "results" / "train.json", train)
+    for name, data, up, day, other in (("own", "shapes", 3.0, 2, False), ("flag", "shapes", 9.0, 3, True),
+                                       ("lesions", "lesions", 7.0, 4, False)):  # fmt: skip
+        bound = {"upper": up, "lower": 1.0, "lower_mean": 1.0, "converged": True}
+        clean = {"accuracy": 0.1, "precision": 0.1, "miou": None}
+        payload = {"lipschitz": {"A": bound}, "fne": {"violated": None}, "unsupported_ops": [],
+                   "certified_accuracy": {"36/255": up / 10}, "clean": clean}  # fmt: skip
+        settings = {"n": 8, **({"other_data": True} if other else {})}
+        rec = make_record("certify", model=model, dataset={"name": data}, settings=settings, payload=payload,
+                          wall_s=1.0)  # fmt: skip
+        rec["created"] = f"2026-01-0{day}T00:00:00+00:00"
+        write_record(run / "results" / f"certify-{name}.json", rec)
+    row = build_leaderboard(tmp_path / "runs").table.iloc[0]
+    assert row["dataset"] == "shapes" and row["L(A) upper"] == 3.0
+    assert row["cert acc@36/255"] == pytest.approx(0.3)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
 from robustbench_lip.choices import Norm, Objective
-from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
 from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
@@ -108,6 +108,7 @@ def attack_cmd(
     runs_dir: Annotated[
         Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given.")
     ] = Path("zoo/runs"),
+    other_data: OtherData = False,
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
@@ -128,7 +129,7 @@ def attack_cmd(
     options: dict[str, Any] = dict(
         norm=norm.value, steps=steps, alpha=alpha_v, objective=objective.value if objective else None,
         data=data, n=n, batch_size=batch_size, seed=seed, preset=preset.lower() if preset else None,
-        restarts=restarts,
+        restarts=restarts, other_data=other_data,
     )  # fmt: skip
     if model is not None:
         rec = attack_one(model, eps_list, attacks, root=root, device=device, **options)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from robustbench_lip.choices import BoundMode, CertifyTarget
-from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
 
 
@@ -185,6 +185,7 @@ def certify_cmd(
     smoothing_alpha: Annotated[
         float, typer.Option("--smoothing-alpha", help="Failure probability α of each smoothed certificate.")
     ] = 0.001,
+    other_data: OtherData = False,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
     if list_rules:
@@ -203,7 +204,7 @@ def certify_cmd(
             raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
         smooth_cmd(
             model, runs_dir, smoothing, json_file, data=data, root=root, n=n, samples=smoothing_n,
-            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device,
+            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device, other_data=other_data,
             input_shape=parse_shape(input_shape) if input_shape is not None else None,
         )  # fmt: skip
         return
@@ -213,7 +214,7 @@ def certify_cmd(
     shape = parse_shape(input_shape) if input_shape is not None else None
     options: dict[str, Any] = dict(
         data=data, n=n, input_shape=shape, target=target.value, eps=eps_list, seed=seed, steps=steps,
-        mode=mode.value,
+        mode=mode.value, other_data=other_data,
     )  # fmt: skip
     if model is not None:
         _certify_and_render(model, json_file, layers, root=root, device=device, **options)

@@ -7,7 +7,7 @@ import functools
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,16 @@ console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: `--other-data` of certify and attack (evaluation.data_check).
+OtherData = Annotated[
+    bool,
+    typer.Option(
+        "--other-data",
+        help="Evaluate a run on data other than its own (another dataset or folder): recorded as other "
+        "data and kept out of the run's leaderboard row. Without it such data is refused.",
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:

@@ -25,6 +25,7 @@ import torch
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certificates import DEFAULT_EPS, TargetChoice, certify
+from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
@@ -43,9 +44,11 @@ def settings_for(
     steps: int,
     mode: str,
     input_shape: Sequence[int],
+    other_data: bool = False,
 ) -> dict[str, Any]:
-    """The record settings of a certify run (their key names the record file)."""
-    return {
+    """The record settings of a certify run (their key names the record file); `other_data` (only
+    when true): evaluated on data other than the run's own (evaluation.data_check)."""
+    s = {
         "data": data,
         "n": int(n),
         "target": target,
@@ -55,6 +58,7 @@ def settings_for(
         "mode": mode,
         "input_shape": [int(s) for s in input_shape],
     }
+    return {**s, "other_data": True} if other_data else s
 
 
 def planned_settings(
@@ -68,11 +72,12 @@ def planned_settings(
     seed: int = 0,
     steps: int = 10,
     mode: str = "fast",
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
     or data loaded; the input shape is the model's, which is the data's for models trained here)."""
     name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its certificate")
-    return settings_for(name, n, target, eps, seed, steps, mode, shape)
+    return settings_for(name, n, target, eps, seed, steps, mode, shape, other_data)
 
 
 def runs_to_certify(runs_dir: str | os.PathLike[str], **options: Any) -> list[Path]:
@@ -106,6 +111,7 @@ def _inputs(
     root: str | os.PathLike[str] | None,
     n: int,
     input_shape: Sequence[int] | None,
+    other_data: bool = False,
 ) -> _Inputs:
     cfg = model.config
     name = dataset_name(data, meta)
@@ -120,6 +126,7 @@ def _inputs(
             log.info("no data: using the exported program's input size %s", shape)
         return inp
     ds = load_test_set(name, root, meta)
+    check_data(cfg, ds.info, root, meta, other_data)
     inp.ds_dict = ds.info.to_dict()
     inp.images, inp.labels, inp.masks = ds.take(n).tensors()
     if tuple(inp.images.shape[1:]) != shape:
@@ -150,6 +157,7 @@ def certify_run(
     device: str | torch.device = "auto",
     write: bool = True,
     progress: ProgressFn | None = None,
+    other_data: bool = False,
 ) -> CertifyRecord:
     """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
 
@@ -157,7 +165,7 @@ def certify_run(
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
     steps/mode: as `certify`; layers: also record the per-layer bounds. With `write`, a run
     folder gets the record in `results/` (a model file gets none; see record_path). progress: see
-    evaluation.steps."""
+    evaluation.steps. other_data: allow data other than the run's own (evaluation.data_check)."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
 
@@ -168,7 +176,7 @@ def certify_run(
     dev = resolve_device(device)
     meta = model_meta(path)  # None: foreign files (.pt2, bare weights) have no config.json
     model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
-    inp = _inputs(model, path, meta, data, root, n, input_shape)
+    inp = _inputs(model, path, meta, data, root, n, input_shape, other_data)
     cert = certify(
         model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
         n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
@@ -177,7 +185,7 @@ def certify_run(
     rec = CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,
-        settings=settings_for(inp.ds_name, n, target, eps, seed, steps, mode, inp.shape),
+        settings=settings_for(inp.ds_name, n, target, eps, seed, steps, mode, inp.shape, other_data),
         env=env_info(dev),
         wall_s=time.perf_counter() - t0,
         **cert.payload(layers=layers),
