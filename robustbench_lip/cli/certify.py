@@ -148,7 +148,16 @@ def certify_cmd(
     root: Annotated[Path | None, typer.Option("--root", help="Dataset root folder.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of test points.")] = 256,
     input_shape: Annotated[
-        str | None, typer.Option("--input-shape", help="C,H,W (needed for foreign models without data).")
+        str | None,
+        typer.Option("--input-shape", help="C,H,W: the input size of a foreign model (needed without data)."),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or "
+            "torchvision:NAME (e.g. torchvision:resnet18; classes read from the file).",
+        ),
     ] = None,
     target: Annotated[CertifyTarget, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
         CertifyTarget.both
@@ -202,6 +211,11 @@ def certify_cmd(
 
         if layers:
             raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
+        if arch is not None:
+            raise RlipError(
+                "--arch does not combine with --smoothing; export the weights first: "
+                "rlip models export FILE --arch NAME --input-shape C,H,W --out model.pt2"
+            )
         smooth_cmd(
             model, runs_dir, smoothing, json_file, data=data, root=root, n=n, samples=smoothing_n,
             n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device, other_data=other_data,
@@ -217,8 +231,10 @@ def certify_cmd(
         mode=mode.value, other_data=other_data,
     )  # fmt: skip
     if model is not None:
-        _certify_and_render(model, json_file, layers, root=root, device=device, **options)
+        _certify_and_render(model, json_file, layers, root=root, device=device, arch=arch, **options)
         return
+    if arch is not None:
+        raise RlipError("--arch names the architecture of one MODEL file; pass the file")
     from robustbench_lip.evaluation.certify import runs_to_certify
 
     if json_file is not None:

@@ -30,6 +30,7 @@ from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
+from robustbench_lip.modelio.hints import with_hint
 from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ def certify_run(
     write: bool = True,
     progress: ProgressFn | None = None,
     other_data: bool = False,
+    arch: str | None = None,
 ) -> CertifyRecord:
     """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
 
@@ -165,7 +167,9 @@ def certify_run(
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
     steps/mode: as `certify`; layers: also record the per-layer bounds. With `write`, a run
     folder gets the record in `results/` (a model file gets none; see record_path). progress: see
-    evaluation.steps. other_data: allow data other than the run's own (evaluation.data_check)."""
+    evaluation.steps. other_data: allow data other than the run's own (evaluation.data_check).
+    arch: the architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or
+    `torchvision:NAME` (class count read from the file), built at `input_shape`."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
 
@@ -175,13 +179,16 @@ def certify_run(
         raise RlipError(f"no such model file or folder: {path}")
     dev = resolve_device(device)
     meta = model_meta(path)  # None: foreign files (.pt2, bare weights) have no config.json
-    model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
+    model = load_model(path, arch=arch, device=dev, input_size=tuple(input_shape) if input_shape else None)
     inp = _inputs(model, path, meta, data, root, n, input_shape, other_data)
-    cert = certify(
-        model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
-        n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
-        num_mask_classes=inp.num_mask, device=dev, progress=progress,
-    )  # fmt: skip
+    try:
+        cert = certify(
+            model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
+            n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
+            num_mask_classes=inp.num_mask, device=dev, progress=progress,
+        )  # fmt: skip
+    except RlipError as e:
+        raise RlipError(with_hint(str(e))) from None
     rec = CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,

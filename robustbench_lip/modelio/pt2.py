@@ -22,6 +22,7 @@ from torch import nn
 from robustbench_lip.errors import RlipError
 from robustbench_lip.modelio.files import _first_line
 from robustbench_lip.modelio.foreign import ForeignModel, infer_config
+from robustbench_lip.modelio.hints import with_hint
 
 
 def _screen_pt2(path: Path) -> None:
@@ -87,7 +88,10 @@ def _pt2_input(ep: Any, source: str) -> tuple[tuple[int, ...], int | None]:
             if ep.example_inputs:
                 s = ep.example_inputs[0][0].shape[len(dims) + 1]
             else:
-                raise RlipError(f"{source}: dynamic image size without example inputs; pass input_size")
+                raise RlipError(
+                    f"{source}: dynamic image size without example inputs; "
+                    "pass --input-shape C,H,W (input_size)"
+                )
         dims.append(int(s))
     batch = shape[0] if isinstance(shape[0], int) else None
     return tuple(dims), batch
@@ -106,7 +110,10 @@ def _load_pt2(path: Path, input_size: Sequence[int] | None) -> nn.Module:
             ) from None
         raise RlipError(f"{path} is not a valid torch.export archive: {_first_line(e)}") from None
     except Exception as e:  # torch.export.load raises many kinds on damaged archives
-        raise RlipError(f"{path} is truncated or not a torch.export archive ({_first_line(e)})") from None
+        why = f"({_first_line(e)})"
+        if with_hint(why) != why:  # a known failure of a model exported with live parametrizations
+            raise RlipError(f"torch.export.load cannot read {path} {with_hint(why)}") from None
+        raise RlipError(f"{path} is truncated or not a torch.export archive {why}") from None
     size, batch = _pt2_input(ep, str(path))
     if input_size is not None:
         size = tuple(int(v) for v in input_size)
