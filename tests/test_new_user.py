@@ -4,6 +4,7 @@ small dead ends (help texts, missing runs dir, mixed grayscale/RGB folders)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -136,3 +137,52 @@ def test_other_data_records_stay_out_of_the_run_row(tmp_path: Path) -> None:
     row = build_leaderboard(tmp_path / "runs").table.iloc[0]
     assert row["dataset"] == "shapes" and row["L(A) upper"] == 3.0
     assert row["cert acc@36/255"] == pytest.approx(0.3)
+
+
+# --- the smaller dead ends -------------------------------------------------------------------------
+
+
+def _cli(*args: str, **kw: Any) -> Any:
+    from typer.testing import CliRunner
+
+    from robustbench_lip.cli.app import app
+
+    return CliRunner().invoke(app, list(args), **kw)
+
+
+def test_train_help_names_folder_for_root() -> None:
+    out = _cli("train", "--help", terminal_width=250).output
+    line = next(ln for ln in out.splitlines() if "--root" in ln)
+    assert "folder" in line
+
+
+@pytest.mark.parametrize(
+    "cmd", [["certify"], ["certify", "--smoothing", "0.25"], ["attack", "--eps", "8/255"]]
+)
+def test_missing_default_runs_dir_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cmd: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no zoo/runs here
+    r = _cli(*cmd)
+    assert r.exit_code == 1 and "runs folder not found: zoo/runs" in r.output
+    assert "Traceback" not in r.output and "nothing to certify" not in r.output
+
+
+def test_mixed_grayscale_and_rgb_folder_warns_with_the_rule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from tests.folder_fixtures import write_image_folder
+
+    root = write_image_folder(tmp_path / "mix", n=2)
+    gray = np.full((20, 24), 77, np.uint8)
+    Image.fromarray(gray).save(root / "train" / "cat" / "gray.png")  # one grayscale file among RGB ones
+    with caplog.at_level("WARNING", logger="robustbench_lip.data.folder_decode"):
+        ds = get_dataset("folder", split="train", root=str(root), channels=3, image_size=16)
+    msgs = [r.getMessage() for r in caplog.records if "mixes" in r.getMessage()]
+    assert len(msgs) == 1 and "1 grayscale and 6 colour" in msgs[0] and "gray → RGB" in msgs[0]
+    x = ds.uint8_images()
+    i = next(i for i in range(len(x)) if bool((x[i] == 77).all()))  # the gray file, channel repeated
+    assert x[i].shape[0] == 3

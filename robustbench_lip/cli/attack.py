@@ -97,7 +97,9 @@ def attack_cmd(
         ),
     ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Dataset name (default: the model's).")] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Dataset folder (cifar10, coco, folder).")
+    ] = None,
     n: Annotated[int | None, typer.Option("--n", min=1, help="Attack the first N test samples.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
@@ -115,7 +117,7 @@ def attack_cmd(
     from robustbench_lip.evaluation.attack import attack_list, planned_settings
     from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
-    from robustbench_lip.runs import finished_runs
+    from robustbench_lip.runs import finished_runs, require_runs_dir
 
     if preset is not None and attack is not None:
         raise RlipError("--preset and --attack exclude each other: a preset names its own attacks")
@@ -136,7 +138,7 @@ def attack_cmd(
         if json_out is not None:
             atomic_write_json(json_out, rec)
         return
-    runs = finished_runs(runs_dir)
+    runs = finished_runs(require_runs_dir(runs_dir))
     if not runs:
         console.print(f"no finished runs under {runs_dir}", highlight=False)
         return
