@@ -11,7 +11,6 @@ from rich.table import Table
 from robustbench_lip.choices import BoundMode, CertifyTarget
 from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
-from robustbench_lip.runs import require_runs_dir
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -211,6 +210,8 @@ def certify_cmd(
         from robustbench_lip.cli.certify_smoothing import smooth_cmd
 
         if model is None:
+            from robustbench_lip.runs import require_runs_dir
+
             require_runs_dir(runs_dir)
         if layers:
             raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
@@ -238,6 +239,8 @@ def certify_cmd(
         return
     if arch is not None:
         raise RlipError("--arch names the architecture of one MODEL file; pass the file")
+    from robustbench_lip.runs import require_runs_dir
+
     require_runs_dir(runs_dir)
     from robustbench_lip.evaluation.certify import runs_to_certify
 
