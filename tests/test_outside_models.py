@@ -93,3 +93,14 @@ def test_known_export_failures_get_the_freeze_hint() -> None:
     msg = "the model's graph cannot be decomposed to core ATen (Encountered a set_ on a graph input)"
     assert with_hint(msg).endswith(FREEZE_HINT) and "leave_parametrized=True" in with_hint(msg)
     assert with_hint("some other failure") == "some other failure"
+
+
+def test_attack_takes_arch_too(tmp_path: Path) -> None:
+    torchvision = pytest.importorskip("torchvision")
+    weights = tmp_path / "r18.pt"
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), weights)
+    code, text = _run("attack", str(weights), "--arch", "torchvision:resnet18", "--data", "shapes", "--eps",
+                      "8/255", "--n", "2", "--steps", "1", "--attack", "fgsm", "--device", "cpu")  # fmt: skip
+    assert code == 0, text
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("attack-*.json")]
+    assert rec["model"]["arch"] == "torchvision:resnet18" and rec["model"]["input_size"] == [3, 32, 32]

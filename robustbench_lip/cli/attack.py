@@ -111,6 +111,10 @@ def attack_cmd(
         Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given.")
     ] = Path("zoo/runs"),
     other_data: OtherData = False,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Architecture of a bare state_dict MODEL (NAME or torchvision:NAME)."),
+    ] = None,
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
@@ -134,10 +138,12 @@ def attack_cmd(
         restarts=restarts, other_data=other_data,
     )  # fmt: skip
     if model is not None:
-        rec = attack_one(model, eps_list, attacks, root=root, device=device, **options)
+        rec = attack_one(model, eps_list, attacks, root=root, device=device, arch=arch, **options)
         if json_out is not None:
             atomic_write_json(json_out, rec)
         return
+    if arch is not None:
+        raise RlipError("--arch names the architecture of one MODEL file; pass the file")
     runs = finished_runs(require_runs_dir(runs_dir))
     if not runs:
         console.print(f"no finished runs under {runs_dir}", highlight=False)

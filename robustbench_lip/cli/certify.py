@@ -130,6 +130,17 @@ def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, 
         console.print(f"json: {json_path}", highlight=False)
 
 
+def _print_rules() -> None:
+    """`--list-rules`: the ATen ops that have a bound rule, by family."""
+    from robustbench_lip.lipschitz.bounds import registered_ops
+
+    for family in ("linear", "activations", "spatial", "structural", "nonlipschitz", "user"):
+        ops = registered_ops(family)
+        if ops:
+            label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
+            console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+
+
 @handle_errors
 def certify_cmd(
     model: Annotated[
@@ -198,13 +209,7 @@ def certify_cmd(
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
     if list_rules:
-        from robustbench_lip.lipschitz.bounds import registered_ops
-
-        for family in ("linear", "activations", "spatial", "structural", "nonlipschitz", "user"):
-            ops = registered_ops(family)
-            if ops:
-                label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
-                console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+        _print_rules()
         return
     if smoothing is not None:
         from robustbench_lip.cli.certify_smoothing import smooth_cmd

@@ -132,14 +132,15 @@ def attack_run(
     preset: str | None = None,
     restarts: int = 1,
     other_data: bool = False,
+    arch: str | None = None,
 ) -> AttackRecord:
     """Attack the model at `model_path` with `attacks` at each ε and return the record.
 
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
     preset: an attack protocol (`standard`, runners.PROTOCOLS) replacing `attacks`; steps None: the
     protocol's own; restarts: of `sea`; other_data: allow data other than the run's own
-    (evaluation.data_check). n larger than the dataset is clamped (logged); the settings
-    keep the n asked for. With
+    (evaluation.data_check); arch: of a bare state_dict (as `certify_run`), built at the data's
+    size. n larger than the dataset is clamped (logged); the settings keep the n asked for. With
     `write`, the record goes to the folder's `results/` (see the module docstring)."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
@@ -153,7 +154,8 @@ def attack_run(
         eps, names, norm, steps, alpha, objective, ds.info.name, n, seed, batch_size,
         None if path.is_dir() else path.name, preset, restarts, other_data,
     )  # fmt: skip
-    model = load_model(path, device=str(dev))
+    size = tuple(ds[0][0].shape) if arch else None
+    model = load_model(path, arch=arch, device=str(dev), input_size=size)
     check_data(getattr(model, "config", None), ds.info, root, meta, other_data)
     t0 = time.perf_counter()
     payload = evaluate_attacks(
