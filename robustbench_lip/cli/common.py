@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 
 from robustbench_lip.errors import RlipError
 
-#: Width of the consoles when their output is not a terminal (a pipe, a log file) and COLUMNS is not
+#: Width of the stdout console when it is not a terminal (a pipe, a log file) and COLUMNS is not
 #: set: wide enough that no table is ever squeezed or cut (rich would otherwise use 80).
 PIPED_WIDTH = 10_000
 
@@ -36,7 +36,7 @@ class _Console(Console):
 
 
 console = _Console()
-err_console = _Console(stderr=True)
+err_console = Console(stderr=True)  # logs and progress: rich's own width (80 when piped)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
