@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from robustbench_lip.errors import RlipError
 from robustbench_lip.records import RESULTS_DIR
 
 TRAIN_RECORD = "train.json"
@@ -43,6 +44,15 @@ def is_run_dir(path: str | os.PathLike[str]) -> bool:
     """True when `path` is a folder holding a config.json or a results/ folder."""
     p = Path(path)
     return p.is_dir() and ((p / "config.json").is_file() or (p / RESULTS_DIR).is_dir())
+
+
+def require_runs_dir(runs_dir: str | os.PathLike[str]) -> Path:
+    """`runs_dir` as a Path; RlipError "runs folder not found" when it is not a folder (every command
+    that walks a runs folder says so the same way)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise RlipError(f"runs folder not found: {root} (pass --runs-dir DIR, or a MODEL)")
+    return root
 
 
 def run_dirs(runs_dir: str | os.PathLike[str]) -> list[Path]:

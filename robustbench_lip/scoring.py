@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from robustbench_lip.device import eval_mode, resolve_device
 from robustbench_lip.errors import RlipError
+from robustbench_lip.labels import label_offset
 from robustbench_lip.metrics import ConfusionMatrix
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -114,14 +115,16 @@ def dataset_has_masks(dataset: Dataset) -> bool:
     return len(item) > 2 and item[2] is not None
 
 
-def model_predictor(model: nn.Module, with_masks: bool = True) -> Predictor:
-    """Training's predictions: `models.predict_labels` and (when `with_masks` and the model can
-    segment) `models.predict_mask`."""
+def model_predictor(model: nn.Module, with_masks: bool = True, offset: int | None = None) -> Predictor:
+    """Training's predictions: `models.predict_labels` (image labels with the dataset's label
+    `offset`, see `robustbench_lip.labels`) and (when `with_masks` and the model can segment)
+    `models.predict_mask`."""
     from robustbench_lip.models import can_segment, predict_labels, predict_mask
 
     seg = with_masks and can_segment(model)
     return Predictor(
-        labels=lambda x: predict_labels(model, x), mask=(lambda x: predict_mask(model, x)) if seg else None
+        labels=lambda x: predict_labels(model, x, offset),
+        mask=(lambda x: predict_mask(model, x)) if seg else None,
     )
 
 
@@ -154,7 +157,9 @@ def score(
     if n < 1:
         raise RlipError("nothing to score: the dataset is empty or n < 1")
     seg = bool(info.has_masks) and info.num_mask_classes is not None
-    predict = model_predictor(model, with_masks=seg)
+    fits = seg and info.num_mask_classes - info.num_classes in (0, 1)
+    offset = label_offset(info.num_classes, info.num_mask_classes) if fits else None
+    predict = model_predictor(model, with_masks=seg, offset=offset)
     scores = Scores(
         Level.IMAGE, int(info.num_classes), info.num_mask_classes if predict.mask else None, ignore_index
     )

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
 from robustbench_lip.choices import Norm, Objective
-from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
 from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
@@ -97,7 +97,9 @@ def attack_cmd(
         ),
     ] = None,
     data: Annotated[str | None, typer.Option("--data", help="Dataset name (default: the model's).")] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Dataset folder (cifar10, coco, folder).")
+    ] = None,
     n: Annotated[int | None, typer.Option("--n", min=1, help="Attack the first N test samples.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
@@ -108,13 +110,18 @@ def attack_cmd(
     runs_dir: Annotated[
         Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given.")
     ] = Path("zoo/runs"),
+    other_data: OtherData = False,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Architecture of a bare state_dict MODEL (NAME or torchvision:NAME)."),
+    ] = None,
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
     from robustbench_lip.evaluation.attack import attack_list, planned_settings
     from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
-    from robustbench_lip.runs import finished_runs
+    from robustbench_lip.runs import finished_runs, require_runs_dir
 
     if preset is not None and attack is not None:
         raise RlipError("--preset and --attack exclude each other: a preset names its own attacks")
@@ -128,14 +135,16 @@ def attack_cmd(
     options: dict[str, Any] = dict(
         norm=norm.value, steps=steps, alpha=alpha_v, objective=objective.value if objective else None,
         data=data, n=n, batch_size=batch_size, seed=seed, preset=preset.lower() if preset else None,
-        restarts=restarts,
+        restarts=restarts, other_data=other_data,
     )  # fmt: skip
     if model is not None:
-        rec = attack_one(model, eps_list, attacks, root=root, device=device, **options)
+        rec = attack_one(model, eps_list, attacks, root=root, device=device, arch=arch, **options)
         if json_out is not None:
             atomic_write_json(json_out, rec)
         return
-    runs = finished_runs(runs_dir)
+    if arch is not None:
+        raise RlipError("--arch names the architecture of one MODEL file; pass the file")
+    runs = finished_runs(require_runs_dir(runs_dir))
     if not runs:
         console.print(f"no finished runs under {runs_dir}", highlight=False)
         return

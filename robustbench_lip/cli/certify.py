@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from robustbench_lip.choices import BoundMode, CertifyTarget
-from robustbench_lip.cli.common import console, err_console, handle_errors
+from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
 
@@ -132,6 +132,17 @@ def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, 
         console.print(f"json: {json_path}", highlight=False)
 
 
+def _print_rules() -> None:
+    """`--list-rules`: the ATen ops that have a bound rule, by family."""
+    from robustbench_lip.lipschitz.bounds import registered_ops
+
+    for family in ("linear", "activations", "spatial", "structural", "nonlipschitz", "user"):
+        ops = registered_ops(family)
+        if ops:
+            label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
+            console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+
+
 @handle_errors
 def certify_cmd(
     model: Annotated[
@@ -150,7 +161,16 @@ def certify_cmd(
     root: Annotated[Path | None, typer.Option("--root", help="Dataset root folder.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of test points.")] = 256,
     input_shape: Annotated[
-        str | None, typer.Option("--input-shape", help="C,H,W (needed for foreign models without data).")
+        str | None,
+        typer.Option("--input-shape", help="C,H,W: the input size of a foreign model (needed without data)."),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or "
+            "torchvision:NAME (e.g. torchvision:resnet18; classes read from the file).",
+        ),
     ] = None,
     target: Annotated[CertifyTarget, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
         CertifyTarget.both
@@ -196,25 +216,29 @@ def certify_cmd(
     smoothing_alpha: Annotated[
         float, typer.Option("--smoothing-alpha", help="Failure probability α of each smoothed certificate.")
     ] = 0.001,
+    other_data: OtherData = False,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
     if list_rules:
-        from robustbench_lip.lipschitz.bounds import registered_ops
-
-        for family in ("linear", "activations", "spatial", "structural", "nonlipschitz", "user"):
-            ops = registered_ops(family)
-            if ops:
-                label = "non-Lipschitz (bound null, with the reason)" if family == "nonlipschitz" else family
-                console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
+        _print_rules()
         return
     if smoothing is not None:
         from robustbench_lip.cli.certify_smoothing import smooth_cmd
 
+        if model is None:
+            from robustbench_lip.runs import require_runs_dir
+
+            require_runs_dir(runs_dir)
         if layers:
             raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
+        if arch is not None:
+            raise RlipError(
+                "--arch does not combine with --smoothing; export the weights first: "
+                "rlip models export FILE --arch NAME --input-shape C,H,W --out model.pt2"
+            )
         smooth_cmd(
             model, runs_dir, smoothing, json_file, data=data, root=root, n=n, samples=smoothing_n,
-            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device,
+            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device, other_data=other_data,
             input_shape=parse_shape(input_shape) if input_shape is not None else None,
         )  # fmt: skip
         return
@@ -224,11 +248,16 @@ def certify_cmd(
     shape = parse_shape(input_shape) if input_shape is not None else None
     options: dict[str, Any] = dict(
         data=data, n=n, input_shape=shape, target=target.value, eps=eps_list, seed=seed, steps=steps,
-        mode=mode.value, lower_budget=lower_budget,
+        mode=mode.value, lower_budget=lower_budget, other_data=other_data,
     )  # fmt: skip
     if model is not None:
-        _certify_and_render(model, json_file, layers, root=root, device=device, **options)
+        _certify_and_render(model, json_file, layers, root=root, device=device, arch=arch, **options)
         return
+    if arch is not None:
+        raise RlipError("--arch names the architecture of one MODEL file; pass the file")
+    from robustbench_lip.runs import require_runs_dir
+
+    require_runs_dir(runs_dir)
     from robustbench_lip.evaluation.certify import runs_to_certify
 
     if json_file is not None:

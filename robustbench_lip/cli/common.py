@@ -7,18 +7,48 @@ import functools
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.logging import RichHandler
 
 from robustbench_lip.errors import RlipError
 
-console = Console()
-err_console = Console(stderr=True)
+#: Width of the stdout console when it is not a terminal (a pipe, a log file) and COLUMNS is not
+#: set: wide enough that no table is ever squeezed or cut (rich would otherwise use 80).
+PIPED_WIDTH = 10_000
+
+
+class _Console(Console):
+    """A rich Console that is PIPED_WIDTH wide when it does not write to a terminal."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and not self._environ.get("COLUMNS"):
+            return ConsoleDimensions(PIPED_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console()
+err_console = Console(stderr=True)  # logs and progress: rich's own width (80 when piped)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: `--other-data` of certify and attack (evaluation.data_check).
+OtherData = Annotated[
+    bool,
+    typer.Option(
+        "--other-data",
+        help="Evaluate a run on data other than its own (another dataset or folder): recorded as other "
+        "data and kept out of the run's leaderboard row. Without it such data is refused.",
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:

@@ -42,7 +42,7 @@ def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
     priority = (_PRIORITY[0], LAM, *_PRIORITY[1:])
     rows = display_rows(frame, cols)
     need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
-    worst = [c for c in cols if c.startswith("worst_")]
+    worst = [c for c in cols if c.startswith(("worst_", "cert "))]  # attacked, then certified
     first = [c for c in priority[:5] if c in cols] + worst + [c for c in priority[5:] if c in cols]
     order = first + [c for c in cols if c not in first]
     kept: set[str] = set()
@@ -98,7 +98,8 @@ def leaderboard(
     written = write_reports(lb, out, fmts, plots=plots)
 
     agg = lb.aggregated
-    cols = _fit_width(summary_columns(agg), agg, console.width)
+    summary = summary_columns(agg)
+    cols = _fit_width(summary, agg, console.width)
     groups = f", {len(agg)} row(s) averaging seeds" if has_seed_groups(agg) else ""
     table = Table(title=f"Leaderboard — {len(lb)} run(s) from {runs_dir}{groups}")
     for c in cols:
@@ -107,11 +108,13 @@ def leaderboard(
     for row in display_rows(agg, cols):
         table.add_row(*row)
     console.print(table)
-    if len(cols) < len(display_columns(agg)):
+    if len(cols) < len(summary):
         console.print(
-            f"[dim]{len(display_columns(agg)) - len(cols)} more column(s) in the written reports "
-            "(a wider terminal shows more).[/dim]"
+            f"[dim]{len(summary) - len(cols)} summary column(s) left out to fit the terminal "
+            "(a wider one shows them).[/dim]"
         )
+    if len(summary) < len(display_columns(agg)):
+        console.print(f"[dim]All {len(display_columns(agg))} columns are in the written reports.[/dim]")
 
     if lb.slopes:
         st = Table(title=f"Slope of log10 L(A) against log10 {LAM} (least squares, {LAM} > 0)")

@@ -115,17 +115,26 @@ def export_cmd(
         bool, typer.Option("--static-batch", help="Trace a fixed batch size instead of a symbolic one.")
     ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Example batch size.")] = 2,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--input-shape",
+            help="C,H,W the archive is traced at (default: the model's; torchvision: 3,224,224).",
+        ),
+    ] = None,
 ) -> None:
     """Write a torch.export archive (.pt2) that `load_model` and other tools can run without rlip's code."""
+    from robustbench_lip.cli.certify import parse_shape
     from robustbench_lip.modelio import export_pt2, load_model
     from robustbench_lip.models import create_model, list_models
 
     if out.suffix != ".pt2":
         raise RlipError(f"--out must end in .pt2, got {out}")
+    shape = parse_shape(input_shape) if input_shape is not None else None
     if Path(source).exists():
-        model = load_model(source, arch=arch)
+        model = load_model(source, arch=arch, input_size=shape)
     elif source in list_models():
-        model = create_model(source)
+        model = create_model(source, **({"input_size": shape} if shape else {}))
     else:
         raise RlipError(f"{source!r} is neither a file nor a registered model; see `rlip models list`")
     export_pt2(model, out, batch_size=batch_size, dynamic_batch=not static_batch)

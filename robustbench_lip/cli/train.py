@@ -93,7 +93,9 @@ def train_cmd(
     data: Annotated[str, typer.Option("--data", help="Dataset name (rlip data list).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory to create or resume.")],
     lam: Annotated[float, typer.Option("--lam", help="Penalty weight λ ≥ 0.")] = _P.lam,
-    root: Annotated[str | None, typer.Option("--root", help="Dataset folder (cifar10, coco).")] = None,
+    root: Annotated[
+        str | None, typer.Option("--root", help="Dataset folder (cifar10, coco, folder: your own images).")
+    ] = None,
     reg_target: Annotated[
         RegTarget | None,
         typer.Option("--reg-target", help="A or reflection (default: reflection if defined)."),

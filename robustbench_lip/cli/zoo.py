@@ -66,8 +66,8 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 def _print_table(table: Table) -> None:
-    """Print a wide table; when stdout is not a terminal (a log file), do not squeeze it to 80 columns."""
-    console.print(table, width=None if console.is_terminal else max(console.width, 200))
+    """Print a wide table (when stdout is not a terminal, the console is wide: nothing is cut)."""
+    console.print(table)
 
 
 @zoo_app.command("train")

@@ -38,6 +38,7 @@ import torch
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data.base import RlipDataset, check_int, check_options
 from robustbench_lip.errors import RlipError
+from robustbench_lip.labels import labels_from_counts
 
 logger = logging.getLogger(__name__)
 
@@ -248,15 +249,15 @@ def load(root: Any, split: str = "train", **options: Any) -> RlipDataset:
     skipped = 0
     for img_id in sorted(coco.imgs):
         sem = _semantic_mask(coco, path, img_id, cat_ids, label_of)
-        counts = np.bincount(sem.ravel(), minlength=len(names) + 1)[1:]
-        if counts.sum() == 0:
+        counts = np.bincount(sem.ravel(), minlength=len(names) + 1)
+        if counts[1:].sum() == 0:
             skipped += 1
             continue
         file = image_dir / str(coco.imgs[img_id]["file_name"])
         image, mask = _read_resized(file, path, sem, size, bool(resolved.get("grayscale")))
         images.append(image)
         masks.append(mask)
-        labels.append(int(np.argmax(counts)))
+        labels.append(int(labels_from_counts(torch.from_numpy(counts)[None], 1)[0]))  # value k + 1 ↔ class k
         if limit is not None and len(labels) >= limit:
             break
     if not labels:

@@ -13,7 +13,9 @@ Layouts (see data/folder_layout.py; `--root DIR`):
 
 Options: image_size (side S, default 32: images resized to S×S bilinear, masks nearest; aspect
 ratio not kept), channels (1 or 3; default: 1 if the first train image is grayscale, else 3;
-colour → gray by PIL's ITU-R 601 luma, alpha dropped, 16-bit gray scaled by 1/257), mean / std
+colour → gray by PIL's ITU-R 601 luma, gray → RGB by repeating the channel, alpha dropped, 16-bit
+gray scaled by 1/257; a split mixing grayscale and colour files is converted so, with a logged
+warning naming the counts and the rule), mean / std
 (per channel; default: measured on the train split's resized images, rounded to 4 decimals; a
 constant channel gets std 1), n_train / n_test (keep the first n). Samples are ordered by a hash of
 their path (fixed, mixes the classes: the first n of a split is a fair sample). Images are decoded

@@ -12,6 +12,7 @@ import torch
 
 from robustbench_lip.data.folder_layout import Layout, Sample
 from robustbench_lip.errors import RlipError
+from robustbench_lip.labels import labels_from_counts
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,15 @@ def first_channels(path: Path) -> int:
         raise _open_error(path, e) from None
 
 
-def read_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """uint8 (C, S, S) of the image at `path` and its original (width, height)."""
+def read_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, tuple[int, int], bool]:
+    """uint8 (C, S, S) of the image at `path`, its original (width, height), and whether it is
+    grayscale in the file."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.load()
-            orig = im.size
+            orig, gray = im.size, im.mode in _GRAY_MODES
             arr = _to_array(im, channels)
     except Exception as e:  # not an image, truncated, decompression bomb, ...
         raise _open_error(path, e) from None
@@ -59,7 +61,21 @@ def read_image(path: Path, channels: int, size: int) -> tuple[np.ndarray, tuple[
         mode = "L" if channels == 1 else "RGB"
         pil = Image.fromarray(arr[:, :, 0] if channels == 1 else arr, mode=mode)
         arr = _to_array(pil.resize((size, size), Image.Resampling.BILINEAR), channels)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1)), orig
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)), orig, gray
+
+
+def warn_mixed(n_gray: int, n_colour: int, channels: int, root: Path) -> None:
+    """Log (warning) that a folder mixes grayscale and colour images, and how they were converted."""
+    if n_gray == 0 or n_colour == 0:
+        return
+    rule = (
+        "colour → gray by ITU-R 601 luma" if channels == 1 else "gray → RGB by repeating the channel"
+    )
+    logger.warning(
+        "folder %s mixes %d grayscale and %d colour image(s); all are read with %d channel(s) (%s); "
+        "pass the dataset option channels=1 or 3 (--data-opt channels=3) to choose",
+        root, n_gray, n_colour, channels, rule,
+    )  # fmt: skip
 
 
 def read_mask(path: Path, num_classes: int, class_file: str) -> np.ndarray:
@@ -97,8 +113,8 @@ def read_mask(path: Path, num_classes: int, class_file: str) -> np.ndarray:
 
 
 def _mask_label(mask: np.ndarray, k: int) -> int:
-    counts = np.bincount(mask.ravel(), minlength=k)[1:]
-    return 0 if counts.sum() == 0 else 1 + int(np.argmax(counts))
+    counts = torch.from_numpy(np.bincount(mask.ravel(), minlength=k))[None]
+    return int(labels_from_counts(counts, 0)[0])  # image classes = mask classes: offset 0
 
 
 def decode(layout: Layout, samples: list[Sample], channels: int, size: int) -> tuple[torch.Tensor, ...]:
@@ -110,8 +126,10 @@ def decode(layout: Layout, samples: list[Sample], channels: int, size: int) -> t
     images = np.empty((len(samples), channels, size, size), dtype=np.uint8)
     labels = np.empty(len(samples), dtype=np.int64)
     masks = np.empty((len(samples), size, size), dtype=np.uint8) if layout.task == "segmentation" else None
+    n_gray = 0
     for i, s in enumerate(samples):
-        images[i], (w, h) = read_image(s.image, channels, size)
+        images[i], (w, h), gray = read_image(s.image, channels, size)
+        n_gray += gray
         if s.mask is None or masks is None:
             labels[i] = s.label
             continue
@@ -123,6 +141,7 @@ def decode(layout: Layout, samples: list[Sample], channels: int, size: int) -> t
         if (w, h) != (size, size):
             pil = pil.resize((size, size), Image.Resampling.NEAREST)
         masks[i] = np.asarray(pil)
+    warn_mixed(n_gray, len(samples) - n_gray, channels, layout.root)
     out = (torch.from_numpy(images), torch.from_numpy(labels))
     return out if masks is None else (*out, torch.from_numpy(masks))
 

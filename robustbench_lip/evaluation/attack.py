@@ -20,6 +20,7 @@ import torch
 from robustbench_lip.attacks import ATTACK_NAMES
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
 from robustbench_lip.evaluation.robustness import Progress, evaluate_attacks
 from robustbench_lip.records import AttackRecord, env_info, record_path, write_record
@@ -50,9 +51,11 @@ def attack_settings(
     model_file: str | None = None,
     preset: str | None = None,
     restarts: int = 1,
+    other_data: bool = False,
 ) -> dict[str, Any]:
-    """The record settings of an attack run (their key names the record file); `preset` and
-    `restarts` only when set, so that the keys of earlier records stay valid."""
+    """The record settings of an attack run (their key names the record file); `preset`,
+    `restarts` and `other_data` (evaluation.data_check) only when set, so that the keys of earlier
+    records stay valid."""
     s: dict[str, Any] = {
         "eps": [format_eps(e) for e in eps],
         "attack": list(attacks),
@@ -71,6 +74,8 @@ def attack_settings(
         s["preset"], s["attack"] = preset, []
     if restarts != 1:
         s["restarts"] = restarts
+    if other_data:
+        s["other_data"] = True
     return s
 
 
@@ -97,11 +102,13 @@ def planned_settings(
     batch_size: int = 64,
     preset: str | None = None,
     restarts: int = 1,
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """The settings `attack_run` records for a run folder, from its config.json alone."""
     name, _ = _dataset_name_or_fail(run_dir, data)
     return attack_settings(
-        eps, attacks, norm, steps, alpha, objective, name, n, seed, batch_size, None, preset, restarts
+        eps, attacks, norm, steps, alpha, objective, name, n, seed, batch_size, None, preset, restarts,
+        other_data,
     )
 
 
@@ -124,13 +131,16 @@ def attack_run(
     write: bool = True,
     preset: str | None = None,
     restarts: int = 1,
+    other_data: bool = False,
+    arch: str | None = None,
 ) -> AttackRecord:
     """Attack the model at `model_path` with `attacks` at each ε and return the record.
 
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
     preset: an attack protocol (`standard`, runners.PROTOCOLS) replacing `attacks`; steps None: the
-    protocol's own; restarts: of `sea`. n larger than the dataset is clamped (logged); the settings
-    keep the n asked for. With
+    protocol's own; restarts: of `sea`; other_data: allow data other than the run's own
+    (evaluation.data_check); arch: of a bare state_dict (as `certify_run`), built at the data's
+    size. n larger than the dataset is clamped (logged); the settings keep the n asked for. With
     `write`, the record goes to the folder's `results/` (see the module docstring)."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
@@ -142,9 +152,11 @@ def attack_run(
     ds = load_test_set(name, root, meta)
     settings = attack_settings(
         eps, names, norm, steps, alpha, objective, ds.info.name, n, seed, batch_size,
-        None if path.is_dir() else path.name, preset, restarts,
+        None if path.is_dir() else path.name, preset, restarts, other_data,
     )  # fmt: skip
-    model = load_model(path, device=str(dev))
+    size = tuple(ds[0][0].shape) if arch else None
+    model = load_model(path, arch=arch, device=str(dev), input_size=size)
+    check_data(getattr(model, "config", None), ds.info, root, meta, other_data)
     t0 = time.perf_counter()
     payload = evaluate_attacks(
         model, ds, eps, names, norm, steps, alpha, n, batch_size, seed, objective, dev, progress=progress,

@@ -32,9 +32,11 @@ from robustbench_lip.evaluation.inputs import (
     model_meta,
     planned_inputs,
 )
+from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
+from robustbench_lip.modelio.hints import with_hint
 from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,11 @@ def settings_for(
     mode: str,
     input_shape: Sequence[int],
     lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
+    other_data: bool = False,
 ) -> dict[str, Any]:
-    """The record settings of a certify run (their key names the record file)."""
-    return {
+    """The record settings of a certify run (their key names the record file); `other_data` (only
+    when true): evaluated on data other than the run's own (evaluation.data_check)."""
+    s = {
         "lower_budget_s": None if lower_budget is None else float(lower_budget),
         "data": data,
         "n": int(n),
@@ -63,6 +67,7 @@ def settings_for(
         "mode": mode,
         "input_shape": [int(s) for s in input_shape],
     }
+    return {**s, "other_data": True} if other_data else s
 
 
 def planned_settings(
@@ -77,11 +82,12 @@ def planned_settings(
     steps: int = 10,
     mode: str = "fast",
     lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
+    other_data: bool = False,
 ) -> dict[str, Any]:
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
     or data loaded; the input shape is the model's, which is the data's for models trained here)."""
     name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its certificate")
-    return settings_for(name, n, target, eps, seed, steps, mode, shape, lower_budget)
+    return settings_for(name, n, target, eps, seed, steps, mode, shape, lower_budget, other_data)
 
 
 def runs_to_certify(runs_dir: str | os.PathLike[str], **options: Any) -> list[Path]:
@@ -115,6 +121,7 @@ def _inputs(
     root: str | os.PathLike[str] | None,
     n: int,
     input_shape: Sequence[int] | None,
+    other_data: bool = False,
 ) -> _Inputs:
     cfg = model.config
     name = dataset_name(data, meta)
@@ -129,6 +136,7 @@ def _inputs(
             log.info("no data: using the exported program's input size %s", shape)
         return inp
     ds = load_test_set(name, root, meta)
+    check_data(cfg, ds.info, root, meta, other_data)
     inp.ds_dict = ds.info.to_dict()
     inp.images, inp.labels, inp.masks = ds.take(n).tensors()
     if tuple(inp.images.shape[1:]) != shape:
@@ -160,6 +168,8 @@ def certify_run(
     write: bool = True,
     progress: ProgressFn | None = None,
     lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
+    other_data: bool = False,
+    arch: str | None = None,
 ) -> CertifyRecord:
     """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
 
@@ -167,7 +177,9 @@ def certify_run(
     points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
     steps/mode/lower_budget: as `certify`; layers: also record the per-layer bounds. With `write`, a run
     folder gets the record in `results/` (a model file gets none; see record_path). progress: see
-    evaluation.steps."""
+    evaluation.steps. other_data: allow data other than the run's own (evaluation.data_check).
+    arch: the architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or
+    `torchvision:NAME` (class count read from the file), built at `input_shape`."""
     from robustbench_lip.device import resolve_device
     from robustbench_lip.modelio import load_model
 
@@ -179,17 +191,22 @@ def certify_run(
     if input_shape is not None:
         check_input_memory(input_shape, min(n, 64))
     meta = model_meta(path)  # None: foreign files (.pt2, bare weights) have no config.json
-    model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
-    inp = _inputs(model, path, meta, data, root, n, input_shape)
-    cert = certify(
-        model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
-        n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
-        num_mask_classes=inp.num_mask, device=dev, progress=progress, lower_budget=lower_budget,
-    )  # fmt: skip
+    model = load_model(path, arch=arch, device=dev, input_size=tuple(input_shape) if input_shape else None)
+    inp = _inputs(model, path, meta, data, root, n, input_shape, other_data)
+    try:
+        cert = certify(
+            model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
+            n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
+            num_mask_classes=inp.num_mask, device=dev, progress=progress, lower_budget=lower_budget,
+        )  # fmt: skip
+    except RlipError as e:
+        raise RlipError(with_hint(str(e))) from None
     rec = CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,
-        settings=settings_for(inp.ds_name, n, target, eps, seed, steps, mode, inp.shape, lower_budget),
+        settings=settings_for(
+            inp.ds_name, n, target, eps, seed, steps, mode, inp.shape, lower_budget, other_data
+        ),
         env=env_info(dev),
         wall_s=time.perf_counter() - t0,
         **cert.payload(layers=layers),

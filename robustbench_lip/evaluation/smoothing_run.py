@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
 from robustbench_lip.evaluation.smoothing_mc import check_positive_int, check_sigma
 from robustbench_lip.evaluation.smoothing_stats import check_alpha
@@ -73,10 +74,11 @@ def parse_sigmas(text: str) -> list[float]:
 
 def smoothing_settings(
     data: str | None, n: int, sigma: float, samples: int, n0: int, alpha: float, seed: int,
-    input_shape: Sequence[int],
+    input_shape: Sequence[int], other_data: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """The settings of a smoothed certify record (their key names the file; `certificate` first)."""
-    return {
+    """The settings of a smoothed certify record (their key names the file; `certificate` first);
+    `other_data` only when true (evaluation.data_check)."""
+    s = {
         "certificate": SMOOTHED,
         "data": data,
         "n": int(n),
@@ -88,16 +90,17 @@ def smoothing_settings(
         "seed": int(seed),
         "input_shape": [int(s) for s in input_shape],
     }
+    return {**s, "other_data": True} if other_data else s
 
 
 def planned_smoothing_settings(
     run_dir: str | os.PathLike[str], *, sigma: float, data: str | None = None, n: int = 256,
     samples: int = DEFAULT_N, n0: int = DEFAULT_N0, alpha: float = DEFAULT_ALPHA, seed: int = 0,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | None = None, other_data: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """The settings `certify_smoothed_run` records for a run folder, from its config.json alone."""
     name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its smoothed certificate")
-    return smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape)
+    return smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape, other_data)
 
 
 def runs_to_smooth(
@@ -199,6 +202,7 @@ def certify_smoothed_run(
     device: str | torch.device = "auto",
     write: bool = True,
     progress: Progress | None = None,
+    other_data: bool = False,
 ) -> CertifyRecord:
     """Smoothed certificate (noise σ, [0, 1] pixel units) of the model at `model_path` on the first
     `n` test images of `data` (default: the model's own dataset) and its record.
@@ -214,7 +218,7 @@ def certify_smoothed_run(
         return _certify_smoothed_run(
             Path(model_path), sigma=sigma, data=data, root=root, n=n, samples=samples, n0=n0, alpha=alpha,
             seed=seed, input_shape=input_shape, batch_size=batch_size, device=device, write=write,
-            progress=progress,
+            progress=progress, other_data=other_data,
         )  # fmt: skip
 
 
@@ -235,11 +239,12 @@ def _certify_smoothed_run(path: Path, **kw: Any) -> CertifyRecord:
         raise RlipError("smoothed certificates need labelled data: pass --data NAME (not 'none')")
     model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
     ds = load_test_set(name, root, meta)
+    check_data(model.config, ds.info, root, meta, kw["other_data"])
     shape = tuple(ds[0][0].shape)
     if input_shape is not None and tuple(input_shape) != shape:
         given, found = ",".join(map(str, input_shape)), ",".join(map(str, shape))
         raise RlipError(f"--input-shape {given} does not match the data's {found}")
-    settings = smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape)
+    settings = smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape, kw["other_data"])
     opts = {"n_images": n, "n0": n0, "n": samples, "alpha": alpha, "seed": seed, "batch_size": batch_size,
             "device": dev}  # fmt: skip
     payload, notes = _smooth(model, ds, settings["sigma"], opts, kw["progress"])

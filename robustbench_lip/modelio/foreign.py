@@ -94,7 +94,7 @@ def infer_config(
     """ModelConfig of a foreign network from one forward pass on zeros (rules in the module docstring)."""
     size = tuple(int(v) for v in input_size)
     if len(size) != 3 or min(size) < 1:
-        raise RlipError(f"input_size must be (C, H, W), got {input_size}")
+        raise RlipError(f"--input-shape (input_size) must be C,H,W, got {input_size}")
     probe = ForeignModel(
         net, ModelConfig(arch, "classification", size[0], 1, size, mean=tuple(mean), std=tuple(std)), batch
     )
@@ -109,7 +109,8 @@ def infer_config(
     except Exception as e:  # a foreign net may raise anything on a wrong input size
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RlipError(
-            f"{arch} failed on an input of size {size}: {msg}; pass the right input_size"
+            f"{arch} failed on an input of size {size}: {msg}; "
+            "pass the right --input-shape C,H,W (input_size)"
         ) from None
     common = {"arch": arch, "in_channels": size[0], "input_size": size, "kwargs": dict(kwargs or {})}
     common |= {"mean": tuple(mean), "std": tuple(std)}

@@ -87,7 +87,8 @@ def _with_input_size(cfg: ModelConfig, input_size: Sequence[int] | None) -> Mode
     size = tuple(int(v) for v in input_size)
     if len(size) != 3 or size[0] != cfg.in_channels:
         raise RlipError(
-            f"input_size must be ({cfg.in_channels}, H, W) for this model, got {tuple(input_size)}"
+            f"--input-shape (input_size) must be {cfg.in_channels},H,W for this model, "
+            f"got {tuple(input_size)}"
         )
     return dataclasses.replace(cfg, input_size=size)
 

@@ -24,6 +24,7 @@ from torch import nn
 from robustbench_lip.errors import RlipError
 from robustbench_lip.modelio.files import _first_line
 from robustbench_lip.modelio.foreign import ForeignModel, infer_config
+from robustbench_lip.modelio.hints import with_hint
 
 
 def _screen_pt2(path: Path) -> None:
@@ -132,7 +133,10 @@ def _pt2_input(ep: Any, source: str) -> tuple[tuple[int, ...], int | None]:
             if ep.example_inputs:
                 s = ep.example_inputs[0][0].shape[len(dims) + 1]
             else:
-                raise RlipError(f"{source}: dynamic image size without example inputs; pass input_size")
+                raise RlipError(
+                    f"{source}: dynamic image size without example inputs; "
+                    "pass --input-shape C,H,W (input_size)"
+                )
         dims.append(int(s))
     batch = shape[0] if isinstance(shape[0], int) else None
     return tuple(dims), batch
@@ -166,4 +170,7 @@ def _load_program(path: Path, cap: _Capture) -> Any:
         unknown = _unknown_op(path, [*cap.texts, str(e)])
         if unknown is not None:
             raise unknown from None
-        raise RlipError(f"{path} is truncated or not a torch.export archive ({_first_line(e)})") from None
+        why = f"({_first_line(e)})"
+        if with_hint(why) != why:  # a known failure of a model exported with live parametrizations
+            raise RlipError(f"torch.export.load cannot read {path} {with_hint(why)}") from None
+        raise RlipError(f"{path} is truncated or not a torch.export archive {why}") from None

@@ -7,10 +7,9 @@ Helpers work on any model with a `.config: ModelConfig` (ours, or foreign ones w
   `mask_logits` method or a segmentation forward (logits (N, K, H, W)).
 - `mask_logits(model, x)` (N, M, H, W), differentiable; `predict_mask(model, x)` (N, H, W) int64,
   0 = background.
-- `predict_labels(model, x)` (N,) image labels: classification → argmax of the logits; a segmenter
-  → derived from its mask: with 2 mask classes, 1 when any pixel is foreground (e.g. `lesions`);
-  with M > 2 (label k + 1 for class k, e.g. `shapes`) the class whose label covers most pixels,
-  or the largest mean foreground logit when the mask is all background.
+- `predict_labels(model, x, offset)` (N,) image labels: classification → argmax of the logits; a
+  segmenter → derived from its mask by the one convention of `robustbench_lip.labels` (offset =
+  mask values − image classes of the dataset; `labels.default_offset` when not given).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from torch import nn
 
 from robustbench_lip.config import ModelConfig
 from robustbench_lip.errors import RlipError
+from robustbench_lip.labels import default_offset, labels_from_masks
 from robustbench_lip.models import constrained, mresnet, unet
 from robustbench_lip.models.constrained import LipResNet, LipUNet
 from robustbench_lip.models.mresnet import MResNet
@@ -110,8 +110,9 @@ def predict_mask(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return mask_logits(model, x).argmax(dim=1)
 
 
-def predict_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Image labels (N,) int64 (rules in the module docstring)."""
+def predict_labels(model: nn.Module, x: torch.Tensor, offset: int | None = None) -> torch.Tensor:
+    """Image labels (N,) int64 in the dataset's image label space (rules in the module docstring);
+    `offset` (0 or 1, `labels.label_offset` of the dataset) matters for segmenters only."""
     cfg = _config(model)
     with torch.no_grad():
         if cfg.task == "classification":
@@ -119,11 +120,6 @@ def predict_labels(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if not can_segment(model):
             raise RlipError(f"model {cfg.arch} ({cfg.task}) predicts neither image labels nor masks")
         scores = mask_logits(model, x)
-        mask = scores.argmax(dim=1)
         m = scores.shape[1]
-        if m == 2:
-            return (mask > 0).flatten(1).any(dim=1).long()
-        counts = nn.functional.one_hot(mask, m).flatten(1, 2).sum(dim=1)[:, 1:].to(scores.dtype)
-        fallback = scores[:, 1:].mean(dim=(2, 3))
-        empty = counts.sum(dim=1, keepdim=True) == 0
-        return torch.where(empty, fallback, counts).argmax(dim=1)
+        off = default_offset(m) if offset is None else int(offset)
+        return labels_from_masks(scores.argmax(dim=1), m, off, scores[:, 1:].mean(dim=(2, 3)))

@@ -115,6 +115,9 @@ AGGREGATE_DOCS: dict[str, str] = {
 #: Every column name or pattern → one-line explanation (for the README).
 COLUMN_DOCS: dict[str, str] = {**FIXED_COLUMNS, **PATTERN_DOCS, **AGGREGATE_DOCS}
 
+#: The main certified radius (ℓ2, pixel units; `rlip certify`'s first default): the summary's cert columns.
+MAIN_RADIUS = "36/255"
+
 #: Columns shown in narrow views (terminal), when present.
 KEY_COLUMNS: tuple[str, ...] = (
     "run",
@@ -320,16 +323,22 @@ def worst_column(columns: Iterable[str], metric: str, attack: str = "worst") -> 
     return None
 
 
+def main_cert_column(columns: Iterable[str], metric: str) -> str | None:
+    """`cert <metric>@MAIN_RADIUS`, else the `cert <metric>@<ε>` of smallest ε present, else None."""
+    cands = sorted((eps_value(m["eps"]), c) for c in columns if (m := _CERT_COL.match(c)) and m[1] == metric)
+    main = cert_column(metric, MAIN_RADIUS)
+    return main if any(c == main for _, c in cands) else (cands[0][1] if cands else None)
+
+
 def key_columns(table: pd.DataFrame) -> list[str]:
-    """A narrow selection of columns: KEY_COLUMNS plus the worst-case, then the protocol's robust,
-    attacked accuracy and mIoU, each at the largest ℓ∞ (else ℓ2) budget measured, as in `table`."""
-    cols = [c for c in KEY_COLUMNS if c in table.columns]
-    for attack in ("worst", "robust"):
-        for metric in ("acc", "mIoU"):
-            c = worst_column(table.columns, metric, attack)
-            if c is not None:
-                cols.append(c)
-    return cols
+    """A narrow selection, when present: identity and clean KEY_COLUMNS, attacked accuracy and mIoU
+    (worst case, then the protocol's robust, at the largest ℓ∞ (else ℓ2) budget), certified accuracy
+    and mIoU (`main_cert_column`), then L(A) upper / lower, L(R) lower, FNE."""
+    end = KEY_COLUMNS.index(MIOU) + 1
+    cols = [c for c in KEY_COLUMNS[:end] if c in table.columns]
+    attacked = [worst_column(table.columns, m, a) for a in ("worst", "robust") for m in ("acc", "mIoU")]
+    cols += [c for c in attacked + [main_cert_column(table.columns, m) for m in ("acc", "mIoU")] if c]
+    return cols + [c for c in KEY_COLUMNS[end:] if c in table.columns]
 
 
 # ---------------------------------------------------------------------------------------------------

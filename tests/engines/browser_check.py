@@ -5,10 +5,11 @@ Debian's chromium (selenium + chromedriver) that:
 - the table renders (rows, one cell per header);
 - clicking a numeric column's header orders the rows numerically (ascending, then descending);
 - every plot (<img>) has loaded;
+- the summary table shows a certified column (`cert acc@…` / `cert mIoU@…`) and run names on one line;
 - the console has no errors and the page makes no network request (only file: and data: URLs).
 It also checks `reports/leaderboard.html` when a `make demo` has written one. Last, it proves that
-the checks can fail: three broken copies of the page (a script error, an external image, no sort
-script) must each be rejected.
+the checks can fail: four broken copies of the page (a script error, an external image, no sort
+script, no certified column) must each be rejected.
 
 Exit 0: all passed. Exit 1: a check failed. Exit 0 with "SKIP:" when chromium/chromedriver or
 selenium are missing and cannot be installed (not root, no apt).
@@ -223,6 +224,29 @@ def check_fit(drv) -> str:
     return f"summary table {info['table']} px in {info['view']} px ({fits}), {info['groups']} header row(s)"
 
 
+def check_summary(drv) -> str:
+    """The summary (first) table shows a certified column (`cert acc@…` / `cert mIoU@…`, the
+    column's full name in its header's title) with a value in some row, and every run name in its
+    first column is one line (never wrapped)."""
+    info = drv.execute_script(
+        "var t=document.querySelector('table'), h=t.tHead.rows[t.tHead.rows.length-1].cells, cert=[];"
+        " for (var i=0;i<h.length;i++){var n=(h[i].getAttribute('title')||'').split(':')[0];"
+        "  if (/^cert (acc|mIoU)@/.test(n)) cert.push([n, Array.prototype.filter.call(t.tBodies[0].rows,"
+        "   function(r){return r.cells[i].textContent.trim() !== '';}).length]);}"
+        " var wrapped=Array.prototype.filter.call(t.tBodies[0].rows, function(r){"
+        "  var g=document.createRange(); g.selectNodeContents(r.cells[0]); var tops={};"
+        "  Array.prototype.forEach.call(g.getClientRects(), function(x){tops[Math.round(x.top)]=1;});"
+        "  return Object.keys(tops).length > 1;}).map(function(r){return r.cells[0].textContent;});"
+        " return {cert: cert, wrapped: wrapped};"
+    )
+    filled = [name for name, n in info["cert"] if n > 0]
+    if not filled:
+        raise CheckFailed(f"the summary has no certified column with a value (found {info['cert']})")
+    if info["wrapped"]:
+        raise CheckFailed(f"run names wrap over several lines in the summary: {info['wrapped'][:3]}")
+    return f"summary shows {', '.join(filled)}, run names on one line"
+
+
 def check_logs(drv) -> None:
     errors = [e["message"] for e in drv.get_log("browser") if e.get("level") == "SEVERE"]
     if errors:
@@ -244,18 +268,19 @@ def check_page(html: Path) -> str:
         drv.get(html.resolve().as_uri())
         images = check_images(drv)
         fit = check_fit(drv)
+        summary = check_summary(drv)
         column = check_table_and_sort(drv)
         check_logs(drv)
     finally:
         drv.quit()
     return (
-        f"{fit}; table ok, sorted {column!r} numerically both ways, {images} plot(s) loaded,"
+        f"{fit}; {summary}; table ok, sorted {column!r} numerically both ways, {images} plot(s) loaded,"
         " no console errors or network"
     )
 
 
 def broken_copies(html: Path, work: Path) -> dict[str, Path]:
-    """Three deliberately broken versions of the page, each of which the checks must reject."""
+    """Four deliberately broken versions of the page, each of which the checks must reject."""
     text = html.read_text(encoding="utf-8")
     out = {}
     variants = {
@@ -264,6 +289,7 @@ def broken_copies(html: Path, work: Path) -> dict[str, Path]:
             "</body>", '<img src="http://127.0.0.1:9/plot.png"></body>', 1
         ),
         "no sort script": text.replace("addEventListener('click'", "addEventListener('dblclick'"),
+        "no certified column": text.replace('title="cert ', 'title="uncert '),
     }
     for name, body in variants.items():
         if body == text:

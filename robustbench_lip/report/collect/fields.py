@@ -149,6 +149,12 @@ def record_dataset(rec: dict[str, Any] | None) -> Any:
     return get(rec, "dataset", "name")
 
 
+def is_other_data(rec: dict[str, Any] | None) -> bool:
+    """Whether an evaluation record was measured on data other than its run's own
+    (`settings.other_data`, written by `--other-data`; evaluation.data_check)."""
+    return get(rec, "settings", "other_data") is True
+
+
 def train_settings(train: dict[str, Any] | None) -> dict[str, Any]:
     """A train record's settings (model, data, lam, reg_target, seed, epochs, ...); {} without one."""
     return train["settings"] if train else {}

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustbench_lip.errors import RlipError
 from robustbench_lip.records import RESULTS_DIR
 from robustbench_lip.report.collect.fields import record_created, record_kind, validate
-from robustbench_lip.runs import run_dirs
+from robustbench_lip.runs import require_runs_dir, run_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +67,7 @@ def load_records(runs_dir: str | os.PathLike[str]) -> tuple[list[LoadedRecord], 
     Returns (valid records sorted by run then file name, skipped files with reasons). Each skipped
     file is also logged as a warning. A missing `runs_dir` is an RlipError.
     """
-    root = Path(runs_dir)
-    if not root.is_dir():
-        raise RlipError(f"runs folder not found: {root}")
+    root = require_runs_dir(runs_dir)
     records: list[LoadedRecord] = []
     skipped: list[SkippedFile] = []
     for results in find_result_dirs(root):

@@ -21,6 +21,8 @@ Rules, per run:
 - `robust_<norm>@<ε> [<protocol>, n=<n>] <metric>` (`[…, steps=<s>]` when an attack of the protocol
   ran with other steps than the protocol's): the smallest value over the attacks of one protocol
   record (`--preset`), all on the same n images.
+Records measured on other data than the run's own (`settings.other_data`, or an evaluation record
+whose dataset name differs from the run's) are left out of its row (logged): never merged.
 A missing value is None (an empty cell), never 0. Records are read through `fields` only.
 """
 
@@ -44,6 +46,7 @@ from robustbench_lip.report.collect.fields import (
     eps_text,
     first,
     fne_verdict,
+    is_other_data,
     lipschitz_bound,
     num,
     record_arch,
@@ -271,9 +274,26 @@ def _attack_tag(r: dict[str, Any]) -> str:
     return _tag(CUSTOM_PROTOCOL, r.get("n"))
 
 
+def _own_data(run: str, recs: Sequence[LoadedRecord]) -> list[LoadedRecord]:
+    """The records measured on the run's own data (see the module docstring); the others are logged."""
+    recs = [lr for lr in recs if not is_other_data(lr.record)]
+    trains = [lr for lr in recs if lr.kind == "train"]
+    own = as_str(first([train_settings(lr.record).get("data") for lr in trains]))
+    own = own or as_str(first([record_dataset(lr.record) for lr in trains]))
+    out = []
+    for lr in recs:
+        name = as_str(record_dataset(lr.record))
+        if lr.kind != "train" and own and name and name.lower() != own.lower():
+            logger.info("run %s: %s is on dataset %s, not %s; left out", run, lr.path.name, name, own)
+            continue
+        out.append(lr)
+    return out
+
+
 def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One leaderboard row {column: value} and the run's long-format attack results."""
     by_kind: dict[str, list[LoadedRecord]] = {k: [] for k in KINDS}
+    recs = _own_data(run, recs)
     for lr in recs:
         by_kind[lr.kind].append(lr)
     trains = newest_first(by_kind["train"])
@@ -298,7 +318,7 @@ def attack_clean_metrics(records: Sequence[LoadedRecord]) -> dict[str, dict[str,
     `clean` object (the unattacked metrics on the very images that were attacked; level "image" or
     "pixel" for accuracy / precision, None when the record does not say)."""
     out: dict[str, dict[str, Any]] = {}
-    for lr in newest_first([r for r in records if r.kind == "attack"]):
+    for lr in newest_first([r for r in records if r.kind == "attack" and not is_other_data(r.record)]):
         if lr.run not in out and isinstance(clean_metrics(lr.record), dict):
             out[lr.run] = {
                 k: num(clean_value(lr.record, k), f"{lr.path.name} clean.{k}")
