@@ -25,6 +25,7 @@ import torch
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certificates import DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S, TargetChoice, certify
+from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import (
     check_input_memory,
     dataset_name,
@@ -32,7 +33,6 @@ from robustbench_lip.evaluation.inputs import (
     model_meta,
     planned_inputs,
 )
-from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
 from robustbench_lip.evaluation.steps import ProgressFn
