@@ -100,3 +100,15 @@ class RoundingTrap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = 3.0 * 2.0**51
         return (x + c) - c
+
+
+class SampleMixingHead(nn.Module):
+    """A K-row Linear on features that add the reversed batch: φ_i depends on every sample."""
+
+    def __init__(self, k: int = 3, hw: int = 4) -> None:
+        super().__init__()
+        self.lin = nn.Linear(hw * hw, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = x.flatten(1)
+        return self.lin(f + 0.5 * f.flip(0))

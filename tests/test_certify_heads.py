@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from certify_models import PerPositionHead, PlainHead, SharedRowHead
+from certify_models import PerPositionHead, PlainHead, SampleMixingHead, SharedRowHead
 from torch import nn
 
 from robustbench_lip.evaluation.certificates import certify
@@ -100,6 +100,11 @@ def test_the_head_is_read_on_the_graph_of_the_program_batch():
         torch.export.export(SharedRowHead().eval(), (torch.rand(2, *SHAPE),)).module(), cfg, batch=2
     )
     assert not linear_head(shared, SHAPE).ok
+    mixing = ForeignModel(
+        torch.export.export(SampleMixingHead().eval(), (torch.rand(2, *SHAPE),)).module(), cfg, batch=2
+    )
+    head = linear_head(mixing, SHAPE)
+    assert not head.ok and "mixes samples" in head.reason
 
 
 def test_certify_exports_and_propagates_once(monkeypatch):

@@ -315,7 +315,8 @@ def certify(
         task = _task_of(model, out, x)
         rob = robustness(task, out, data, ub, low_a, eps, k, notes)
         rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes, low_a.lower)
-        ub.keep_lowered(None)  # the graph and its values are not needed past the radii
+        if bound is None:
+            ub.keep_lowered(None)  # the graph and its values are not needed past the radii
         timings["radii_s"] = time.perf_counter() - t0
         todo.end()
     return Certificate(

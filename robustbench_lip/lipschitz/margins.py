@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.lipschitz.bounds import Lowered
-from robustbench_lip.lipschitz.bounds.graph import LoweredGraph
+from robustbench_lip.lipschitz.bounds.graph import LoweredGraph, record_values
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY
 
 SQRT2 = math.sqrt(2.0)
@@ -186,6 +186,25 @@ def _recognise(
     raise ValueError(f"the graph ends in {t or n.op}, not in a linear layer")
 
 
+def _mixes_samples(lowered: Lowered, phi: torch.fx.Node) -> bool:
+    """On a graph recorded on B ≥ 2 samples: whether φ or the logits of sample 0 change when the
+    other samples change (one more run of the graph). B = 1 cannot tell: False."""
+    x = lowered.example
+    if x.shape[0] < 2:
+        return False
+    other = x.clone()
+    other[1:] = 1.0 - other[1:]
+    again = record_values(lowered.graph, other)
+    for node in (phi, lowered.graph.out_node):
+        a, b = lowered.values.get(node), again.get(node)
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return True
+        tol = 1e-5 * float(a[0].abs().max()) + 1e-6
+        if float((a[0] - b[0]).abs().max()) > tol:
+            return True
+    return False
+
+
 def pair_norms(weight: torch.Tensor) -> torch.Tensor:
     """‖W_i − W_j‖₂ (K, K) in float64, times SAFETY."""
     w = weight.detach().to(torch.float64)
@@ -213,6 +232,8 @@ def linear_head(
         structure, phi, w, divisor = _recognise(g, values)
     except ValueError as e:
         return LinearHead(None, None, None, None, upper, f"no linear head recognised: {e}")
+    if _mixes_samples(lowered, phi):
+        return LinearHead(None, None, None, None, upper, "no linear head recognised: its input mixes samples")
     if phi is g.x_node:
         lip = 1.0
     else:

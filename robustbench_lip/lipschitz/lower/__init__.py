@@ -12,8 +12,11 @@ it is therefore ≤ the true constant of g on [0, 1]^d. Autograd search only PRO
 - pairwise: Adam on the quotient from the top_k points, its best pair per start;
 - random_directions, data_pairs: gradient-free fallbacks (random unit directions; pairs of points).
 
-Candidates are re-evaluated in float64 (a float64 deep copy of the model) when the model allows;
-otherwise in the model's own dtype, minus a rounding allowance (see `ALLOWANCE_ULPS`). The
+Candidates are re-evaluated in float64 (a float64 deep copy of the model) when the model allows,
+otherwise in the model's own dtype, minus a rounding allowance scaled by the largest value the
+evaluation computes (see `ALLOWANCE_ULPS`): a pair whose outputs differ by less than their own
+rounding error witnesses nothing. `budget_s` bounds the wall time of a search: once spent, the
+proposers stop and the best witness so far is returned (the pairs of data points always run). The
 caller's model (parameters, buffers, train flags), inputs and global RNG state are not changed:
 the search and the evaluation run on deep copies, inside `preserved_rng`.
 
