@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.rules import linear
 from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, register_rule
-from robustbench_lip.lipschitz.bounds.rules.sll import _const, _t
+from robustbench_lip.lipschitz.bounds.rules.sll import is_const, opname
 
 Node = torch.fx.Node
 MOVE_OPS = {
@@ -49,7 +49,7 @@ def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
         n = stack.pop()
         if n in chain:
             continue
-        t = _t(n)
+        t = opname(n)
         if t in MOVE_OPS or t in EMPTY_OPS:
             chain.add(n)
             if t in EMPTY_OPS:
@@ -57,7 +57,7 @@ def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
             for a in n.all_input_nodes:
                 if ctx.depends(a):
                     stack.append(a)
-                elif not _const(ctx, a):
+                elif not is_const(ctx, a):
                     return None
         elif ctx.depends(n):
             sources.add(n)
@@ -82,7 +82,7 @@ def _replay(ctx: OpContext, nodes: list[Node], z: Node, zval: torch.Tensor) -> t
         return a
 
     for n in nodes:
-        if _t(n) in EMPTY_OPS:
+        if opname(n) in EMPTY_OPS:
             env[n] = torch.full(tuple(ctx.value(n).shape), float("nan"), dtype=torch.float64)
             continue
         kwargs = {
@@ -97,7 +97,7 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     """p = pad(z, (ph, ph, pw, pw) symmetric, mode): (z, mode, (ph, pw)) or None."""
     if not isinstance(p, Node) or len(p.users) != 1:
         return None
-    t = _t(p)
+    t = opname(p)
     if t in PAD_OPS:
         z, pad = p.args[0], [int(v) for v in p.args[1]]
         if len(pad) == 4 and pad[0] == pad[1] and pad[2] == pad[3] and ctx.depends(z):
@@ -164,11 +164,11 @@ def _scaled_conv(ctx: OpContext) -> float | None:
     weight's input channels scaled by d."""
     a = list(ctx.node.args)
     u = a[0] if len(a) == 9 else None
-    if u is None or bool(a[6]) or _t(u) != "aten.mul.Tensor" or ctx.depends(a[1]) or ctx.depends(a[2]):
+    if u is None or bool(a[6]) or opname(u) != "aten.mul.Tensor" or ctx.depends(a[1]) or ctx.depends(a[2]):
         return None
     x0, x1 = u.args
     z, d = (x0, x1) if ctx.depends(x0) and not ctx.depends(x1) else (x1, x0)
-    if not ctx.depends(z) or not isinstance(d, Node) or not _const(ctx, d):
+    if not ctx.depends(z) or not isinstance(d, Node) or not is_const(ctx, d):
         return None
     w, zv, dv = ctx.value(a[1]), ctx.value(z), ctx.value(d)
     if not all(isinstance(v, torch.Tensor) for v in (w, zv, dv)) or w.dim() != 4 or zv.dim() != 4:
