@@ -152,3 +152,18 @@ def test_a_model_that_cannot_be_exported_says_how_to_fix_its_weights():
     msg = str(e.value)
     assert "remove_parametrizations" in msg and "leave_parametrized=True" in msg
     assert "set_ on a graph input" not in msg and "\n" not in msg
+
+
+def test_deel_cached_weight_is_the_one_bounded():
+    """deel-torchlip's eval forward uses the Björck weight cached at the last training step; a
+    parameter changed since then is not what runs, so it is not what is bounded."""
+    torch.manual_seed(6)
+    model = tl.Sequential(tl.SpectralLinear(6, 6), tl.GroupSort2(), tl.SpectralLinear(6, 3)).eval()
+    model.train()
+    model(torch.rand(2, 6))  # refresh the caches
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(7.0)  # not seen by the eval forward until the next training step
+    bound, truth, _ = assert_sound(model, (6,))
+    assert bound <= 1.05 and truth > 0.5, (bound, truth)
