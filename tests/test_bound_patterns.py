@@ -182,6 +182,15 @@ def test_padding_and_conv_as_one_operator(mode, stride, dil):
         assert bound <= truth * (1 + 1e-5)
 
 
+def test_circular_mode_without_padding_is_a_plain_conv():
+    conv = nn.Conv2d(3, 4, 2, stride=2, padding=0, padding_mode="circular").eval()
+    bound, _, methods = assert_sound(conv, (3, 8, 8))
+    plain = nn.Conv2d(3, 4, 2, stride=2).eval()
+    plain.load_state_dict(conv.state_dict())
+    assert bound <= certify(plain, (3, 8, 8))[0] * (1 + 1e-9)
+    assert not any("padded conv as one operator" in m for m in methods)
+
+
 class PadTwice(nn.Module):
     def __init__(self) -> None:
         super().__init__()

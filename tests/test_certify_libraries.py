@@ -32,7 +32,9 @@ def _ortho_net() -> nn.Module:
     return nn.Sequential(
         AdaptiveOrthoConv2d(3, 6, 3),  # default: circular padding, power iteration + Björck
         MaxMin(),
-        AdaptiveOrthoConv2d(6, 8, 2, stride=2, padding=0),
+        AdaptiveOrthoConv2d(6, 8, 2, stride=2, padding=0),  # circular mode, no padding: a plain conv
+        MaxMin(),
+        AdaptiveOrthoConv2d(8, 8, 3),  # its circular padding reads a MaxMin's concatenation
         MaxMin(),
         nn.Flatten(),
         OrthoLinear(8 * 16, 5),
@@ -48,7 +50,7 @@ def test_orthogonium_default_layers_certify_from_their_weights():
     before = _state(model)
     bound, _, methods = assert_sound(model, (3, 8, 8))
     assert bound <= 1.05, (bound, methods)
-    assert any("circular-padded conv as one operator" in m for m in methods)
+    assert sum("circular-padded conv as one operator" in m for m in methods) == 2, methods
     after = _state(model)  # the power-iteration vectors of the user's model were not advanced
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     model(torch.rand(1, 3, 8, 8))  # and the model still runs as it is

@@ -27,21 +27,23 @@ from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, register_
 from robustbench_lip.lipschitz.bounds.rules.sll import is_const, opname
 
 Node = torch.fx.Node
-MOVE_OPS = {
-    "aten.slice.Tensor",
-    "aten.slice_scatter.default",
-    "aten.copy.default",
-    "aten.cat.default",
-    "aten.clone.default",
-    "aten.alias.default",
-}
+MOVE_OPS = frozenset(
+    {
+        "aten.slice.Tensor",
+        "aten.slice_scatter.default",
+        "aten.copy.default",
+        "aten.clone.default",
+        "aten.alias.default",
+    }
+)
+CAT = "aten.cat.default"
 EMPTY_OPS = {"aten.new_empty.default", "aten.empty_like.default", "aten.empty.memory_format"}
 PAD_OPS = {"aten.reflection_pad2d.default": "reflect", "aten.replication_pad2d.default": "replicate"}
 
 
-def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
-    """The entry-moving chain that computes p from one x-dependent node z: (chain nodes in graph
-    order, z), or None when p's x-dependence comes through anything else."""
+def _chain(ctx: OpContext, p: Node, moves: frozenset[str] = MOVE_OPS) -> tuple[list[Node], Node] | None:
+    """The entry-moving chain (ops in `moves`) that computes p from one x-dependent node z: (chain
+    nodes in graph order, z), or None when p's x-dependence comes through anything else."""
     chain: set[Node] = set()
     sources: set[Node] = set()
     stack = [p]
@@ -50,7 +52,7 @@ def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
         if n in chain:
             continue
         t = opname(n)
-        if t in MOVE_OPS or t in EMPTY_OPS:
+        if t in moves or t in EMPTY_OPS:
             chain.add(n)
             if t in EMPTY_OPS:
                 continue  # reads only its argument's shape
@@ -103,7 +105,7 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
         if len(pad) == 4 and pad[0] == pad[1] and pad[2] == pad[3] and ctx.depends(z):
             return z, PAD_OPS[t], (pad[2], pad[0])
         return None
-    found = _chain(ctx, p)
+    found = _chain(ctx, p) or _chain(ctx, p, MOVE_OPS | {CAT})  # a cat is z itself, or a padding step
     if found is None:
         return None
     nodes, z = found
@@ -113,7 +115,7 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     if tuple(zv.shape[:2]) != tuple(pv.shape[:2]) or zv.numel() >= 2**40:
         return None
     dh, dw = pv.shape[2] - zv.shape[2], pv.shape[3] - zv.shape[3]
-    if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+    if dh < 0 or dw < 0 or dh % 2 or dw % 2 or dh + dw == 0:  # no padding: the plain conv rule
         return None
     # two sets of distinct values: an entry copied from a constant cannot match both
     marks = torch.arange(1, zv.numel() + 1, dtype=torch.float64).reshape(zv.shape)
