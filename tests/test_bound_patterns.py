@@ -282,3 +282,18 @@ def test_sll_step_keeps_its_identity_part_for_r(t_scale):
     assert ub.reflection is not None and r_truth <= ub.reflection * (1 + TOL), (r_truth, ub.reflection)
     if t_scale <= 0.45:  # ‖M‖² ≤ 0.45·‖M_SLL‖² ≤ 0.45: R is non-expansive
         assert ub.reflection <= 1 + 1e-5, ub.reflection
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect"])
+def test_a_padded_conv_folds_the_batchnorm_it_feeds(mode):
+    torch.manual_seed(8)
+    bn = nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.05, 4.0)
+        bn.weight.uniform_(-2.0, 2.0)
+        bn.running_mean.normal_()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode), bn).eval()
+    bound, truth, methods = assert_sound(model, (3, 8, 8))
+    assert any("BatchNorm folded" in m for m in methods), methods
+    if mode == "circular":
+        assert bound <= truth * (1 + 1e-5)

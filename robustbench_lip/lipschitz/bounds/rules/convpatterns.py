@@ -138,6 +138,15 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     return None
 
 
+def _fold_bn(ctx: OpContext, w: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The weight with an eval BatchNorm that only this conv feeds folded in (as the plain conv rule
+    does; the BatchNorm is then marked folded), and a note."""
+    scale = linear._fold_scale(ctx, int(w.shape[0]))
+    if scale is None:
+        return w, ""
+    return w * scale.view(-1, 1, 1, 1).to(w), " (BatchNorm folded)"
+
+
 def _padded_conv(ctx: OpContext) -> float | None:
     """conv(pad(z, mode)) with zero conv padding, bounded as one padded conv."""
     a = list(ctx.node.args)
@@ -155,9 +164,9 @@ def _padded_conv(ctx: OpContext) -> float | None:
     h, wd = int(zv.shape[2]), int(zv.shape[3])
     if mode == "circular" and (2 * ph > ext[0] or 2 * pw > ext[1] or ext[0] >= h or ext[1] >= wd):
         return None  # an output row would repeat, or the kernel would wrap: not one circular conv
-    w64 = w.detach().to(torch.float64)
+    w64, bn = _fold_bn(ctx, w.detach().to(torch.float64))
     b, method = conv2d_bound(w64, (h, wd), list(a[3]), [ph, pw], dil, int(a[8]), mode, ctx.mode)
-    ctx.note(f"{mode}-padded conv as one operator: {method}")
+    ctx.note(f"{mode}-padded conv as one operator: {method}{bn}")
     return b * ctx.lip(z)
 
 
@@ -184,13 +193,13 @@ def _scaled_conv(ctx: OpContext) -> float | None:
     dvec = dv.detach().to(torch.float64).reshape(-1).expand(c)
     groups, cig = int(a[8]), int(w.shape[1])
     og = w.shape[0] // groups
-    w64 = w.detach().to(torch.float64).clone()
+    w64, bn = _fold_bn(ctx, w.detach().to(torch.float64).clone())
     for g in range(groups):
         w64[g * og : (g + 1) * og] *= dvec[g * cig : (g + 1) * cig].view(1, -1, 1, 1)
     b, method = conv2d_bound(
         w64, tuple(zv.shape[-2:]), list(a[3]), list(a[4]), list(a[5]), groups, "zeros", ctx.mode
     )
-    ctx.note(f"conv∘diag(d) as one operator (AOL rescaling): {method}")
+    ctx.note(f"conv∘diag(d) as one operator (AOL rescaling): {method}{bn}")
     return b * ctx.lip(z)
 
 
