@@ -297,3 +297,40 @@ def test_a_padded_conv_folds_the_batchnorm_it_feeds(mode):
     assert any("BatchNorm folded" in m for m in methods), methods
     if mode == "circular":
         assert bound <= truth * (1 + 1e-5)
+
+
+def _groupsort(x, k):
+    v = x.view(x.shape[0], x.shape[1] // k, k, *x.shape[2:])
+    return v.sort(dim=2).values.view_as(x)
+
+
+@pytest.mark.parametrize(
+    "name,fn,exact",
+    [
+        ("groupsort-3", lambda x: _groupsort(x, 3), 1.0),
+        ("groupsort-6-scaled", lambda x: _groupsort(2.5 * x, 6), 2.5),
+        (
+            "groupsort-twice-in-a-cat",
+            lambda x: torch.cat([_groupsort(x, 3), _groupsort(x, 3)], 1),
+            math.sqrt(2),
+        ),
+        ("fullsort-then-flip", lambda x: x.flatten(1).sort(dim=1).values.flip(1), 1.0),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_groupsort(name, fn, exact):
+    bound, truth, _ = assert_sound(Fn(fn).eval(), (6, 2, 2))
+    assert truth >= exact * (1 - 1e-9) and bound <= exact * (1 + 1e-5), (bound, truth)
+
+
+def test_an_sll_step_broadcast_into_copies_is_not_one():
+    class Copies(DenseSLL):
+        def forward(self, x):  # the branch gets a constant of 3 rows: the sum holds 3 copies of x
+            t = sll_t(self.w)
+            y = F.linear(t * F.relu(F.linear(x, self.w, self.b)), self.w.t()) + self.w.new_zeros(
+                3, 1, x.shape[-1]
+            )
+            return x - 2.0 * y
+
+    bound, truth, methods = assert_sound(Copies(5, 4).eval(), (5,))
+    assert not any(SLL in m for m in methods) and truth > 1.5, (bound, truth)

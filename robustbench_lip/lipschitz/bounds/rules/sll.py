@@ -247,6 +247,9 @@ def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> Affine | None:
     L(z)·max(1, c‖M‖² − 1) with c = coef·c'; None when the pattern does not hold exactly."""
     if not (isinstance(z, Node) and isinstance(branch, Node) and ctx.depends(z)):
         return None
+    zv, out = ctx.value(z), ctx.out
+    if not (isinstance(zv, torch.Tensor) and isinstance(out, torch.Tensor)) or zv.shape != out.shape:
+        return None  # a broadcast in the sum would copy z
     core, s = _strip(ctx, branch)
     c = coef * s
     if not isinstance(core, Node) or c < 0 or not math.isfinite(c):
