@@ -152,6 +152,8 @@ L2POOL = [  # (name, fn, exact constant or None)
     ("hand-sqrt", lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2)), 1.0),
     ("hand-excl-pad", lambda x: torch.sqrt(9 * F.avg_pool2d(x**2, 3, 2, 1, count_include_pad=False)), None),
     ("hand-divisor", lambda x: (2.5 * F.avg_pool2d(x**2, 2, divisor_override=3)) ** 0.5, math.sqrt(2.5 / 3)),
+    ("hand-eps", lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2) + 1e-3), 1.0),
+    ("hand-eps-scaled", lambda x: (3 * (F.avg_pool2d(x**2, 2) + 0.5)) ** 0.5, math.sqrt(0.75)),
     ("hand-scale-6", lambda x: torch.sqrt(6 * F.avg_pool2d(x * x, 2)), math.sqrt(1.5)),
 ]
 
@@ -164,10 +166,18 @@ def test_l2_norm_pooling(name, fn, exact):
         assert bound <= exact * (1 + 1e-6), (bound, exact)
 
 
-def test_a_square_root_of_something_else_is_not_lipschitz():
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.sqrt(4 * F.avg_pool2d(x.abs() + 1, 2)),  # not a square
+        lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2) - 1e-3),  # a negative offset: a root near 0
+        lambda x: (-4 * F.avg_pool2d(x * x, 2) + 100) ** 0.5,  # a negative scale
+    ],
+)
+def test_a_square_root_of_something_else_is_not_lipschitz(fn):
     from robustbench_lip.lipschitz.bounds import upper_bound
 
-    ub = upper_bound(Fn(lambda x: torch.sqrt(4 * F.avg_pool2d(x.abs() + 1, 2))).eval(), (2, 4, 4))
+    ub = upper_bound(Fn(fn).eval(), (2, 4, 4))
     assert ub.upper is None and ub.reasons
 
 
