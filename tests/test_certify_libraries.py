@@ -169,3 +169,11 @@ def test_deel_cached_weight_is_the_one_bounded():
             p.mul_(7.0)  # not seen by the eval forward until the next training step
     bound, truth, _ = assert_sound(model, (6,))
     assert bound <= 1.05 and truth > 0.5, (bound, truth)
+
+
+def test_an_exported_orthogonium_program_is_refused_with_the_fix():
+    model = nn.Sequential(AdaptiveOrthoConv2d(2, 4, 3)).eval()
+    ep = torch.export.export(model, (torch.rand(1, 2, 6, 6),), strict=False)
+    with pytest.raises(RlipError) as e:
+        upper_bound(ep, (2, 6, 6))
+    assert "leave_parametrized=True" in str(e.value) and "\n" not in str(e.value)
