@@ -152,6 +152,8 @@ L2POOL = [  # (name, fn, exact constant or None)
     ("hand-sqrt", lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2)), 1.0),
     ("hand-excl-pad", lambda x: torch.sqrt(9 * F.avg_pool2d(x**2, 3, 2, 1, count_include_pad=False)), None),
     ("hand-divisor", lambda x: (2.5 * F.avg_pool2d(x**2, 2, divisor_override=3)) ** 0.5, math.sqrt(2.5 / 3)),
+    ("hand-eps", lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2) + 1e-3), 1.0),
+    ("hand-eps-scaled", lambda x: (3 * (F.avg_pool2d(x**2, 2) + 0.5)) ** 0.5, math.sqrt(0.75)),
     ("hand-scale-6", lambda x: torch.sqrt(6 * F.avg_pool2d(x * x, 2)), math.sqrt(1.5)),
 ]
 
@@ -164,10 +166,18 @@ def test_l2_norm_pooling(name, fn, exact):
         assert bound <= exact * (1 + 1e-6), (bound, exact)
 
 
-def test_a_square_root_of_something_else_is_not_lipschitz():
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda x: torch.sqrt(4 * F.avg_pool2d(x.abs() + 1, 2)),  # not a square
+        lambda x: torch.sqrt(4 * F.avg_pool2d(x * x, 2) - 1e-3),  # a negative offset: a root near 0
+        lambda x: (-4 * F.avg_pool2d(x * x, 2) + 100) ** 0.5,  # a negative scale
+    ],
+)
+def test_a_square_root_of_something_else_is_not_lipschitz(fn):
     from robustbench_lip.lipschitz.bounds import upper_bound
 
-    ub = upper_bound(Fn(lambda x: torch.sqrt(4 * F.avg_pool2d(x.abs() + 1, 2))).eval(), (2, 4, 4))
+    ub = upper_bound(Fn(fn).eval(), (2, 4, 4))
     assert ub.upper is None and ub.reasons
 
 
@@ -180,6 +190,15 @@ def test_padding_and_conv_as_one_operator(mode, stride, dil):
     assert any(f"{mode}-padded conv as one operator" in m for m in methods), methods
     if mode == "circular" and stride == 1:  # the exact circular norm
         assert bound <= truth * (1 + 1e-5)
+
+
+def test_circular_mode_without_padding_is_a_plain_conv():
+    conv = nn.Conv2d(3, 4, 2, stride=2, padding=0, padding_mode="circular").eval()
+    bound, _, methods = assert_sound(conv, (3, 8, 8))
+    plain = nn.Conv2d(3, 4, 2, stride=2).eval()
+    plain.load_state_dict(conv.state_dict())
+    assert bound <= certify(plain, (3, 8, 8))[0] * (1 + 1e-9)
+    assert not any("padded conv as one operator" in m for m in methods)
 
 
 class PadTwice(nn.Module):
@@ -273,3 +292,55 @@ def test_sll_step_keeps_its_identity_part_for_r(t_scale):
     assert ub.reflection is not None and r_truth <= ub.reflection * (1 + TOL), (r_truth, ub.reflection)
     if t_scale <= 0.45:  # ‖M‖² ≤ 0.45·‖M_SLL‖² ≤ 0.45: R is non-expansive
         assert ub.reflection <= 1 + 1e-5, ub.reflection
+
+
+@pytest.mark.parametrize("mode", ["circular", "reflect"])
+def test_a_padded_conv_folds_the_batchnorm_it_feeds(mode):
+    torch.manual_seed(8)
+    bn = nn.BatchNorm2d(4).eval()
+    with torch.no_grad():
+        bn.running_var.uniform_(0.05, 4.0)
+        bn.weight.uniform_(-2.0, 2.0)
+        bn.running_mean.normal_()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode), bn).eval()
+    bound, truth, methods = assert_sound(model, (3, 8, 8))
+    assert any("BatchNorm folded" in m for m in methods), methods
+    if mode == "circular":
+        assert bound <= truth * (1 + 1e-5)
+
+
+def _groupsort(x, k):
+    v = x.view(x.shape[0], x.shape[1] // k, k, *x.shape[2:])
+    return v.sort(dim=2).values.view_as(x)
+
+
+@pytest.mark.parametrize(
+    "name,fn,exact",
+    [
+        ("groupsort-3", lambda x: _groupsort(x, 3), 1.0),
+        ("groupsort-6-scaled", lambda x: _groupsort(2.5 * x, 6), 2.5),
+        (
+            "groupsort-twice-in-a-cat",
+            lambda x: torch.cat([_groupsort(x, 3), _groupsort(x, 3)], 1),
+            math.sqrt(2),
+        ),
+        ("fullsort-then-flip", lambda x: x.flatten(1).sort(dim=1).values.flip(1), 1.0),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_groupsort(name, fn, exact):
+    bound, truth, _ = assert_sound(Fn(fn).eval(), (6, 2, 2))
+    assert truth >= exact * (1 - 1e-9) and bound <= exact * (1 + 1e-5), (bound, truth)
+
+
+def test_an_sll_step_broadcast_into_copies_is_not_one():
+    class Copies(DenseSLL):
+        def forward(self, x):  # the branch gets a constant of 3 rows: the sum holds 3 copies of x
+            t = sll_t(self.w)
+            y = F.linear(t * F.relu(F.linear(x, self.w, self.b)), self.w.t()) + self.w.new_zeros(
+                3, 1, x.shape[-1]
+            )
+            return x - 2.0 * y
+
+    bound, truth, methods = assert_sound(Copies(5, 4).eval(), (5,))
+    assert not any(SLL in m for m in methods) and truth > 1.5, (bound, truth)

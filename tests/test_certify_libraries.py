@@ -32,7 +32,9 @@ def _ortho_net() -> nn.Module:
     return nn.Sequential(
         AdaptiveOrthoConv2d(3, 6, 3),  # default: circular padding, power iteration + Björck
         MaxMin(),
-        AdaptiveOrthoConv2d(6, 8, 2, stride=2, padding=0),
+        AdaptiveOrthoConv2d(6, 8, 2, stride=2, padding=0),  # circular mode, no padding: a plain conv
+        MaxMin(),
+        AdaptiveOrthoConv2d(8, 8, 3),  # its circular padding reads a MaxMin's concatenation
         MaxMin(),
         nn.Flatten(),
         OrthoLinear(8 * 16, 5),
@@ -48,7 +50,7 @@ def test_orthogonium_default_layers_certify_from_their_weights():
     before = _state(model)
     bound, _, methods = assert_sound(model, (3, 8, 8))
     assert bound <= 1.05, (bound, methods)
-    assert any("circular-padded conv as one operator" in m for m in methods)
+    assert sum("circular-padded conv as one operator" in m for m in methods) == 2, methods
     after = _state(model)  # the power-iteration vectors of the user's model were not advanced
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     model(torch.rand(1, 3, 8, 8))  # and the model still runs as it is
@@ -152,3 +154,26 @@ def test_a_model_that_cannot_be_exported_says_how_to_fix_its_weights():
     msg = str(e.value)
     assert "remove_parametrizations" in msg and "leave_parametrized=True" in msg
     assert "set_ on a graph input" not in msg and "\n" not in msg
+
+
+def test_deel_cached_weight_is_the_one_bounded():
+    """deel-torchlip's eval forward uses the Björck weight cached at the last training step; a
+    parameter changed since then is not what runs, so it is not what is bounded."""
+    torch.manual_seed(6)
+    model = tl.Sequential(tl.SpectralLinear(6, 6), tl.GroupSort2(), tl.SpectralLinear(6, 3)).eval()
+    model.train()
+    model(torch.rand(2, 6))  # refresh the caches
+    model.eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(7.0)  # not seen by the eval forward until the next training step
+    bound, truth, _ = assert_sound(model, (6,))
+    assert bound <= 1.05 and truth > 0.5, (bound, truth)
+
+
+def test_an_exported_orthogonium_program_is_refused_with_the_fix():
+    model = nn.Sequential(AdaptiveOrthoConv2d(2, 4, 3)).eval()
+    ep = torch.export.export(model, (torch.rand(1, 2, 6, 6),), strict=False)
+    with pytest.raises(RlipError) as e:
+        upper_bound(ep, (2, 6, 6))
+    assert "leave_parametrized=True" in str(e.value) and "\n" not in str(e.value)

@@ -94,13 +94,23 @@ def fixed_weights_copy(model: nn.Module) -> nn.Module:
             mod = next((m for m in net.modules() if parametrize.is_parametrized(m)), None)
             if mod is None:
                 return net
-            # not remove_parametrizations: it edits the parametrized class, which deepcopy shares
-            # with the original model
-            values = {name: getattr(mod, name).detach().clone() for name in mod.parametrizations.keys()}
-            del mod._modules["parametrizations"]
-            mod.__class__ = mod.__class__.__bases__[0]
-            for name, v in values.items():
-                mod.register_parameter(name, nn.Parameter(v, requires_grad=False))
+            try:
+                _fix_module(mod)
+            except Exception as e:  # a parametrization that fails, or a name the class also defines
+                raise RlipError(
+                    f"cannot fix the weights of {type(mod).__name__} ({_first_line(e)}); {_FIX_WEIGHTS_HINT}"
+                ) from None
+
+
+def _fix_module(mod: nn.Module) -> None:
+    """Replace mod's parametrizations by the plain tensors they compute now. Not
+    remove_parametrizations: that edits the parametrized class, which deepcopy shares with the
+    original model."""
+    values = {name: getattr(mod, name).detach().clone() for name in mod.parametrizations.keys()}
+    del mod._modules["parametrizations"]
+    mod.__class__ = mod.__class__.__bases__[0]
+    for name, v in values.items():
+        mod.register_parameter(name, nn.Parameter(v, requires_grad=False))
 
 
 def _export_core(model: nn.Module | ExportedProgram, example: torch.Tensor) -> ExportedProgram:

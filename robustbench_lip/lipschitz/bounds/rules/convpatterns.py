@@ -24,24 +24,26 @@ import torch.nn.functional as F
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.rules import linear
 from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, register_rule
-from robustbench_lip.lipschitz.bounds.rules.sll import _const, _t
+from robustbench_lip.lipschitz.bounds.rules.sll import is_const, opname
 
 Node = torch.fx.Node
-MOVE_OPS = {
-    "aten.slice.Tensor",
-    "aten.slice_scatter.default",
-    "aten.copy.default",
-    "aten.cat.default",
-    "aten.clone.default",
-    "aten.alias.default",
-}
+MOVE_OPS = frozenset(
+    {
+        "aten.slice.Tensor",
+        "aten.slice_scatter.default",
+        "aten.copy.default",
+        "aten.clone.default",
+        "aten.alias.default",
+    }
+)
+CAT = "aten.cat.default"
 EMPTY_OPS = {"aten.new_empty.default", "aten.empty_like.default", "aten.empty.memory_format"}
 PAD_OPS = {"aten.reflection_pad2d.default": "reflect", "aten.replication_pad2d.default": "replicate"}
 
 
-def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
-    """The entry-moving chain that computes p from one x-dependent node z: (chain nodes in graph
-    order, z), or None when p's x-dependence comes through anything else."""
+def _chain(ctx: OpContext, p: Node, moves: frozenset[str] = MOVE_OPS) -> tuple[list[Node], Node] | None:
+    """The entry-moving chain (ops in `moves`) that computes p from one x-dependent node z: (chain
+    nodes in graph order, z), or None when p's x-dependence comes through anything else."""
     chain: set[Node] = set()
     sources: set[Node] = set()
     stack = [p]
@@ -49,15 +51,15 @@ def _chain(ctx: OpContext, p: Node) -> tuple[list[Node], Node] | None:
         n = stack.pop()
         if n in chain:
             continue
-        t = _t(n)
-        if t in MOVE_OPS or t in EMPTY_OPS:
+        t = opname(n)
+        if t in moves or t in EMPTY_OPS:
             chain.add(n)
             if t in EMPTY_OPS:
                 continue  # reads only its argument's shape
             for a in n.all_input_nodes:
                 if ctx.depends(a):
                     stack.append(a)
-                elif not _const(ctx, a):
+                elif not is_const(ctx, a):
                     return None
         elif ctx.depends(n):
             sources.add(n)
@@ -82,7 +84,7 @@ def _replay(ctx: OpContext, nodes: list[Node], z: Node, zval: torch.Tensor) -> t
         return a
 
     for n in nodes:
-        if _t(n) in EMPTY_OPS:
+        if opname(n) in EMPTY_OPS:
             env[n] = torch.full(tuple(ctx.value(n).shape), float("nan"), dtype=torch.float64)
             continue
         kwargs = {
@@ -97,13 +99,13 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     """p = pad(z, (ph, ph, pw, pw) symmetric, mode): (z, mode, (ph, pw)) or None."""
     if not isinstance(p, Node) or len(p.users) != 1:
         return None
-    t = _t(p)
+    t = opname(p)
     if t in PAD_OPS:
         z, pad = p.args[0], [int(v) for v in p.args[1]]
         if len(pad) == 4 and pad[0] == pad[1] and pad[2] == pad[3] and ctx.depends(z):
             return z, PAD_OPS[t], (pad[2], pad[0])
         return None
-    found = _chain(ctx, p)
+    found = _chain(ctx, p) or _chain(ctx, p, MOVE_OPS | {CAT})  # a cat is z itself, or a padding step
     if found is None:
         return None
     nodes, z = found
@@ -113,7 +115,7 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     if tuple(zv.shape[:2]) != tuple(pv.shape[:2]) or zv.numel() >= 2**40:
         return None
     dh, dw = pv.shape[2] - zv.shape[2], pv.shape[3] - zv.shape[3]
-    if dh < 0 or dw < 0 or dh % 2 or dw % 2:
+    if dh < 0 or dw < 0 or dh % 2 or dw % 2 or dh + dw == 0:  # no padding: the plain conv rule
         return None
     # two sets of distinct values: an entry copied from a constant cannot match both
     marks = torch.arange(1, zv.numel() + 1, dtype=torch.float64).reshape(zv.shape)
@@ -136,6 +138,15 @@ def _pad_of(ctx: OpContext, p: Any) -> tuple[Node, str, tuple[int, int]] | None:
     return None
 
 
+def _fold_bn(ctx: OpContext, w: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """The weight with an eval BatchNorm that only this conv feeds folded in (as the plain conv rule
+    does; the BatchNorm is then marked folded), and a note."""
+    scale = linear._fold_scale(ctx, int(w.shape[0]))
+    if scale is None:
+        return w, ""
+    return w * scale.view(-1, 1, 1, 1).to(w), " (BatchNorm folded)"
+
+
 def _padded_conv(ctx: OpContext) -> float | None:
     """conv(pad(z, mode)) with zero conv padding, bounded as one padded conv."""
     a = list(ctx.node.args)
@@ -153,9 +164,9 @@ def _padded_conv(ctx: OpContext) -> float | None:
     h, wd = int(zv.shape[2]), int(zv.shape[3])
     if mode == "circular" and (2 * ph > ext[0] or 2 * pw > ext[1] or ext[0] >= h or ext[1] >= wd):
         return None  # an output row would repeat, or the kernel would wrap: not one circular conv
-    w64 = w.detach().to(torch.float64)
+    w64, bn = _fold_bn(ctx, w.detach().to(torch.float64))
     b, method = conv2d_bound(w64, (h, wd), list(a[3]), [ph, pw], dil, int(a[8]), mode, ctx.mode)
-    ctx.note(f"{mode}-padded conv as one operator: {method}")
+    ctx.note(f"{mode}-padded conv as one operator: {method}{bn}")
     return b * ctx.lip(z)
 
 
@@ -164,11 +175,11 @@ def _scaled_conv(ctx: OpContext) -> float | None:
     weight's input channels scaled by d."""
     a = list(ctx.node.args)
     u = a[0] if len(a) == 9 else None
-    if u is None or bool(a[6]) or _t(u) != "aten.mul.Tensor" or ctx.depends(a[1]) or ctx.depends(a[2]):
+    if u is None or bool(a[6]) or opname(u) != "aten.mul.Tensor" or ctx.depends(a[1]) or ctx.depends(a[2]):
         return None
     x0, x1 = u.args
     z, d = (x0, x1) if ctx.depends(x0) and not ctx.depends(x1) else (x1, x0)
-    if not ctx.depends(z) or not isinstance(d, Node) or not _const(ctx, d):
+    if not ctx.depends(z) or not isinstance(d, Node) or not is_const(ctx, d):
         return None
     w, zv, dv = ctx.value(a[1]), ctx.value(z), ctx.value(d)
     if not all(isinstance(v, torch.Tensor) for v in (w, zv, dv)) or w.dim() != 4 or zv.dim() != 4:
@@ -182,13 +193,13 @@ def _scaled_conv(ctx: OpContext) -> float | None:
     dvec = dv.detach().to(torch.float64).reshape(-1).expand(c)
     groups, cig = int(a[8]), int(w.shape[1])
     og = w.shape[0] // groups
-    w64 = w.detach().to(torch.float64).clone()
+    w64, bn = _fold_bn(ctx, w.detach().to(torch.float64).clone())
     for g in range(groups):
         w64[g * og : (g + 1) * og] *= dvec[g * cig : (g + 1) * cig].view(1, -1, 1, 1)
     b, method = conv2d_bound(
         w64, tuple(zv.shape[-2:]), list(a[3]), list(a[4]), list(a[5]), groups, "zeros", ctx.mode
     )
-    ctx.note(f"conv∘diag(d) as one operator (AOL rescaling): {method}")
+    ctx.note(f"conv∘diag(d) as one operator (AOL rescaling): {method}{bn}")
     return b * ctx.lip(z)
 
 

@@ -28,7 +28,8 @@ CONV = "aten.convolution.default"
 RANDOM_MARKERS = ("rand", "normal", "bernoulli", "dropout", "uniform", "multinomial", "poisson")
 
 
-def _t(n: Any) -> str:
+def opname(n: Any) -> str:
+    """The op key of a call_function node ('' for anything else)."""
     return str(n.target) if isinstance(n, Node) and n.op == "call_function" else ""
 
 
@@ -41,13 +42,14 @@ def _random_free(n: Any, seen: set[Node] | None = None) -> bool:
         if m in seen:
             continue
         seen.add(m)
-        if any(k in _t(m) for k in RANDOM_MARKERS):
+        if any(k in opname(m) for k in RANDOM_MARKERS):
             return False
         stack.extend(m.all_input_nodes)
     return True
 
 
-def _const(ctx: OpContext, a: Any) -> bool:
+def is_const(ctx: OpContext, a: Any) -> bool:
+    """a neither depends on x nor on a random draw."""
     return not ctx.depends(a) and _random_free(a)
 
 
@@ -65,7 +67,7 @@ def _scalar(ctx: OpContext, a: Any) -> float | None:
         return None
     if isinstance(a, (int, float)):
         return float(a)
-    if isinstance(a, Node) and _const(ctx, a):
+    if isinstance(a, Node) and is_const(ctx, a):
         v = ctx.value(a)
         if isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point():
             return float(v)
@@ -76,7 +78,7 @@ def _strip(ctx: OpContext, n: Any) -> tuple[Any, float]:
     """Peel constant scalings and constant shifts off n: n = s·core + const. Returns (core, s)."""
     s = 1.0
     while isinstance(n, Node):
-        t = _t(n)
+        t = opname(n)
         if t in ("aten.mul.Tensor", "aten.mul.Scalar") and len(n.args) == 2:
             a, b = n.args
             if (k := _scalar(ctx, b)) is not None and ctx.depends(a):
@@ -102,7 +104,7 @@ def _strip(ctx: OpContext, n: Any) -> tuple[Any, float]:
 
 def _slope_in_unit(ctx: OpContext, n: Any) -> bool:
     """n = σ(pre) with σ monotone and 1-Lipschitz (slopes in [0, 1])."""
-    t = _t(n)
+    t = opname(n)
     if t in ("aten.relu.default", "aten.sigmoid.default", "aten.tanh.default"):
         return len(n.args) == 1
     if t == "aten.leaky_relu.default":
@@ -119,7 +121,7 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
     """Peel constant non-negative per-channel multipliers (broadcast only along `axis`) off u.
     Returns (rest, t) with t of length `channels` (ones when there are none)."""
     t = torch.ones(channels, dtype=torch.float64)
-    while _t(u) == "aten.mul.Tensor" and len(u.args) == 2:
+    while opname(u) == "aten.mul.Tensor" and len(u.args) == 2:
         a, b = u.args
         var, c = (a, b) if ctx.depends(a) and not ctx.depends(b) else (b, a)
         if not ctx.depends(var):
@@ -129,7 +131,7 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
                 break
             t, u = t * k, var
             continue
-        if not isinstance(c, Node) or not _const(ctx, c):
+        if not isinstance(c, Node) or not is_const(ctx, c):
             break
         cv, vv = ctx.value(c), ctx.value(var)
         if not isinstance(cv, torch.Tensor) or not isinstance(vv, torch.Tensor) or cv.dim() > vv.dim():
@@ -148,7 +150,7 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
 def _same_tensor(ctx: OpContext, a: Any, b: Any) -> bool:
     if a is b:
         return isinstance(a, Node)
-    if not (isinstance(a, Node) and isinstance(b, Node) and _const(ctx, a) and _const(ctx, b)):
+    if not (isinstance(a, Node) and isinstance(b, Node) and is_const(ctx, a) and is_const(ctx, b)):
         return False
     va, vb = ctx.value(a), ctx.value(b)
     return isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) and torch.equal(va, vb)
@@ -157,7 +159,7 @@ def _same_tensor(ctx: OpContext, a: Any, b: Any) -> bool:
 def _transpose_of(ctx: OpContext, wt: Any, w: Any) -> bool:
     """wt is the transpose of the 2-d constant w (t / permute [1, 0] / transpose 0 1 of it, or equal
     to its transpose as a constant)."""
-    t = _t(wt)
+    t = opname(wt)
     if t == "aten.t.default" or (t == "aten.permute.default" and list(wt.args[1]) == [1, 0]):
         if _same_tensor(ctx, wt.args[0], w):
             return True
@@ -165,7 +167,7 @@ def _transpose_of(ctx: OpContext, wt: Any, w: Any) -> bool:
         if _same_tensor(ctx, wt.args[0], w):
             return True
     va, vb = ctx.value(wt), ctx.value(w)
-    ok = isinstance(wt, Node) and isinstance(w, Node) and _const(ctx, wt) and _const(ctx, w)
+    ok = isinstance(wt, Node) and isinstance(w, Node) and is_const(ctx, wt) and is_const(ctx, w)
     return bool(ok and va.dim() == 2 and vb.dim() == 2 and torch.equal(va, vb.t()))
 
 
@@ -186,7 +188,7 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     """core = conv_transpose(u, W) and the pre-activation reads conv(z, W) with the same kernel and
     geometry, transposed exactly at z's grid: (u's peeled chain end, ‖T^½W‖ bound) or None."""
     a = list(core.args)
-    if len(a) != 9 or not bool(a[6]) or not _const(ctx, a[1]):
+    if len(a) != 9 or not bool(a[6]) or not is_const(ctx, a[1]):
         return None
     w, groups = ctx.value(a[1]), int(a[8])
     zv = ctx.value(z)
@@ -198,7 +200,7 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     pre, sp = _strip(ctx, rest.args[0])  # σ(s·y + b) with 0 ≤ s ≤ 1 keeps the slopes in [0, 1]
     if not 0.0 <= sp <= 1.0:
         return None
-    p = list(pre.args) if _t(pre) == CONV else []
+    p = list(pre.args) if opname(pre) == CONV else []
     if len(p) != 9 or bool(p[6]) or p[0] is not z or not _same_tensor(ctx, p[1], a[1]):
         return None
     if [list(p[i]) for i in (3, 4, 5)] != [list(a[i]) for i in (3, 4, 5)] or int(p[8]) != groups:
@@ -212,12 +214,12 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
 
 def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     """core = linear(u, Wᵀ) (or mm(u, W)) and the pre-activation is linear(z, W) (or mm(z, Wᵀ))."""
-    tc = _t(core)
+    tc = opname(core)
     if tc == "aten.linear.default" and len(core.args) >= 2:
         u, wt = core.args[0], core.args[1]
     else:
         return None
-    if not _const(ctx, wt) or (len(core.args) > 2 and not _flat(ctx, core.args[2])):
+    if not is_const(ctx, wt) or (len(core.args) > 2 and not _flat(ctx, core.args[2])):
         return None
     wtv = ctx.value(wt)
     if not isinstance(wtv, torch.Tensor) or wtv.dim() != 2:
@@ -228,7 +230,9 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     pre, sp = _strip(ctx, rest.args[0])
     if not 0.0 <= sp <= 1.0:
         return None
-    if _t(pre) != "aten.linear.default" or pre.args[0] is not z or not _transpose_of(ctx, wt, pre.args[1]):
+    if opname(pre) != "aten.linear.default" or pre.args[0] is not z:
+        return None
+    if not _transpose_of(ctx, wt, pre.args[1]):
         return None
     if len(pre.args) > 2 and not _flat(ctx, pre.args[2]):
         return None
@@ -243,11 +247,14 @@ def sll_step(ctx: OpContext, z: Any, branch: Any, coef: float) -> Affine | None:
     L(z)·max(1, c‖M‖² − 1) with c = coef·c'; None when the pattern does not hold exactly."""
     if not (isinstance(z, Node) and isinstance(branch, Node) and ctx.depends(z)):
         return None
+    zv, out = ctx.value(z), ctx.out
+    if not (isinstance(zv, torch.Tensor) and isinstance(out, torch.Tensor)) or zv.shape != out.shape:
+        return None  # a broadcast in the sum would copy z
     core, s = _strip(ctx, branch)
     c = coef * s
     if not isinstance(core, Node) or c < 0 or not math.isfinite(c):
         return None
-    found = _conv_core(ctx, core, z) if _t(core) == CONV else _dense_core(ctx, core, z)
+    found = _conv_core(ctx, core, z) if opname(core) == CONV else _dense_core(ctx, core, z)
     if found is None:
         return None
     m = found[1]
@@ -273,4 +280,4 @@ def sll_of_sum(ctx: OpContext, sign: float) -> Affine | None:
     return out
 
 
-__all__ = ["sll_of_sum", "sll_step"]
+__all__ = ["is_const", "opname", "sll_of_sum", "sll_step"]
