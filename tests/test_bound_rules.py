@@ -86,6 +86,8 @@ C = {
 
 # (name, model factory, per-sample input shape)
 LIPSCHITZ_CASES = [
+    ("l2-norm-pool", lambda: Fn(lambda s, x: F.lp_pool2d(x, 2, 2)), (2, 4, 4)),
+    ("l2-norm-pool-overlap", lambda: Fn(lambda s, x: F.lp_pool2d(x, 2, 3, stride=1)), (2, 5, 5)),
     ("conv", lambda: nn.Conv2d(3, 4, 3, padding=1), (3, 6, 6)),
     (
         "conv-stride-groups-dilation",
