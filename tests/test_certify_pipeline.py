@@ -134,7 +134,7 @@ def test_an_unregistered_custom_op_is_named(tmp_path):
 
 
 def test_a_program_with_a_fixed_batch_of_two_certifies_with_data(tmp_path):
-    path = _classifier_pt2(tmp_path, 2)
+    path = _classifier_pt2(tmp_path, 2, k=10)  # shapes has 10 classes (a 4-class model is refused)
     out = tmp_path / "r.json"
     res = runner.invoke(
         app,
