@@ -26,6 +26,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed."""
     path = Path(path)
     _ensure_parent(path)
+    if path.is_dir():
+        raise RlipError(f"cannot write {path}: it is a directory; give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:

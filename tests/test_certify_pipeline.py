@@ -227,3 +227,44 @@ def test_a_wrapper_with_one_std_for_every_channel_keeps_the_identity_coefficient
     assert ub.alpha == pytest.approx(1.0)
     assert ub.reflection == pytest.approx(abs(2 * ub.alpha - 1) + 2 * 0.5 * u_n / 0.5, rel=1e-6)
     assert ub.reflection < 2 * ub.upper + 1
+
+
+class _Shift(nn.Module):
+    """x over the reals; in floating point (x + 2^41) − 2^41 rounds x to a coarse grid."""
+
+    def forward(self, x):
+        return (x + 2.0**41) - 2.0**41
+
+
+class _Stack(nn.Module):
+    """Two copies of x on a new leading axis: the output's first axis is not the batch."""
+
+    def forward(self, x):
+        return torch.stack([x, 0.5 * x], 0)
+
+
+def test_a_loaded_pt2_that_rounds_gets_no_lower_bound_above_the_truth(tmp_path):
+    from robustbench_lip.modelio import load_model
+
+    path = tmp_path / "shift.pt2"
+    torch.export.save(torch.export.export(_Shift().eval(), (torch.rand(1, 1, 4, 4),)), path)
+    low = lower_bounds(load_model(path, input_size=(1, 4, 4)), torch.rand(12, 1, 4, 4), "A", budget_s=2.0)
+    assert low.lower is None or low.lower <= 1.0 + 1e-9
+
+
+def test_a_fixed_batch_program_whose_output_drops_the_batch_axis_is_refused(tmp_path):
+    path = tmp_path / "stack.pt2"
+    torch.export.save(torch.export.export(_Stack().eval(), (torch.rand(1, 1, 4, 4),)), path)
+    res = runner.invoke(app, ["certify", str(path), "--data", "none", "--input-shape", "1,4,4", *FAST])
+    assert res.exit_code == 1
+    assert "batch on its first axis" in res.output and "Traceback" not in res.output
+
+
+def test_json_into_a_directory_is_one_line(tmp_path):
+    path = _classifier_pt2(tmp_path, 1)
+    (tmp_path / "d").mkdir()
+    res = runner.invoke(
+        app, ["certify", str(path), "--data", "none", *FAST, "--json", str(tmp_path / "d")]
+    )
+    assert res.exit_code == 1
+    assert "is a directory" in res.output and "Traceback" not in res.output

@@ -65,7 +65,13 @@ class ForeignModel(nn.Module):
         pad = -n % b
         if pad:
             x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])
-        return torch.cat([self._run(chunk) for chunk in x.split(b)], dim=0)[:n]
+        outs = [self._run(chunk) for chunk in x.split(b)]
+        if any(not isinstance(o, torch.Tensor) or o.dim() == 0 or o.shape[0] != b for o in outs):
+            raise RlipError(
+                f"{self.config.arch}: the program was exported with a fixed batch of {b} but its output "
+                f"does not keep the batch on its first axis; export it with a batch of {n} or a dynamic batch"
+            )
+        return torch.cat(outs, dim=0)[:n]
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self._shift:

@@ -70,10 +70,14 @@ _HIDDEN_PRODUCTS = ("aten.mm.", "aten.addmm.", "aten.bmm.", "aten.convolution.",
 
 def _sample_norms(t: torch.Tensor, n: int) -> torch.Tensor | None:
     """Per-sample ℓ2 norms (n,) float64 of a tensor whose leading axis holds the n samples (or a
-    multiple of them, as after a view (N, P, C) → (N·P, C)); None for any other tensor."""
-    if not (t.is_floating_point() and t.dim() >= 1 and t.numel() and t.shape[0] % n == 0):
+    multiple of them, as after a view (N, P, C) → (N·P, C)); any other floating tensor (a scalar, a
+    chunk of a fixed-batch program, an output whose first axis is not the batch) counts with its
+    whole norm for every sample; None for non-floating or empty tensors."""
+    if not (t.is_floating_point() and t.numel()):
         return None
-    return t.detach().reshape(n, -1).double().norm(dim=1)
+    if t.dim() >= 1 and t.shape[0] % n == 0:
+        return t.detach().reshape(n, -1).double().norm(dim=1)
+    return t.detach().double().norm().expand(n).clone()
 
 
 class _Magnitudes(torch.utils._python_dispatch.TorchDispatchMode):
