@@ -56,8 +56,9 @@ def _lanczos(g: torch.Tensor, v: torch.Tensor, steps: int) -> torch.Tensor:
 def _certify(g: torch.Tensor, tau2: float, g_err: torch.Tensor) -> torch.Tensor:
     """Mask of the matrices of g (B, n, n) NOT certified λ_max ≤ tau2 by a Cholesky of (tau2 − η)I − g."""
     eta = _eta(g, tau2, g_err)
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    _, info = torch.linalg.cholesky_ex((tau2 - eta).view(-1, 1, 1).to(g.dtype) * eye - g)
+    m = -g
+    m.diagonal(dim1=-2, dim2=-1).add_((tau2 - eta).view(-1, 1).to(g.dtype))
+    _, info = torch.linalg.cholesky_ex(m)
     return (info != 0) | (eta >= 0.5 * REL_SLACK * tau2)
 
 
