@@ -139,3 +139,26 @@ def test_network_of_1x1_and_transposed_convs_is_bounded_soundly_and_tightly():
     mid = net[0](torch.zeros(1, *shape, dtype=torch.float64))
     n2 = exact_norm(lambda z: net[1](z) - net[1](torch.zeros_like(z)), tuple(mid.shape[1:]))
     assert ex * (1 - 1e-9) <= b <= n1 * n2 * (1 + 1e-4)  # sound; each layer's norm exact
+
+
+def test_one_lipschitz_conv_net_on_8x8_is_certified_within_5_percent():
+    from torch import nn
+
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    torch.manual_seed(21)
+    c = 12
+    net = nn.Sequential(nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, stride=2),
+                        nn.ReLU(), nn.Conv2d(c, 5, 3, padding=1)).double().eval()
+    shape = (2, 8, 8)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):  # each conv scaled to exact norm 1 at its input size
+                op = partial(F.conv2d, weight=m.weight, stride=m.stride, padding=m.padding)
+                m.weight /= exact_norm(op, shape)
+                m.bias.zero_()
+                shape = tuple(m(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    b = upper_bound(net, (2, 8, 8)).upper
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda z: net(z.view(1, 2, 8, 8)).flatten(), x.flatten())
+    assert float(torch.linalg.matrix_norm(jac, 2)) <= b <= 1.05
