@@ -14,7 +14,9 @@ conv is a stride-1 conv with c_in·s_h·s_w input channels: y_i = Σ_j T_j x_{r_
   occurs: ‖conv‖ ≤ √(max multiplicity)·‖C‖, equality when every multiplicity is equal. Else C is the
   stride-1 circular conv on Z_n and D picks rows s·i mod n (with multiplicity).
 ‖C‖ = max over frequencies of σ_max(Σ_j T_j e^{−2πi(q_h u/M_h + q_w v/M_w)}); conjugate frequencies
-have equal singular values, so one of each pair is evaluated, in blocks of bounded memory.
+have equal singular values, so one of each pair is evaluated, in blocks of bounded memory. The
+rounding of the transforms themselves is ≤ (T + 2)u·Σ_t‖K_t‖_F ≤ (T + 2)u·√(T·n)·‖C‖ (Parseval; T taps,
+n the smaller channel count): below 1e-11 relative, absorbed by the caller's SAFETY factor.
 """
 
 from __future__ import annotations
