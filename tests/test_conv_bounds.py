@@ -162,3 +162,14 @@ def test_one_lipschitz_conv_net_on_8x8_is_certified_within_5_percent():
     x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(lambda z: net(z.view(1, 2, 8, 8)).flatten(), x.flatten())
     assert float(torch.linalg.matrix_norm(jac, 2)) <= b <= 1.05
+
+
+def test_bad_inputs_are_one_line_errors():
+    from robustbench_lip.errors import RlipError
+
+    w = torch.randn(2, 2, 3, 3)
+    with pytest.raises(RlipError, match="non-finite"):
+        conv2d_bound(w * float("nan"), (5, 5), 1, 1)
+    with pytest.raises(RlipError, match="padding_mode"):
+        conv2d_bound(w, (5, 5), 1, 1, padding_mode="mirror")
+    assert conv2d_bound(w, (1, 1), 1, 0) == (0.0, "empty output")

@@ -126,6 +126,8 @@ def conv2d_bound(
     if padding_mode not in PADDING_MODES:
         raise RlipError(f"conv2d: unsupported padding_mode {padding_mode!r}")
     co, ci_g, kh, kw = weight.shape
+    if not bool(torch.isfinite(weight.detach()).all()):
+        raise RlipError("conv2d weight has non-finite values (NaN or inf)")
     if groups < 1 or co % groups:
         raise RlipError(f"conv2d: {co} output channels not divisible by groups={groups}")
     s2, d2 = _pair(stride), _pair(dilation)
