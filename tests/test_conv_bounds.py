@@ -173,3 +173,21 @@ def test_bad_inputs_are_one_line_errors():
     with pytest.raises(RlipError, match="padding_mode"):
         conv2d_bound(w, (5, 5), 1, 1, padding_mode="mirror")
     assert conv2d_bound(w, (1, 1), 1, 0) == (0.0, "empty output")
+
+
+@pytest.mark.parametrize("pm", ["zeros", "circular", "reflect", "replicate"])
+def test_asymmetric_padding4_against_the_padded_operator(monkeypatch, pm):
+    gen = torch.Generator().manual_seed(13)
+    w = torch.randn(3, 4, 3, 2, generator=gen, dtype=torch.float64)
+    pad = (2, 0, 1, 0)  # top, bottom, left, right
+
+    def op(x):
+        xp = F.pad(x, (pad[2], pad[3], pad[0], pad[1]), mode="constant" if pm == "zeros" else pm)
+        return F.conv2d(xp, w, stride=(2, 1))
+
+    ex = exact_norm(op, (4, 5, 6))
+    b, _ = conv2d_bound(w, (5, 6), (2, 1), 0, 1, 1, pm, padding4=pad)
+    assert ex * (1 - 1e-12) <= b <= ex * (1 + 1e-4)
+    force_embedding(monkeypatch)
+    b2, _ = conv2d_bound(w, (5, 6), (2, 1), 0, 1, 1, pm, padding4=pad)
+    assert b2 >= ex * (1 - 1e-12)
