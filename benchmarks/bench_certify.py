@@ -8,7 +8,7 @@ padding, as a function of the unpadded input): dense SVD when the matrix fits, e
 iteration on the operator, converged, with its residual ‖AᵀAv − σ²v‖/σ² reported. Speed: wall time
 of `upper_bound` on the whole mResNet-18 (each mode), with a reference (a fixed complex matmul) timed
 in the same process; the cost of one power iteration relative to a forward+backward. Memory: the
-peak resident set size (ru_maxrss of a fresh subprocess, minus its RSS just before bounding) and time
+peak resident set size (VmHWM of a fresh subprocess, minus its VmRSS just before bounding) and time
 of bounding three 1×1 convs with 768 channels at 16×16 (`upper_bound` of an nn.Sequential) and one
 512-channel 3×3 conv at 32×32 (`conv2d_bound`).
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -183,13 +182,22 @@ def memory_case(case: str) -> dict:
             "value": value, "goal_mb": 500, "goal_s": 10}
 
 
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS now, VmHWM the peak since exec) in MB. Not
+    ru_maxrss: a child inherits its parent's maximum through fork."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+    return _status_mb("VmRSS")
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 
 
 def memory_rows() -> list[dict]:

@@ -29,7 +29,8 @@ def exact_norm(f, in_shape) -> float:
     """σ_max of the explicit matrix of the linear map f on inputs of in_shape (float64)."""
     n = in_shape[0] * in_shape[1] * in_shape[2]
     basis = torch.eye(n, dtype=torch.float64).view(n, *in_shape)
-    return float(torch.linalg.matrix_norm(f(basis).reshape(n, -1), 2))
+    with torch.no_grad():
+        return float(torch.linalg.matrix_norm(f(basis).reshape(n, -1), 2))
 
 
 def force_embedding(monkeypatch):
@@ -121,3 +122,72 @@ def test_small_operators_get_the_exact_norm_in_the_default_mode():
     b, method = conv2d_bound(w, (8, 8), 1, 1)
     ex = exact_norm(padded_conv(w, 1, 1, 1, 1, "zeros"), (16, 8, 8))
     assert method == "dense-svd" and ex <= b <= ex * (1 + 1e-5)
+
+
+def test_network_of_1x1_and_transposed_convs_is_bounded_soundly_and_tightly():
+    from torch import nn
+
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Conv2d(6, 10, 1), nn.ConvTranspose2d(10, 4, 4, stride=2, padding=1))
+    net = net.double().eval()
+    shape = (6, 5, 4)
+    b = upper_bound(net, shape).upper
+    ex = exact_norm(lambda z: net(z) - net(torch.zeros_like(z)), shape)  # the network's exact constant
+    n1 = float(torch.linalg.matrix_norm(net[0].weight.detach()[:, :, 0, 0], 2))
+    mid = net[0](torch.zeros(1, *shape, dtype=torch.float64))
+    n2 = exact_norm(lambda z: net[1](z) - net[1](torch.zeros_like(z)), tuple(mid.shape[1:]))
+    assert ex * (1 - 1e-9) <= b <= n1 * n2 * (1 + 1e-4)  # sound; each layer's norm exact
+
+
+def test_one_lipschitz_conv_net_on_8x8_is_certified_within_5_percent():
+    from torch import nn
+
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    torch.manual_seed(21)
+    c = 12
+    net = nn.Sequential(nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1, stride=2),
+                        nn.ReLU(), nn.Conv2d(c, 5, 3, padding=1)).double().eval()
+    shape = (2, 8, 8)
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):  # each conv scaled to exact norm 1 at its input size
+                op = partial(F.conv2d, weight=m.weight, stride=m.stride, padding=m.padding)
+                m.weight /= exact_norm(op, shape)
+                m.bias.zero_()
+                shape = tuple(m(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    b = upper_bound(net, (2, 8, 8)).upper
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda z: net(z.view(1, 2, 8, 8)).flatten(), x.flatten())
+    assert float(torch.linalg.matrix_norm(jac, 2)) <= b <= 1.05
+
+
+def test_bad_inputs_are_one_line_errors():
+    from robustbench_lip.errors import RlipError
+
+    w = torch.randn(2, 2, 3, 3)
+    with pytest.raises(RlipError, match="non-finite"):
+        conv2d_bound(w * float("nan"), (5, 5), 1, 1)
+    with pytest.raises(RlipError, match="padding_mode"):
+        conv2d_bound(w, (5, 5), 1, 1, padding_mode="mirror")
+    assert conv2d_bound(w, (1, 1), 1, 0) == (0.0, "empty output")
+
+
+@pytest.mark.parametrize("pm", ["zeros", "circular", "reflect", "replicate"])
+def test_asymmetric_padding4_against_the_padded_operator(monkeypatch, pm):
+    gen = torch.Generator().manual_seed(13)
+    w = torch.randn(3, 4, 3, 2, generator=gen, dtype=torch.float64)
+    pad = (2, 0, 1, 0)  # top, bottom, left, right
+
+    def op(x):
+        xp = F.pad(x, (pad[2], pad[3], pad[0], pad[1]), mode="constant" if pm == "zeros" else pm)
+        return F.conv2d(xp, w, stride=(2, 1))
+
+    ex = exact_norm(op, (4, 5, 6))
+    b, _ = conv2d_bound(w, (5, 6), (2, 1), 0, 1, 1, pm, padding4=pad)
+    assert ex * (1 - 1e-12) <= b <= ex * (1 + 1e-4)
+    force_embedding(monkeypatch)
+    b2, _ = conv2d_bound(w, (5, 6), (2, 1), 0, 1, 1, pm, padding4=pad)
+    assert b2 >= ex * (1 - 1e-12)

@@ -55,6 +55,9 @@ def _padding4(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) 
             th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
             return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
         raise RlipError(f"unknown conv padding {padding!r}")
+    if isinstance(padding, (list, tuple)) and len(padding) not in (1, 2):
+        raise RlipError("conv2d padding: an int or a pair; pass asymmetric padding as padding4=(top, bottom, "
+                        "left, right)")
     ph, pw = _pair(padding)
     return (ph, ph, pw, pw)
 
@@ -114,24 +117,33 @@ def conv2d_bound(
     groups: int = 1,
     padding_mode: str = "zeros",
     mode: Mode = "fast",
+    padding4: tuple[int, int, int, int] | None = None,
 ) -> tuple[float, str]:
     """Certified bound on ‖x ↦ conv2d(pad(x), weight, stride, dilation, groups)‖ (ℓ2 → ℓ2) for inputs
     of spatial size input_hw (padding applied with padding_mode: zeros, circular, reflect, replicate);
     returns (bound, method). weight: (c_out, c_in/groups, kh, kw). A transposed convolution has the
     norm of the conv it is the adjoint of, on the transposed conv's OUTPUT grid. mode "tight" allows
-    larger explicit matrices. See the module docstring for the methods.
+    larger explicit matrices. padding4 = (top, bottom, left, right), if given, replaces padding (an
+    asymmetric pad, e.g. F.pad(x, (left, right, top, bottom), mode) before a padding-free conv). See
+    the module docstring for the methods.
     """
     if weight.dim() != 4:
         raise RlipError(f"conv2d weight must be 4-d, got shape {tuple(weight.shape)}")
     if padding_mode not in PADDING_MODES:
         raise RlipError(f"conv2d: unsupported padding_mode {padding_mode!r}")
     co, ci_g, kh, kw = weight.shape
+    if not bool(torch.isfinite(weight.detach()).all()):
+        raise RlipError("conv2d weight has non-finite values (NaN or inf)")
     if groups < 1 or co % groups:
         raise RlipError(f"conv2d: {co} output channels not divisible by groups={groups}")
     s2, d2 = _pair(stride), _pair(dilation)
-    pad4 = _padding4(padding, (kh, kw), d2)
+    pad4 = _padding4(padding, (kh, kw), d2) if padding4 is None else tuple(int(p) for p in padding4)
+    if len(pad4) != 4 or min(pad4) < 0:
+        raise RlipError(f"conv2d: padding4 must be four non-negative ints, got {padding4!r}")
     wg = weight.detach().to(torch.float64).reshape(groups, co // groups, ci_g, kh, kw)
     h, w = (int(input_hw[0]), int(input_hw[1]))
+    if not _pad_ok(pad4, (h, w), padding_mode):
+        raise RlipError(f"conv2d: {padding_mode} padding {pad4} is wider than torch allows on {h}×{w}")
     ho = _n_out(h, pad4[0], pad4[1], kh, s2[0], d2[0])
     wo = _n_out(w, pad4[2], pad4[3], kw, s2[1], d2[1])
     if ho <= 0 or wo <= 0:
@@ -145,7 +157,7 @@ def conv2d_bound(
     if len(jh) == 1 and len(jw) == 1:  # one tap: W ⊗ (0/1 selection with column counts c)
         mult = (float(ch.max()) * float(cw.max())) ** 0.5
         return SAFETY * mult * sigma_max(wg[..., jh[0], jw[0]]), "1x1-exact"
-    if dense_cost_ok(ci_g * h * w, (co // groups) * ho * wo, mode) and _pad_ok(pad4, (h, w), padding_mode):
+    if dense_cost_ok(ci_g * h * w, (co // groups) * ho * wo, mode):
         return SAFETY * _dense_norm(wg, (h, w), s2, pad4, d2, padding_mode), "dense-svd"
     if padding_mode == "zeros":
         eh, ew = zeros_axis(axh), zeros_axis(axw)

@@ -14,7 +14,9 @@ conv is a stride-1 conv with c_in·s_h·s_w input channels: y_i = Σ_j T_j x_{r_
   occurs: ‖conv‖ ≤ √(max multiplicity)·‖C‖, equality when every multiplicity is equal. Else C is the
   stride-1 circular conv on Z_n and D picks rows s·i mod n (with multiplicity).
 ‖C‖ = max over frequencies of σ_max(Σ_j T_j e^{−2πi(q_h u/M_h + q_w v/M_w)}); conjugate frequencies
-have equal singular values, so one of each pair is evaluated, in blocks of bounded memory.
+have equal singular values, so one of each pair is evaluated, in blocks of bounded memory. The
+rounding of the transforms themselves is ≤ (T + 2)u·Σ_t‖K_t‖_F ≤ (T + 2)u·√(T·n)·‖C‖ (Parseval; T taps,
+n the smaller channel count): below 1e-11 relative, absorbed by the caller's SAFETY factor.
 """
 
 from __future__ import annotations
@@ -181,7 +183,8 @@ def _gram_blocks(k: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator[tupl
     for d in [d for d in mats if d != (0, 0)]:
         mats[(-d[0], -d[1])] = mats[d].mT
     offs = torch.tensor(list(mats), dtype=torch.float64)
-    stack = torch.stack(list(mats.values())).reshape(len(mats), -1).to(torch.complex128)
+    stack = torch.stack(list(mats.values())).reshape(len(mats), -1)
+    mats.clear()
     fro = torch.linalg.vector_norm(k, dim=(1, 2)).sum((-2, -1))  # Σ_t ‖K_t‖_F per group
     err = 16 * (ci + len(pairs) + len(mats) + 8) * U * fro**2
     sign = -1.0 if left else 1.0
@@ -190,8 +193,10 @@ def _gram_blocks(k: torch.Tensor, eh: Embedding, ew: Embedding) -> Iterator[tupl
     for a in range(0, len(u), step):
         w = torch.stack([u[a : a + step] / eh.grid, v[a : a + step] / ew.grid], 1).to(torch.float64)
         ph = torch.exp(sign * 2j * math.pi * (w @ offs.T))  # (F, D)
-        gr = (ph @ stack).view(-1, g, side, side).transpose(0, 1).reshape(-1, side, side)
-        yield (gr + gr.mH) / 2, err.repeat_interleave(len(w)) * 2
+        gr = torch.complex(ph.real @ stack, ph.imag @ stack)
+        gr = gr.view(-1, g, side, side).transpose(0, 1).reshape(-1, side, side)
+        yield gr, err.repeat_interleave(len(w)) * 2  # Hermitian up to rounding: the factorisations
+        # read one triangle, which differs from the exact Gram by ≤ √2·‖ĝ − g‖_F
 
 
 def _costs(k: torch.Tensor, eh: Embedding, ew: Embedding) -> tuple[float, float]:
@@ -205,6 +210,10 @@ def _costs(k: torch.Tensor, eh: Embedding, ew: Embedding) -> tuple[float, float]
     left = co <= n
     pairs = len(_tap_pairs(eh, ew, left))
     taps = 2 * pairs * g * 2.0 * (co * ci * co if left else ci * co * ci) + nf * g * 8.0 * 25 * lo * lo
+    side = co if left else n
+    offsets = len({(eh.q[a] - eh.q[a2], ew.q[b] - ew.q[b2]) for a, b, a2, b2 in _tap_pairs(eh, ew, left)})
+    if 16 * (2 * offsets + 1) * g * side * side > 2 * BLOCK_BYTES:  # the tap Grams would not fit
+        taps = math.inf
     return direct, taps
 
 

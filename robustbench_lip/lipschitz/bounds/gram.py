@@ -21,8 +21,9 @@ import torch
 
 U = torch.finfo(torch.float64).eps / 2
 REL_SLACK = 1e-5  # τ² = (1 + REL_SLACK)·(largest Rayleigh quotient): σ is certified to ≈ 5e-6
-LANCZOS_STEPS = (4, 12, 48)  # Lanczos steps: all matrices, the candidates, those not yet certified
-CANDIDATE = 0.8  # matrices whose short-run Ritz value is ≥ this × the largest are candidates
+BLOCK_STEPS = 3  # block power steps on every matrix (estimates that pick the candidates)
+LANCZOS_STEPS = (12, 48)  # Lanczos steps: the candidates, then the matrices not yet certified
+CANDIDATE = 0.95  # matrices whose estimate is ≥ this × the largest are candidates
 BLOCK_BYTES = 128 << 20  # memory budget of one block of frequency matrices (bytes)
 
 
@@ -53,25 +54,38 @@ def _lanczos(g: torch.Tensor, v: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.linalg.eigvalsh((t + t.mH) / 2)[..., -1].clamp_min(0)
 
 
+def _block_power(g: torch.Tensor, steps: int, width: int = 4) -> torch.Tensor:
+    """Largest Ritz values (B,) of a block power iteration (width vectors, `steps` steps) on
+    Hermitian PSD g (B, n, n): cheap estimates ≤ λ_max, used to pick the candidates for the largest."""
+    gen = torch.Generator(device=g.device).manual_seed(1)
+    y = torch.randn(g.shape[0], g.shape[-1], min(width, g.shape[-1]), dtype=torch.float64, generator=gen)
+    y = y.to(device=g.device, dtype=g.dtype)
+    for _ in range(steps):
+        y, _ = torch.linalg.qr(g @ y)
+    t = y.mH @ g @ y
+    return torch.linalg.eigvalsh((t + t.mH) / 2)[..., -1].clamp_min(0)
+
+
 def _certify(g: torch.Tensor, tau2: float, g_err: torch.Tensor) -> torch.Tensor:
     """Mask of the matrices of g (B, n, n) NOT certified λ_max ≤ tau2 by a Cholesky of (tau2 − η)I − g."""
     eta = _eta(g, tau2, g_err)
-    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
-    _, info = torch.linalg.cholesky_ex((tau2 - eta).view(-1, 1, 1).to(g.dtype) * eye - g)
+    m = -g
+    m.diagonal(dim1=-2, dim2=-1).add_((tau2 - eta).view(-1, 1).to(g.dtype))
+    _, info = torch.linalg.cholesky_ex(m)
     return (info != 0) | (eta >= 0.5 * REL_SLACK * tau2)
 
 
 def gram_lambda(g: torch.Tensor, g_err: torch.Tensor, tau2_floor: float = 0.0) -> float:
     """Certified upper bound on max λ_max over Hermitian PSD Grams g (B, n, n) known to ‖ĝ − g‖₂ ≤ g_err
-    (B,). Short Lanczos runs set τ² (never below tau2_floor); matrices not certified at τ² by
-    Cholesky get a longer run (raising τ²), then an eigvalsh with its backward-error bound. The runs
-    only choose τ²: the certificate is the factorisation."""
+    (B,). A block power step picks candidates whose Lanczos runs set τ² (never below tau2_floor);
+    matrices not certified at τ² by Cholesky get a longer run (raising τ²), then an eigvalsh with its
+    backward-error bound. The runs only choose τ²: the certificate is the factorisation."""
     n = g.shape[-1]
     gen = torch.Generator(device=g.device).manual_seed(0)
     v = torch.randn(g.shape[0], n, 1, dtype=torch.float64, generator=gen, device=g.device).to(g.dtype)
-    mu = _lanczos(g, v, LANCZOS_STEPS[0])
-    top = mu >= CANDIDATE * mu.max()  # the candidates for the largest λ_max get a longer run
-    mu = _lanczos(g[top], v[top], LANCZOS_STEPS[1])
+    mu = _block_power(g, BLOCK_STEPS)
+    top = mu >= CANDIDATE * mu.max()  # the candidates for the largest λ_max get a Lanczos run
+    mu = _lanczos(g[top], v[top], LANCZOS_STEPS[0])
     tau2 = max(tau2_floor, float(mu.max()) * (1 + REL_SLACK))
     if tau2 <= 0.0:
         if not bool((g != 0).any()) and not bool((g_err > 0).any()):
@@ -80,7 +94,7 @@ def gram_lambda(g: torch.Tensor, g_err: torch.Tensor, tau2_floor: float = 0.0) -
     bad = _certify(g, tau2, g_err)
     if bool(bad.any()):
         g, g_err = g[bad], g_err[bad]
-        mu = _lanczos(g, v[bad], LANCZOS_STEPS[2])
+        mu = _lanczos(g, v[bad], LANCZOS_STEPS[1])
         tau2 = max(tau2, float(mu.max()) * (1 + REL_SLACK))
         bad = _certify(g, tau2, g_err)
     if bool(bad.any()):

@@ -13,18 +13,25 @@ from collections.abc import Callable
 
 import torch
 
+from robustbench_lip.lipschitz.bounds.gram import sigma_max
+
 log = logging.getLogger(__name__)
 
 SAFETY = 1.0 + 1e-6
+SVD_MAX = 64  # matrices whose smaller side exceeds this get the certified Gram/Cholesky bound, not an SVD
 DENSE_SPATIAL_MAX = 4096  # single-channel H·W up to which a non-separable spatial op gets a dense SVD
 _PROBE_ELEMENTS = 1 << 24  # float64 elements per batch of separable probes (128 MiB)
 
 
 def spectral_norm_dense(m: torch.Tensor) -> float:
-    """Exact σ_max of a matrix or a batch of matrices (max over the batch), in float64 / complex128."""
+    """σ_max of a matrix or a batch of matrices (max over the batch), in float64 / complex128: an SVD
+    for small matrices, else `gram.sigma_max` (a certified upper bound within ≈ 1e-5, in a fraction
+    of an SVD's time and in bounded memory)."""
     if m.numel() == 0:
         return 0.0
     m = m.to(torch.complex128 if m.is_complex() else torch.float64)
+    if min(m.shape[-2:]) > SVD_MAX:
+        return sigma_max(m.reshape(-1, *m.shape[-2:]))
     return float(torch.linalg.matrix_norm(m, 2).max())
 
 
