@@ -52,6 +52,22 @@ def sll_scale(w: torch.Tensor) -> torch.Tensor:
     return 1.0 / (p.abs().sum(dim=(1, 2, 3)) + ROW_SUM_EPS)
 
 
+def _aol_init(cout: int, cin: int) -> torch.Tensor:
+    """(cout, cin) with VᵀV exactly a diagonal or a sum of disjoint all-equal blocks, so that the AOL
+    rescaling is exact (d = 1) and the map is an isometry (cout ≥ cin) or a co-isometry (cout < cin):
+    orthogonal columns when cout ≥ cin; else input channel i feeds output i mod cout, each output
+    averaging its g inputs with weight 1/√g (a random orthogonal init would lose half the signal to
+    the rescaling of its non-zero off-diagonal VᵀV)."""
+    if cout >= cin:
+        v = torch.empty(cout, cin)
+        nn.init.orthogonal_(v)
+        return v
+    idx = torch.arange(cin)
+    v = torch.zeros(cout, cin)
+    v[idx % cout, idx] = 1.0
+    return v / v.sum(1, keepdim=True).sqrt()
+
+
 class AOLConv2d(nn.Module):
     """AOL convolution cin → cout, k×k (odd), stride 1, zero padding k // 2: (N, cin, H, W) →
     (N, cout, H, W). Initialised as in Prach & Lampert: identity-like (orthogonal for k = 1)."""
@@ -62,9 +78,7 @@ class AOLConv2d(nn.Module):
             raise ValueError("AOLConv2d needs an odd kernel size")
         self.padding = kernel_size // 2
         v = torch.zeros(cout, cin, kernel_size, kernel_size)
-        eye = torch.empty(cout, cin)
-        nn.init.orthogonal_(eye)
-        v[:, :, self.padding, self.padding] = eye
+        v[:, :, self.padding, self.padding] = _aol_init(cout, cin)
         self.param = nn.Parameter(v)
         self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
 
