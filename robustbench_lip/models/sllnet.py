@@ -8,8 +8,8 @@
 Every stage is 1-Lipschitz and keeps the signal (PixelUnshuffle is a pixel permutation; an SLL block
 is x − 2·Wᵀ T σ(Wx + b), identity-like at init; layers in `sll_layers`). Heads:
 - "dense": flatten (c·h·w) → orthonormal Linear → `head_width` + MaxMin → orthonormal Linear → K;
-- "cam": class maps s = √(h·w)·Q φ (Q an orthonormal 1×1 conv, φ = `features`), logits = their
-  spatial mean, so ‖Δlogits‖ ≤ ‖Δφ‖ (the mean of h·w maps divides by √(h·w)); masks are the
+- "cam": class maps s = √(h·w)·Q φ (Q an orthonormal 1×1 conv, φ = `features`: the last grid, or
+  an orthonormal 1×1 conv to `cam_hidden` channels + MaxMin on it), logits = their spatial mean, so ‖Δlogits‖ ≤ ‖Δφ‖ (the mean of h·w maps divides by √(h·w)); masks are the
   certified CAM masks of `LipResNet` (`CamMasks`).
 Inputs are centred by the dataset mean, never divided by std (that would multiply the constant).
 Needs H, W divisible by 2^stages.
@@ -58,8 +58,12 @@ class SLLNet(CamMasks, RlipModel):
         head: str = "dense",
         head_width: int = 128,
         mask_threshold: float = 0.0,
+        cam_hidden: int = 0,
     ) -> None:
         width, blocks, stages, head_width = int(width), int(blocks), int(stages), int(head_width)
+        cam_hidden = int(cam_hidden)
+        if cam_hidden < 0 or cam_hidden % 2:
+            raise RlipError(f"{arch}: cam_hidden must be 0 (none) or an even number of channels")
         if width < 2 or width % 2 or blocks < 0 or stages < 1 or head_width < 2 or head_width % 2:
             raise RlipError(f"{arch}: width and head_width must be even ≥ 2, blocks ≥ 0, stages ≥ 1")
         if head not in HEADS:
@@ -67,7 +71,10 @@ class SLLNet(CamMasks, RlipModel):
         k = int(num_classes)
         m = check_mask_classes(arch, k, num_mask_classes) if head == "cam" else None
         kwargs = {"width": width, "blocks": blocks, "stages": stages, "head": head}
-        kwargs |= {"head_width": head_width} if head == "dense" else {"mask_threshold": float(mask_threshold)}
+        if head == "dense":
+            kwargs["head_width"] = head_width
+        else:
+            kwargs |= {"mask_threshold": float(mask_threshold), "cam_hidden": cam_hidden}
         super().__init__(
             arch=arch,
             task="classification",
@@ -92,9 +99,13 @@ class SLLNet(CamMasks, RlipModel):
             ch *= 2
         self.stages = nn.ModuleList(layers)
         grid = (h // self.multiple) * (w // self.multiple)
+        self.neck: nn.Module = nn.Identity()
         if head == "cam":
             self.mask_offset = (m or k) - k
             self.mask_threshold = float(mask_threshold)
+            if cam_hidden:
+                self.neck = nn.Sequential(OrthoConv1x1(ch, cam_hidden), MaxMin())
+                ch = cam_hidden
             self.head = OrthoConv1x1(ch, k, scale=math.sqrt(grid))
         else:
             self.head = nn.Sequential(
@@ -103,11 +114,12 @@ class SLLNet(CamMasks, RlipModel):
         self.head_kind = head
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last feature grid (N, c, H/2^s, W/2^s)."""
+        """The input of the head: the last feature grid (N, c, H/2^s, W/2^s) (after the 1×1 layer +
+        MaxMin of width cam_hidden when the CAM head has one)."""
         h = self.normalize(x)
         for stage in self.stages:
             h = stage(self.unshuffle(h))
-        return h
+        return self.neck(h)
 
     def class_maps(self, x: torch.Tensor) -> torch.Tensor:
         """Class-score maps (N, K, h, w) of the CAM head; their spatial mean is the logits."""
