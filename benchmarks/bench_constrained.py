@@ -15,8 +15,10 @@ each seed trained by `rlip`'s own training (`training.train`, the spec's setting
 
 Prints one JSON object. Targets (issue 25): clean ≥ 0.65, certified ≥ 0.50 @36/255 and ≥ 0.35 @72/255,
 step ≤ 1.0×, gap ≤ 1.5, FNE mIoU within 0.03 of the penalty U-Net, its certified mIoU ≥ 0.30 @36/255.
-Run: `.venv/bin/python benchmarks/bench_constrained.py [--quick] [--seeds 0,1,2]` (≈ 10 min idle, 1 thread;
---quick: seed 0 only, n = 64 test points).
+Run: `.venv/bin/python benchmarks/bench_constrained.py [--quick] [--seeds 0,1,2] [--only LABELS]` (1 thread;
+all four × 3 seeds: 37 min on the 2-core machine shared at load 4–5, most of it the penalty U-Net;
+--quick: seed 0 only, n = 64 test points). `certified_*` are `rlip certify`'s figures: until the
+certifier has the SLL pattern rule its U(A) of an SLL block is 1 + 2‖W‖²‖t‖, so they are 0 for sllnet.
 """
 
 from __future__ import annotations
