@@ -22,7 +22,17 @@ STATUS_STYLE = {
     "interrupted": "magenta",
     "submitted": "cyan",
     "pending": "dim",
+    "collapsed": "red",
 }
+
+
+def _collapsed(row: dict[str, Any]) -> bool:
+    """Whether the run's last evaluation found it no better than a constant prediction
+    (final["collapsed"] of its train record; False for older records without the key)."""
+    from robustbench_lip.runs import read_train_record
+
+    rec = read_train_record(Path(row["run_dir"])) if row.get("run_dir") else None
+    return bool(((rec or {}).get("final") or {}).get("collapsed"))
 
 
 def _num(v: Any, fmt: str = ".3g") -> str:
@@ -47,8 +57,10 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
-        style = STATUS_STYLE.get(r["status"], "")
-        status = r["status"] + (" (skipped)" if r.get("skipped") else "")
+        collapsed = _collapsed(r)
+        style = STATUS_STYLE.get("collapsed" if collapsed else r["status"], "")
+        status = r["status"] + (", collapsed to chance" if collapsed else "")
+        status += " (skipped)" if r.get("skipped") else ""
         t.add_row(
             r["name"],
             _num(r["lam"], "g"),
@@ -105,6 +117,10 @@ def zoo_train(
     failed = [r for r in res.rows if r["status"] == "failed"]
     for r in failed:
         console.print(f"[red]{r['name']} failed:[/red] {r['error']}", highlight=False)
+    for r in res.rows:
+        if r["status"] != "failed" and _collapsed(r):
+            msg = "no better than a constant prediction (results/train.json: final.collapsed)"
+            console.print(f"[red]{r['name']} collapsed:[/red] {msg}", highlight=False)
     if failed:
         raise typer.Exit(1)
 

@@ -20,7 +20,7 @@ from torch import nn
 from robustbench_lip.config import ModelConfig
 from robustbench_lip.errors import RlipError
 from robustbench_lip.labels import default_offset, labels_from_masks
-from robustbench_lip.models import constrained, mresnet, unet
+from robustbench_lip.models import constrained, mresnet, sllnet, unet
 from robustbench_lip.models.constrained import LipResNet, LipUNet
 from robustbench_lip.models.mresnet import MResNet
 from robustbench_lip.models.registry import (
@@ -57,6 +57,7 @@ __all__ = [
     "predict_labels",
     "predict_mask",
     "register_model",
+    "sllnet",
     "unet",
 ]
 

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.models.cam import CamMasks, check_mask_classes
 from robustbench_lip.models.lip_layers import (
     ConvexResidual,
     MaxMin,
@@ -45,7 +45,7 @@ def _block(cin: int, cout: int, stride: int) -> ConvexResidual:
     return ConvexResidual(body, short)
 
 
-class LipResNet(RlipModel):
+class LipResNet(CamMasks, RlipModel):
     """1-Lipschitz mResNet-18: forward(x (N, C, H, W) in [0, 1]) → logits (N, K) = spatial mean of
     `class_maps` (N, K, H/8, W/8). `features(x)` is the input of the 1×1 head (N, 8w, H/8, W/8).
 
@@ -73,12 +73,7 @@ class LipResNet(RlipModel):
         if width < 2 or width % 2 or len(blocks) != 4 or min(blocks) < 1:
             raise RlipError(f"{arch}: width must be an even number ≥ 2 and blocks four positive integers")
         k = int(num_classes)
-        m = k + 1 if num_mask_classes is None else int(num_mask_classes)
-        if m not in (k, k + 1):
-            raise RlipError(
-                f"{arch}: num_mask_classes must be num_classes + 1 (label k + 1 for class k) or "
-                f"num_classes (class 0 = background), got {m} for {k} classes"
-            )
+        m = check_mask_classes(arch, k, num_mask_classes)
         super().__init__(
             arch=arch,
             task="classification",
@@ -121,22 +116,6 @@ class LipResNet(RlipModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, K)."""
         return self.class_maps(x).mean(dim=(2, 3))
-
-    def segment(self, x: torch.Tensor) -> torch.Tensor:
-        """Class maps upsampled bilinearly (align_corners=False) to the input size: (N, K, H, W)."""
-        return F.interpolate(self.class_maps(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
-
-    def mask_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, M, H, W) = cat([τ, segment(x)]) (class 0's map dropped when offset = 0)."""
-        up = self.segment(x)
-        if self.mask_offset == 0:
-            up = up[:, 1:]
-        return torch.cat([torch.full_like(up[:, :1], self.mask_threshold), up], dim=1)
-
-    def predict_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """Label map (N, H, W) int64 = argmax of `mask_logits` (ties: the lower label)."""
-        with torch.no_grad():
-            return self.mask_logits(x).argmax(dim=1)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Check x and centre it by the dataset mean (no division by std)."""
