@@ -28,10 +28,10 @@ def _runner() -> CliRunner:
         return CliRunner()
 
 
-def _make_run(root: Path, name: str, seed: int, finished: bool = True) -> Path:
+def _make_run(root: Path, name: str, seed: int, finished: bool = True, arch: str = "mresnet18_tiny") -> Path:
     info = dataset_info("shapes", **DATA_OPTS)
     torch.manual_seed(seed)
-    model = create_model_for("mresnet18_tiny", info)
+    model = create_model_for(arch, info)
     run = save_model(model, root / name, dataset=info)
     status = "finished" if finished else "running"
     rec = make_record(
@@ -102,6 +102,21 @@ def test_batch_mode_attacks_each_finished_run_once(tmp_path: Path) -> None:
     assert not list((tmp_path / "r3" / "results").glob("attack-*.json"))
     second = _runner().invoke(app, args)
     assert second.exit_code == 0 and "attacked 0 run(s), skipped 2" in second.stdout
+
+
+def test_batch_mode_skips_mask_attacks_for_a_classifier_without_masks(tmp_path: Path) -> None:
+    _make_run(tmp_path, "cam", 0)
+    _make_run(tmp_path, "dense", 1, arch="sllnet_tiny")  # a dense head: no masks
+    args = ["attack", "--eps", "4/255", "--attack", "pgd,sea", "--steps", "1", "--n", "4",
+            "--runs-dir", str(tmp_path), "--device", "cpu"]  # fmt: skip
+    res = _runner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "dense: no masks to attack; skipping sea" in res.stderr
+    dense = json.loads(next((tmp_path / "dense" / "results").glob("attack-*.json")).read_text())
+    cam = json.loads(next((tmp_path / "cam" / "results").glob("attack-*.json")).read_text())
+    assert dense["settings"]["attack"] == ["pgd"] and "sea" in cam["settings"]["attack"]
+    again = _runner().invoke(app, args)
+    assert again.exit_code == 0 and "attacked 0 run(s), skipped 2" in again.stdout
 
 
 class _Plain(nn.Module):

@@ -118,7 +118,7 @@ def attack_cmd(
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
-    from robustbench_lip.evaluation.attack import attack_list, planned_settings
+    from robustbench_lip.evaluation.attack import attack_list, attacks_for_run, planned_settings
     from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
     from robustbench_lip.runs import finished_runs, require_runs_dir
@@ -151,10 +151,18 @@ def attack_cmd(
     records, failed, skipped = [], 0, 0
     for run in runs:
         try:
-            if is_recorded(run, "attack", planned_settings(run, eps_list, attacks, **options)):
+            run_attacks, dropped = attacks_for_run(run, attacks)
+            if dropped:
+                err_console.print(
+                    f"note: {run.name}: no masks to attack; skipping {', '.join(dropped)}", highlight=False
+                )
+            if not run_attacks and attacks:
                 skipped += 1
                 continue
-            records.append(attack_one(str(run), eps_list, attacks, root=root, device=device, **options))
+            if is_recorded(run, "attack", planned_settings(run, eps_list, run_attacks, **options)):
+                skipped += 1
+                continue
+            records.append(attack_one(str(run), eps_list, run_attacks, root=root, device=device, **options))
         except RlipError as e:
             failed += 1
             err_console.print(f"[bold red]error:[/bold red] {run.name}: {e}", highlight=False, soft_wrap=True)

@@ -87,6 +87,20 @@ def _dataset_name_or_fail(model_path: str | os.PathLike[str], data: str | None) 
     return name, meta
 
 
+def attacks_for_run(run_dir: str | os.PathLike[str], attacks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(attacks to run, attacks dropped) for one run of a batch: the mask-only attacks (SegPGD,
+    CosPGD, SEA) are dropped for a classifier whose config says it predicts no masks (a dense head),
+    so `--attack all,sea` over a runs folder attacks each run with what applies to it."""
+    from robustbench_lip.evaluation.inputs import model_meta
+    from robustbench_lip.evaluation.runners import MASK_ONLY
+
+    cfg = (model_meta(run_dir) or {}).get("model") or {}
+    if cfg.get("task") != "classification" or cfg.get("num_mask_classes") is not None:
+        return list(attacks), []
+    keep = [a for a in attacks if a not in MASK_ONLY]
+    return keep, [a for a in attacks if a in MASK_ONLY]
+
+
 def planned_settings(
     run_dir: str | os.PathLike[str],
     eps: Sequence[float],
