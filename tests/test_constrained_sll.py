@@ -150,7 +150,6 @@ def test_certifier_bound_is_finite_and_sound(arch):
     assert ub.upper is not None and 0 < low.lower <= ub.upper and low.lower <= 1 + 1e-5
 
 
-@pytest.mark.xfail(reason="needs the SLL pattern rule", strict=False)
 @pytest.mark.parametrize("arch", TINY)
 def test_certifier_bound_is_tight_with_the_sll_rule(arch):
     torch.manual_seed(0)

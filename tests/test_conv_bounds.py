@@ -191,3 +191,17 @@ def test_asymmetric_padding4_against_the_padded_operator(monkeypatch, pm):
     force_embedding(monkeypatch)
     b2, _ = conv2d_bound(w, (5, 6), (2, 1), 0, 1, 1, pm, padding4=pad)
     assert b2 >= ex * (1 - 1e-12)
+
+
+
+@pytest.mark.parametrize(("cin", "cout", "seed"), [(12, 4, 0), (6, 10, 1), (16, 16, 2)])
+def test_an_aol_conv_is_bounded_tightly(cin, cout, seed):
+    """An AOL conv has many singular values at 1: Lanczos breaks down early, and its estimate (which
+    sets τ) must stay a Rayleigh quotient of an orthonormal basis (it was 2.8× the truth)."""
+    from robustbench_lip.models.sll_layers import AOLConv2d
+
+    torch.manual_seed(seed)
+    w = AOLConv2d(cin, cout, 3).weight.detach().double()
+    exact = exact_norm(lambda x: F.conv2d(x, w, padding=1), (cin, 8, 8))
+    b, _ = conv2d_bound(w, (8, 8), 1, 1, 1, 1, "zeros", "fast")
+    assert exact <= b <= exact * (1 + 1e-4)

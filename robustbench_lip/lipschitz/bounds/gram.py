@@ -41,16 +41,18 @@ def _lanczos(g: torch.Tensor, v: torch.Tensor, steps: int) -> torch.Tensor:
     the certificate is `_certify`)."""
     k = min(steps, g.shape[-1])
     qs = torch.zeros(*g.shape[:-1], k, dtype=g.dtype, device=g.device)
-    ws = torch.zeros_like(qs)
     q = v / v.norm(dim=-2, keepdim=True).clamp_min(1e-300)
     for j in range(k):
         qs[..., j : j + 1] = q
         w = g @ q
-        ws[..., j : j + 1] = w
         for _ in range(2):
             w = w - qs[..., : j + 1] @ (qs[..., : j + 1].mH @ w)
         q = w / w.norm(dim=-2, keepdim=True).clamp_min(1e-300)
-    t = qs.mH @ ws
+    # after a breakdown (a g with few distinct eigenvalues, e.g. an orthogonal or AOL layer) the
+    # normalised remainders are rounding noise and not orthogonal: re-orthonormalise the basis, so
+    # that the Ritz values are Rayleigh quotients of an orthonormal basis (≤ λ_max, not above it)
+    qo = torch.linalg.qr(qs)[0]
+    t = qo.mH @ (g @ qo)
     return torch.linalg.eigvalsh((t + t.mH) / 2)[..., -1].clamp_min(0)
 
 
