@@ -49,11 +49,11 @@ def _cam_masks(
     saying why not otherwise (None when certified)."""
     from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii
 
-    if not (hasattr(model, "mask_threshold") and hasattr(model, "features")):
-        return "CAM masks are not certified (their min–max normalisation has no Lipschitz bound)"
     k = getattr(getattr(model, "config", None), "num_mask_classes", None)
     if k is None:
         return "the model has no mask classes: masks not certified"
+    if not (hasattr(model, "mask_threshold") and hasattr(model, "features")):
+        return "CAM masks are not certified (their min–max normalisation has no Lipschitz bound)"
     try:
         parts = [cam_pixel_radii(model, x[i : i + 64], phi_upper) for i in range(0, x.shape[0], 64)]
     except RlipError as e:
