@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.models.cam import check_mask_classes
 from robustbench_lip.models.registry import RlipModel, build, register_model
 
 NORMS = ("bn", "none")
@@ -85,12 +86,7 @@ class MResNet(RlipModel):
         if width < 1 or len(blocks) != 4 or min(blocks) < 1:
             raise RlipError(f"{arch}: width must be ≥ 1 and blocks four positive integers")
         k = int(num_classes)
-        m = k + 1 if num_mask_classes is None else int(num_mask_classes)
-        if m not in (k, k + 1):
-            raise RlipError(
-                f"{arch}: num_mask_classes must be num_classes + 1 (label k + 1 for class k) or "
-                f"num_classes (class 0 = background), got {m} for {k} classes"
-            )
+        m = check_mask_classes(arch, k, num_mask_classes)
         super().__init__(
             arch=arch,
             task="classification",
