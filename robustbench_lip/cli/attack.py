@@ -10,7 +10,7 @@ from rich.table import Table
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
 from robustbench_lip.choices import Norm, Objective
-from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
+from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
 from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 from robustbench_lip.io import atomic_write_json
@@ -111,10 +111,7 @@ def attack_cmd(
         Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given.")
     ] = Path("zoo/runs"),
     other_data: OtherData = False,
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", help="Architecture of a bare state_dict MODEL (NAME or torchvision:NAME)."),
-    ] = None,
+    arch: Arch = None,
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from robustbench_lip.choices import BoundMode, CertifyTarget
-from robustbench_lip.cli.common import OtherData, console, err_console, handle_errors
+from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
 
@@ -164,14 +164,7 @@ def certify_cmd(
         str | None,
         typer.Option("--input-shape", help="C,H,W: the input size of a foreign model (needed without data)."),
     ] = None,
-    arch: Annotated[
-        str | None,
-        typer.Option(
-            "--arch",
-            help="Architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or "
-            "torchvision:NAME (e.g. torchvision:resnet18; classes read from the file).",
-        ),
-    ] = None,
+    arch: Arch = None,
     target: Annotated[CertifyTarget, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
         CertifyTarget.both
     ),

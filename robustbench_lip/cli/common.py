@@ -41,6 +41,15 @@ err_console = Console(stderr=True)  # logs and progress: rich's own width (80 wh
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: `--other-data` of certify and attack (evaluation.data_check).
+Arch = Annotated[
+    str | None,
+    typer.Option(
+        "--arch",
+        help="Architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or "
+        "torchvision:NAME (e.g. torchvision:resnet18; classes read from the file).",
+    ),
+]
+
 OtherData = Annotated[
     bool,
     typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustbench_lip.cli.common import console, handle_errors
+from robustbench_lip.cli.common import Arch, console, handle_errors
 from robustbench_lip.errors import RlipError
 
 sub = typer.Typer(help="Model architectures and model files.", no_args_is_help=True)
@@ -69,10 +69,7 @@ def list_cmd(
 @handle_errors
 def info_cmd(
     path: Annotated[Path, typer.Argument(help="Model directory, .pt/.pth, .safetensors or .pt2 file.")],
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", help="Architecture of a bare state_dict (NAME or torchvision:NAME)."),
-    ] = None,
+    arch: Arch = None,
 ) -> None:
     """Load a model file (no code from it runs) and show its config."""
     from robustbench_lip.modelio import load_model
@@ -107,10 +104,7 @@ def export_cmd(
         str, typer.Argument(help="A registered model name (random weights) or a model file/dir.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .pt2 file.")],
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", help="Architecture of a bare state_dict (NAME or torchvision:NAME)."),
-    ] = None,
+    arch: Arch = None,
     static_batch: Annotated[
         bool, typer.Option("--static-batch", help="Trace a fixed batch size instead of a symbolic one.")
     ] = False,
