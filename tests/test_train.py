@@ -98,7 +98,9 @@ def test_record_and_model_dir(tmp_path: Path) -> None:
         "sigma_A_max",
         "sigma_R_mean",
         "sigma_R_max",
+        "collapsed",
     }
+    assert isinstance(final["collapsed"], bool)
     for k in ("accuracy", "miou", "sigma_A_max", "sigma_R_max"):
         assert isinstance(final[k], float) and math.isfinite(final[k])
     assert final["sigma_A_mean"] <= final["sigma_A_max"] and final["sigma_R_mean"] <= final["sigma_R_max"]
