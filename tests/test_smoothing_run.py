@@ -212,3 +212,17 @@ def test_bad_input_is_one_line_error(runs: Path, extra: list[str], message: str)
 
 def test_parse_sigmas() -> None:
     assert parse_sigmas("0.25, 64/255,0.25") == [0.25, 64 / 255]
+
+
+def test_a_classifier_without_masks_is_smoothed_on_labels_only(tmp_path: Path) -> None:
+    """A dense-head classifier (no mask classes) on data with masks: the image certificate, and a
+    record saying why no masks are certified (it used to stop at 'no class maps')."""
+    out = tmp_path / "dense"
+    res = _runner().invoke(
+        app, ["train", "--model", "sllnet_tiny", "--data", "shapes", "--lam", "0", "--out", str(out), *TINY, *FAST]
+    )
+    assert res.exit_code == 0, res.output
+    res = _runner().invoke(app, ["certify", str(out), "--smoothing", "0.25", *SMOOTH])
+    assert res.exit_code == 0, res.output
+    (rec,) = _smoothed(out)
+    assert "no mask" in json.dumps(rec["smoothing"]).lower()

@@ -134,6 +134,8 @@ def _mask_plan(model: torch.nn.Module, ds_info: Any) -> _MaskPlan:
     if not getattr(ds_info, "has_masks", False):
         return _MaskPlan(reason="the dataset has no masks")
     if cfg.task == "classification":
+        if getattr(cfg, "num_mask_classes", None) is None:
+            return _MaskPlan(reason="the classifier predicts no masks (no mask classes)")
         if callable(getattr(model, "mask_logits", None)):
             return _MaskPlan(forward=model.mask_logits, rule="argmax", source="CAM masks (mask_logits)")
         return _MaskPlan(reason="the classifier has no mask_logits (no CAM masks)")
