@@ -218,9 +218,8 @@ def test_a_classifier_without_masks_is_smoothed_on_labels_only(tmp_path: Path) -
     """A dense-head classifier (no mask classes) on data with masks: the image certificate, and a
     record saying why no masks are certified (it used to stop at 'no class maps')."""
     out = tmp_path / "dense"
-    res = _runner().invoke(
-        app, ["train", "--model", "sllnet_tiny", "--data", "shapes", "--lam", "0", "--out", str(out), *TINY, *FAST]
-    )
+    args = ["train", "--model", "sllnet_tiny", "--data", "shapes", "--lam", "0", "--out", str(out)]
+    res = _runner().invoke(app, [*args, *TINY, *FAST])
     assert res.exit_code == 0, res.output
     res = _runner().invoke(app, ["certify", str(out), "--smoothing", "0.25", *SMOOTH])
     assert res.exit_code == 0, res.output
