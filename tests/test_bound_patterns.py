@@ -124,6 +124,23 @@ def test_a_broken_sll_step_is_not_recognised(name, factory):
     assert not any(SLL in m for m in methods), methods
 
 
+def test_an_sll_step_whose_t_comes_from_a_random_draw_is_not_recognised():
+    """t·(1 + 0·u), u drawn at every call: the value equals t, but it is computed from a random draw,
+    so T is not a constant of the pattern, and the output depends on a draw: null."""
+
+    class Drawn(ConvSLL):
+        def forward(self, x):
+            t = sll_t(self.w) * (1.0 + 0.0 * torch.rand(self.w.shape[0]))
+            u = F.relu(F.conv2d(x, self.w, self.b, padding=1))
+            return x - 2 * F.conv_transpose2d(t[None, :, None, None] * u, self.w, padding=1)
+
+    from robustbench_lip.lipschitz.bounds import upper_bound
+
+    ub = upper_bound(Drawn().eval(), (3, 6, 6))
+    assert ub.upper is None and any("random draw" in r for r in ub.reasons), ub.reasons
+    assert not any(SLL in layer.method for layer in ub.layers)
+
+
 def test_sll_on_another_input_is_not_recognised():
     class Shifted(ConvSLL):
         def forward(self, x):  # the branch reads 2x, the skip reads x

@@ -183,26 +183,25 @@ def _visit(w: _Walk, g: LoweredGraph, n: torch.fx.Node) -> None:
     _apply_rule(w, n, ins)
 
 
-def _check_arguments(ctx: OpContext, entry: RuleEntry, w: _Walk) -> None:
+def _check_arguments(ctx: OpContext, entry: RuleEntry) -> None:
     """Refuse the node (Unsupported, naming the argument) when an argument the rule did not declare
-    as a Lipschitz input depends on x (unless its certified bound is 0: then it is a constant), or an
-    argument that does not depend on x is a random draw."""
+    as a Lipschitz input varies with x (`OpContext.is_fixed`: a certified bound of 0 is a constant),
+    or an argument that does not depend on x is a random draw."""
     for name, raw in ctx.arguments():
         nodes = raw if isinstance(raw, (list, tuple)) else [raw]
         for a in nodes:
             if not isinstance(a, torch.fx.Node):
                 continue
-            if w.dep.get(a, False):
-                # certified constant (bound 0: a shape such as sym_size, zeros_like(x)): its value is fixed
-                if not entry.may_carry_x(name) and _total(w.bounds.get(a)) != 0.0:
+            if ctx.depends(a):
+                if not entry.may_carry_x(name) and not ctx.is_fixed(a):
                     declared = ", ".join(repr(d) for d in entry.lipschitz_args)
                     raise Unsupported(
                         f"{ctx.op}: argument {name!r} depends on the input (the rule takes only "
                         f"{declared} from it and {name!r} as a constant)"
                     )
-            elif a in w.rand:
+            elif ctx.random_source(a) is not None:
                 raise Unsupported(
-                    f"{ctx.op}: argument {name!r} is a random draw ({w.rand[a]}), not a constant"
+                    f"{ctx.op}: argument {name!r} is a random draw ({ctx.random_source(a)}), not a constant"
                 )
 
 
@@ -218,9 +217,9 @@ def _apply_rule(w: _Walk, n: torch.fx.Node, ins: list[torch.fx.Node]) -> None:
             w.problems[n] = Problem(key, n.name, "no bound rule for this op")
         w.bounds[n] = None
         return
-    ctx = OpContext(n, key, w.values, w.bounds, w.dep, w.mode, w.state, w.input_shape)
+    ctx = OpContext(n, key, w.values, w.bounds, w.dep, w.mode, w.state, w.input_shape, w.rand)
     try:
-        _check_arguments(ctx, entry, w)
+        _check_arguments(ctx, entry)
         b = _clean(entry.fn(ctx), v, w.input_shape)
     except NonLipschitz as e:
         w.problems[n] = Problem(key, n.name, str(e), True)

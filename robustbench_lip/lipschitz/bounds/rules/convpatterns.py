@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.rules import linear
-from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, register_rule
-from robustbench_lip.lipschitz.bounds.rules.sll import is_const, opname
+from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, opname, register_rule
 
 Node = torch.fx.Node
 MOVE_OPS = frozenset(
@@ -59,7 +58,7 @@ def _chain(ctx: OpContext, p: Node, moves: frozenset[str] = MOVE_OPS) -> tuple[l
             for a in n.all_input_nodes:
                 if ctx.depends(a):
                     stack.append(a)
-                elif not is_const(ctx, a):
+                elif not ctx.is_constant(a):
                     return None
         elif ctx.depends(n):
             sources.add(n)
@@ -179,7 +178,7 @@ def _scaled_conv(ctx: OpContext) -> float | None:
         return None
     x0, x1 = u.args
     z, d = (x0, x1) if ctx.depends(x0) and not ctx.depends(x1) else (x1, x0)
-    if not ctx.depends(z) or not isinstance(d, Node) or not is_const(ctx, d):
+    if not ctx.depends(z) or not isinstance(d, Node) or not ctx.is_constant(d):
         return None
     w, zv, dv = ctx.value(a[1]), ctx.value(z), ctx.value(d)
     if not all(isinstance(v, torch.Tensor) for v in (w, zv, dv)) or w.dim() != 4 or zv.dim() != 4:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, Unsupported, register_rule
+from robustbench_lip.lipschitz.bounds.rules.registry import OpContext, Unsupported, opname, register_rule
 
 FUSED = "rlip_l2_norm_pool2d"
 AVG = "aten.avg_pool2d.default"
@@ -29,10 +29,6 @@ def rlip_l2_norm_pool2d(
 ) -> torch.Tensor:
     """√(scale·avg_pool2d(z², kernel, *pool) + offset): the fused L2-norm pooling (the chain's values)."""
     return torch.pow(torch.ops.aten.avg_pool2d.default(z.pow(2), kernel, *pool) * scale + offset, 0.5)
-
-
-def _t(n: Any) -> str:
-    return str(n.target) if isinstance(n, torch.fx.Node) and n.op == "call_function" else ""
 
 
 def _num(a: Any) -> float | None:
@@ -51,7 +47,7 @@ def _peel(q: Any, nodes: list[torch.fx.Node]) -> tuple[Any, float, float]:
     Returns (q', k, c); appends the peeled nodes."""
     k, c = 1.0, 0.0
     while isinstance(q, torch.fx.Node) and _only_user(q, nodes[-1]) and len(q.args) == 2:
-        t, (a, b) = _t(q), q.args
+        t, (a, b) = opname(q), q.args
         if t in ("aten.mul.Tensor", "aten.mul.Scalar"):
             s, nxt = (_num(b), a) if _num(b) is not None else (_num(a), b)
             if s is None or not isinstance(nxt, torch.fx.Node):
@@ -71,17 +67,19 @@ def _peel(q: Any, nodes: list[torch.fx.Node]) -> tuple[Any, float, float]:
 
 def _match(root: torch.fx.Node) -> Match | None:
     """root = √(K·avg_pool2d(z²) + c) as pow(·, 0.5) or sqrt: (pattern nodes, z, K, c, avg node)."""
-    t = _t(root)
+    t = opname(root)
     if not ((t == "aten.pow.Tensor_Scalar" and _num(root.args[1]) == 0.5) or t == "aten.sqrt.default"):
         return None
     nodes: list[torch.fx.Node] = [root]
     q, k, off = _peel(root.args[0], nodes)
-    if _t(q) == "aten.mul.Tensor" and _only_user(q, nodes[-1]):  # sign(a)·relu(|a|) = a (lp_pool)
+    if opname(q) == "aten.mul.Tensor" and _only_user(q, nodes[-1]):  # sign(a)·relu(|a|) = a (lp_pool)
         sg, rl = q.args
-        if _t(sg) == "aten.relu.default":
+        if opname(sg) == "aten.relu.default":
             sg, rl = rl, sg
-        ab = rl.args[0] if _t(rl) == "aten.relu.default" else None
-        if _t(sg) != "aten.sign.default" or _t(ab) != "aten.abs.default" or sg.args[0] is not ab.args[0]:
+        ab = rl.args[0] if opname(rl) == "aten.relu.default" else None
+        if opname(sg) != "aten.sign.default" or opname(ab) != "aten.abs.default":
+            return None
+        if sg.args[0] is not ab.args[0]:
             return None
         if not (_only_user(sg, q) and _only_user(rl, q) and _only_user(ab, rl)):
             return None
@@ -93,12 +91,12 @@ def _match(root: torch.fx.Node) -> Match | None:
         avg = q
         if not _only_user(avg, nodes[-1]):
             return None
-    if _t(avg) != AVG:
+    if opname(avg) != AVG:
         return None
     sq = avg.args[0]
-    if _t(sq) == "aten.pow.Tensor_Scalar" and _num(sq.args[1]) == 2.0:
+    if opname(sq) == "aten.pow.Tensor_Scalar" and _num(sq.args[1]) == 2.0:
         z = sq.args[0]
-    elif _t(sq) == "aten.mul.Tensor" and sq.args[0] is sq.args[1]:
+    elif opname(sq) == "aten.mul.Tensor" and sq.args[0] is sq.args[1]:
         z = sq.args[0]
     else:
         return None

@@ -92,6 +92,11 @@ def op_key(target: Any) -> str:
     return getattr(target, "__qualname__", None) or getattr(target, "__name__", str(target))
 
 
+def opname(n: Any) -> str:
+    """The op key of a call_function node ('' for anything else, e.g. a constant or a placeholder)."""
+    return str(n.target) if isinstance(n, torch.fx.Node) and n.op == "call_function" else ""
+
+
 def _declared(ops: tuple[str, ...], lipschitz_args: Any) -> tuple[str, ...] | str:
     """lipschitz_args checked: ANY_ARG, or a non-empty tuple of argument names (a name alone: (name,))."""
     if lipschitz_args is None:
@@ -188,7 +193,8 @@ class OpContext:
 
     node: the fx node; op: its key; values: recorded value of every node; bounds: Bound of every
     input-dependent node; depends: node → depends on x; mode: "fast" | "tight"; state: scratch
-    shared by rules over one graph (e.g. BatchNorm nodes folded into their producer).
+    shared by rules over one graph (e.g. BatchNorm nodes folded into their producer); rand: node →
+    the random op it comes from, for every node computed from a random draw (propagate's taint).
     """
 
     node: torch.fx.Node
@@ -199,6 +205,7 @@ class OpContext:
     mode: str
     state: dict[str, Any]
     input_shape: tuple[int, ...]
+    rand: dict[torch.fx.Node, str] = field(default_factory=dict)
     method: str = ""
     _named: dict[str, Any] = field(default_factory=dict)
 
@@ -251,6 +258,26 @@ class OpContext:
             raise Unsupported(f"{self.op}: input has no bound")
         return b if isinstance(b, Affine) else Affine(0.0, float(b))
 
+    def random_source(self, a: Any) -> str | None:
+        """The random op a node is computed from (None: none, or not a node)."""
+        return self.rand.get(a) if isinstance(a, torch.fx.Node) else None
+
+    def is_constant(self, a: Any) -> bool:
+        """a (a node or a value) neither depends on x nor comes from a random draw."""
+        return not self.depends(a) and self.random_source(a) is None
+
+    def is_fixed(self, a: Any) -> bool:
+        """a does not vary with x: a constant, or a node of x whose certified bound is 0 (a shape
+        such as sym_size, x.new_ones(n), x·0), and no random draw."""
+        if self.random_source(a) is not None:
+            return False
+        if not self.depends(a):
+            return True
+        b = self.bounds.get(a)
+        if b is None or isinstance(b, tuple) or b is DISCRETE:
+            return False
+        return (b.total if isinstance(b, Affine) else float(b)) == 0.0
+
     def lip(self, name_or_node: Any) -> float:
         """Certified Lipschitz bound of an argument (0 for constants)."""
         return self.bound(name_or_node).total
@@ -297,6 +324,7 @@ __all__ = [
     "get_rule",
     "named_args",
     "op_key",
+    "opname",
     "register_rule",
     "registered_ops",
     "unregister_rule",

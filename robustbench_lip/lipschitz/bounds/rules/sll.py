@@ -21,44 +21,10 @@ import torch.nn.functional as F
 
 from robustbench_lip.lipschitz.bounds.conv import conv2d_bound
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY, linear_bound
-from robustbench_lip.lipschitz.bounds.rules.registry import Affine, OpContext
+from robustbench_lip.lipschitz.bounds.rules.registry import Affine, OpContext, opname
 
 Node = torch.fx.Node
 CONV = "aten.convolution.default"
-RANDOM_MARKERS = ("rand", "normal", "bernoulli", "dropout", "uniform", "multinomial", "poisson")
-
-
-def opname(n: Any) -> str:
-    """The op key of a call_function node ('' for anything else)."""
-    return str(n.target) if isinstance(n, Node) and n.op == "call_function" else ""
-
-
-def _random_free(n: Any, seen: set[Node] | None = None) -> bool:
-    """No ancestor of n is a random op (a value drawn at random is not a constant)."""
-    seen = set() if seen is None else seen
-    stack = [n] if isinstance(n, Node) else []
-    while stack:
-        m = stack.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        if any(k in opname(m) for k in RANDOM_MARKERS):
-            return False
-        stack.extend(m.all_input_nodes)
-    return True
-
-
-def is_const(ctx: OpContext, a: Any) -> bool:
-    """a neither depends on x nor on a random draw."""
-    return not ctx.depends(a) and _random_free(a)
-
-
-def _flat(ctx: OpContext, a: Any) -> bool:
-    """a does not vary with x: a constant, or a node certified 0-Lipschitz (e.g. x.new_ones(n))."""
-    if not ctx.depends(a):
-        return _random_free(a)
-    b = ctx.bounds.get(a) if isinstance(a, Node) else None
-    return b is not None and not isinstance(b, tuple) and float(getattr(b, "total", b)) == 0.0
 
 
 def _scalar(ctx: OpContext, a: Any) -> float | None:
@@ -67,7 +33,7 @@ def _scalar(ctx: OpContext, a: Any) -> float | None:
         return None
     if isinstance(a, (int, float)):
         return float(a)
-    if isinstance(a, Node) and is_const(ctx, a):
+    if isinstance(a, Node) and ctx.is_constant(a):
         v = ctx.value(a)
         if isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point():
             return float(v)
@@ -92,10 +58,10 @@ def _strip(ctx: OpContext, n: Any) -> tuple[Any, float]:
             continue
         if t in ("aten.add.Tensor", "aten.sub.Tensor") and len(n.args) == 2 and not n.kwargs:
             a, b = n.args
-            if ctx.depends(a) and _flat(ctx, b):
+            if ctx.depends(a) and ctx.is_fixed(b):
                 n = a
                 continue
-            if t == "aten.add.Tensor" and ctx.depends(b) and _flat(ctx, a):
+            if t == "aten.add.Tensor" and ctx.depends(b) and ctx.is_fixed(a):
                 n = b
                 continue
         break
@@ -131,7 +97,7 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
                 break
             t, u = t * k, var
             continue
-        if not isinstance(c, Node) or not is_const(ctx, c):
+        if not isinstance(c, Node) or not ctx.is_constant(c):
             break
         cv, vv = ctx.value(c), ctx.value(var)
         if not isinstance(cv, torch.Tensor) or not isinstance(vv, torch.Tensor) or cv.dim() > vv.dim():
@@ -150,7 +116,7 @@ def _channel_scale(ctx: OpContext, u: Any, channels: int, axis: int) -> tuple[An
 def _same_tensor(ctx: OpContext, a: Any, b: Any) -> bool:
     if a is b:
         return isinstance(a, Node)
-    if not (isinstance(a, Node) and isinstance(b, Node) and is_const(ctx, a) and is_const(ctx, b)):
+    if not (isinstance(a, Node) and isinstance(b, Node) and ctx.is_constant(a) and ctx.is_constant(b)):
         return False
     va, vb = ctx.value(a), ctx.value(b)
     return isinstance(va, torch.Tensor) and isinstance(vb, torch.Tensor) and torch.equal(va, vb)
@@ -167,7 +133,7 @@ def _transpose_of(ctx: OpContext, wt: Any, w: Any) -> bool:
         if _same_tensor(ctx, wt.args[0], w):
             return True
     va, vb = ctx.value(wt), ctx.value(w)
-    ok = isinstance(wt, Node) and isinstance(w, Node) and is_const(ctx, wt) and is_const(ctx, w)
+    ok = isinstance(wt, Node) and isinstance(w, Node) and ctx.is_constant(wt) and ctx.is_constant(w)
     return bool(ok and va.dim() == 2 and vb.dim() == 2 and torch.equal(va, vb.t()))
 
 
@@ -188,7 +154,7 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
     """core = conv_transpose(u, W) and the pre-activation reads conv(z, W) with the same kernel and
     geometry, transposed exactly at z's grid: (u's peeled chain end, ‖T^½W‖ bound) or None."""
     a = list(core.args)
-    if len(a) != 9 or not bool(a[6]) or not is_const(ctx, a[1]):
+    if len(a) != 9 or not bool(a[6]) or not ctx.is_constant(a[1]):
         return None
     w, groups = ctx.value(a[1]), int(a[8])
     zv = ctx.value(z)
@@ -205,7 +171,7 @@ def _conv_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         return None
     if [list(p[i]) for i in (3, 4, 5)] != [list(a[i]) for i in (3, 4, 5)] or int(p[8]) != groups:
         return None
-    if zv.dim() != 4 or not _flat(ctx, p[2]) or tuple(ctx.value(pre).shape) != tuple(ctx.value(a[0]).shape):
+    if zv.dim() != 4 or not ctx.is_fixed(p[2]) or tuple(ctx.value(pre).shape) != tuple(ctx.value(a[0]).shape):
         return None
     m = w.detach().to(torch.float64) * t.sqrt().view(-1, 1, 1, 1)
     nb, _ = conv2d_bound(m, tuple(zv.shape[-2:]), p[3], p[4], p[5], groups, "zeros", ctx.mode)
@@ -219,7 +185,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         u, wt = core.args[0], core.args[1]
     else:
         return None
-    if not is_const(ctx, wt) or (len(core.args) > 2 and not _flat(ctx, core.args[2])):
+    if not ctx.is_constant(wt) or (len(core.args) > 2 and not ctx.is_fixed(core.args[2])):
         return None
     wtv = ctx.value(wt)
     if not isinstance(wtv, torch.Tensor) or wtv.dim() != 2:
@@ -234,7 +200,7 @@ def _dense_core(ctx: OpContext, core: Node, z: Any) -> tuple[Any, float] | None:
         return None
     if not _transpose_of(ctx, wt, pre.args[1]):
         return None
-    if len(pre.args) > 2 and not _flat(ctx, pre.args[2]):
+    if len(pre.args) > 2 and not ctx.is_fixed(pre.args[2]):
         return None
     if tuple(ctx.value(core).shape) != tuple(ctx.value(z).shape):
         return None
@@ -280,4 +246,4 @@ def sll_of_sum(ctx: OpContext, sign: float) -> Affine | None:
     return out
 
 
-__all__ = ["is_const", "opname", "sll_of_sum", "sll_step"]
+__all__ = ["sll_of_sum", "sll_step"]
