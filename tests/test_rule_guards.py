@@ -88,16 +88,26 @@ def test_a_declared_constant_computed_from_x_gives_null_naming_it():
 
 
 def test_every_rule_is_registered_once_with_declared_arguments_of_its_schema():
-    from robustbench_lip.lipschitz.bounds.rules import activations, constrained, linear, structural
+    from robustbench_lip.lipschitz.bounds.rules import (
+        activations,
+        constrained,
+        convpatterns,
+        linear,
+        structural,
+    )
 
     for op, fn in [
         ("aten.cat.default", constrained.cat),
         ("aten.maximum.default", constrained.maximum),
         ("aten.sub.Tensor", constrained.sub),
+        ("aten.add.Tensor", constrained.add),
+        ("aten.add.Scalar", constrained.add),
+        ("aten.convolution.default", convpatterns.convolution),
     ]:
         assert get_rule(op).fn is fn  # the refinement, which delegates to the general rule
     assert get_rule("aten.fmax.default").fn is activations.maximum
-    assert not [op for op in registered_ops() if get_rule(op).fn in (structural.cat, linear.sub)]
+    general = (structural.cat, linear.sub, linear.add, linear.convolution)
+    assert not [op for op in registered_ops() if get_rule(op).fn in general]
     for op in registered_ops():
         entry = get_rule(op)
         assert entry.lipschitz_args == ANY_ARG or (

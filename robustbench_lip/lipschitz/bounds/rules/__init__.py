@@ -1,6 +1,6 @@
 """Bound rules, one per ATen op, grouped by family; importing this package registers them all."""
 
-from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (each op once; cat/maximum/minimum/sub in constrained)
+from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (each op once: add/sub/cat/maximum/minimum in constrained, convolution in convpatterns)
     activations,
     constrained,
     convpatterns,

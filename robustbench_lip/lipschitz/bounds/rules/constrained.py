@@ -11,9 +11,10 @@
   are computed in the graph from the parameters (constants), and the convolution / linear rules
   bound the operator from those actual values.
 
-These rules refine the registered rules of `aten.cat`, `aten.maximum`, `aten.minimum` and
-`aten.sub` (same op keys and families): each looks for its pattern and otherwise delegates to the
-general rule, so nothing else changes.
+These are the registered rules of `aten.cat`, `aten.maximum`, `aten.minimum`, `aten.sub` and
+`aten.add` (the SLL residual step, `rules.sll`): each looks for its pattern and otherwise delegates to
+the general function of its family (`structural.cat`, `activations.maximum`, `linear.sub`,
+`linear.add`), which is not registered itself.
 """
 
 from __future__ import annotations
@@ -201,10 +202,10 @@ def sub(ctx: OpContext) -> Affine | float:
     return linear.sub(ctx)
 
 
-@register_rule("aten.add.Tensor", family=linear.FAMILY, lipschitz_args=("self", "other"), replace=True)
+@register_rule("aten.add.Tensor", "aten.add.Scalar", family=linear.FAMILY, lipschitz_args=ANY_ARG)
 def add(ctx: OpContext) -> Affine | float:
     """a + alpha·b; the SLL residual step z + (−2)·Wᵀ·T·σ(W·z + b) is bounded as one (see rules.sll)."""
-    if (b := sll.sll_of_sum(ctx, 1.0)) is not None:
+    if ctx.op == "aten.add.Tensor" and (b := sll.sll_of_sum(ctx, 1.0)) is not None:
         return b
     return linear.add(ctx)
 

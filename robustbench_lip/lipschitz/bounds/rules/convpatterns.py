@@ -202,7 +202,7 @@ def _scaled_conv(ctx: OpContext) -> float | None:
     return b * ctx.lip(z)
 
 
-@register_rule("aten.convolution.default", family=linear.FAMILY, lipschitz_args=("input",), replace=True)
+@register_rule("aten.convolution.default", family=linear.FAMILY, lipschitz_args=("input",))
 def convolution(ctx: OpContext) -> float:
     """Convolution: with the padding chain or per-channel scaling that feeds it when recognised,
     else the general convolution rule."""

@@ -54,7 +54,6 @@ def _fold_scale(ctx: OpContext, channels: int) -> torch.Tensor | None:
     return bn_scale(rv, w, eps)
 
 
-@register_rule("aten.convolution.default", family=FAMILY, lipschitz_args=("input",))
 def convolution(ctx: OpContext) -> float:
     """Conv (1-d, 2-d; transposed): certified operator norm at the input's size (see conv2d_bound).
     An eval BatchNorm right after a non-transposed conv is folded into its weight. Weight and bias
@@ -206,7 +205,6 @@ def _combine(ctx: OpContext, a: str, b: str, coef: float) -> Affine | float:
     return la + lb
 
 
-@register_rule("aten.add.Tensor", "aten.add.Scalar", family=FAMILY, lipschitz_args=ANY_ARG)
 def add(ctx: OpContext) -> Affine | float:
     """a + alpha·b: bounds add (the identity coefficients too, for tensors of x's shape)."""
     return _combine(ctx, "self", "other", _alpha_of(ctx))
