@@ -12,9 +12,10 @@ leave_parametrized=True)` on every parametrized module, then `torch.export.expor
 from __future__ import annotations
 
 FREEZE_HINT = (
-    "if the model has parametrized layers (orthogonium, torch.nn.utils.parametrize), freeze them before "
-    "exporting: remove_parametrizations(module, name, leave_parametrized=True) on each, then "
-    "torch.export.export + torch.export.save (README: Models and model files)"
+    "if the model has parametrized layers (orthogonium, torch.nn.utils.parametrize), fix their weights "
+    "in place first: torch.nn.utils.parametrize.remove_parametrizations(module, name, "
+    "leave_parametrized=True) on each parametrized module (in eval mode), then certify or export that "
+    "model (README: Models and model files)"
 )
 #: Substrings of torch errors that the freeze fixes.
 KNOWN: tuple[str, ...] = ("wrap_with_set_grad_enabled", "set_ on a graph input", "set_grad_enabled")

@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.bounds.rules.l2pool import fuse_l2_pools
 from robustbench_lip.lipschitz.bounds.rules.registry import get_rule
+from robustbench_lip.modelio.hints import FREEZE_HINT
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,6 @@ def export_program(model: nn.Module | ExportedProgram, example: torch.Tensor) ->
         ) from None
 
 
-_FIX_WEIGHTS_HINT = (
-    "fix the weights in place first: torch.nn.utils.parametrize.remove_parametrizations(module, name, "
-    "leave_parametrized=True) on each parametrized module (in eval mode), then certify that model"
-)
-
-
 def _is_parametrized(model: Any) -> bool:
     return isinstance(model, nn.Module) and any(parametrize.is_parametrized(m) for m in model.modules())
 
@@ -87,7 +82,7 @@ def fixed_weights_copy(model: nn.Module) -> nn.Module:
         net = copy.deepcopy(model)
     except Exception as e:
         raise RlipError(
-            f"the model cannot be copied to fix its weights ({_first_line(e)}); {_FIX_WEIGHTS_HINT}"
+            f"the model cannot be copied to fix its weights ({_first_line(e)}); {FREEZE_HINT}"
         ) from None
     with torch.no_grad():
         while True:
@@ -98,7 +93,7 @@ def fixed_weights_copy(model: nn.Module) -> nn.Module:
                 _fix_module(mod)
             except Exception as e:  # a parametrization that fails, or a name the class also defines
                 raise RlipError(
-                    f"cannot fix the weights of {type(mod).__name__} ({_first_line(e)}); {_FIX_WEIGHTS_HINT}"
+                    f"cannot fix the weights of {type(mod).__name__} ({_first_line(e)}); {FREEZE_HINT}"
                 ) from None
 
 
@@ -118,7 +113,7 @@ def _export_core(model: nn.Module | ExportedProgram, example: torch.Tensor) -> E
     try:
         return ep.run_decompositions(_decomp_table())
     except Exception as e:
-        hint = f"; {_FIX_WEIGHTS_HINT}" if "set_" in str(e) or "mutation" in str(e) else ""
+        hint = f"; {FREEZE_HINT}" if "set_" in str(e) or "mutation" in str(e) else ""
         raise RlipError(
             f"the model's graph cannot be decomposed to core ATen ({_first_line(e)}){hint}"
         ) from None
@@ -137,7 +132,7 @@ def lower(model: nn.Module | ExportedProgram, example: torch.Tensor) -> LoweredG
         try:
             ep = _export_core(fixed_weights_copy(model), example)
         except RlipError as e2:
-            raise RlipError(f"{str(e2).split('; fix the weights')[0]}; {_FIX_WEIGHTS_HINT}") from None
+            raise RlipError(f"{str(e2).split('; fix the weights')[0]}; {FREEZE_HINT}") from None
     gm = ep.graph_module
     fuse_l2_pools(gm)
     sig = ep.graph_signature
