@@ -49,13 +49,15 @@ def evaluate(
     device: torch.device,
     sigma_points: int,
     sigma_iters: int,
+    baseline: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """Held-out metrics: accuracy, macro precision, mIoU (None without masks), and mean/max σ of
-    A and R (R None where undefined) on the first `sigma_points` test images (measured, eval mode)."""
+    A and R (R None where undefined) on the first `sigma_points` test images (measured, eval mode),
+    and `collapsed` against `baseline` (`constant_scores(test_set)`, computed when not given)."""
     with eval_mode(model):
         out = score(model, test_set, device, batch_size=256)
         out.update({k: None for k in FINAL_KEYS[3:]})
-        out["collapsed"] = collapse(out, test_set, model.config.task)
+        out["collapsed"] = collapse(out, test_set, model.config.task, base=baseline)
         n = min(sigma_points, len(test_set))
         if n > 0:
             x = test_set.take(n).tensors()[0].to(device)
@@ -86,10 +88,17 @@ def constant_scores(test_set: Any) -> dict[str, float | None]:
     return {"accuracy": best_acc, "miou": best_miou}
 
 
-def collapse(metrics: dict[str, Any], test_set: Any, task: str, tol: float = COLLAPSE_TOL) -> bool:
+def collapse(
+    metrics: dict[str, Any],
+    test_set: Any,
+    task: str,
+    tol: float = COLLAPSE_TOL,
+    base: dict[str, float | None] | None = None,
+) -> bool:
     """True when the model does no better (within `tol`) than the best constant prediction: by
-    accuracy for a classifier, by mIoU for the others (when they segment)."""
-    base = constant_scores(test_set)
+    accuracy for a classifier, by mIoU for the others (when they segment). base: the test set's
+    `constant_scores`, when already known."""
+    base = constant_scores(test_set) if base is None else base
     if task != "classification" and metrics.get("miou") is not None and base["miou"] is not None:
         return bool(metrics["miou"] <= base["miou"] + tol)
     acc = metrics.get("accuracy")

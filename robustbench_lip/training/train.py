@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +34,7 @@ from robustbench_lip.records import RecordKind, TrainRecord, env_info, record_pa
 from robustbench_lip.runs import is_finished, read_train_record
 from robustbench_lip.training import state
 from robustbench_lip.training.epoch import Emit, Loop, NonFiniteLoss, run_epoch
-from robustbench_lip.training.evaluate import FINAL_KEYS, evaluate, outputs_finite
+from robustbench_lip.training.evaluate import FINAL_KEYS, constant_scores, evaluate, outputs_finite
 from robustbench_lip.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,12 @@ class Setup:
     @property
     def reg_target(self) -> str:
         return str(self.penalty.target)
+
+    @cached_property
+    def baseline(self) -> dict[str, float | None]:
+        """The best constant prediction's accuracy and mIoU on the test set (one pass, then kept:
+        every epoch's collapse check compares against it)."""
+        return constant_scores(self.test_set)
 
 
 def build(cfg: TrainConfig) -> Setup:
@@ -252,7 +259,9 @@ class _Session:
         last = epoch + 1 == cfg.epochs
         iters = max(cfg.sigma_iters, cfg.sigma_final_iters) if last else cfg.sigma_iters
         setup = self.setup
-        metrics = evaluate(parts.model, setup.test_set, setup.info, self.device, cfg.sigma_points, iters)
+        metrics = evaluate(
+            parts.model, setup.test_set, setup.info, self.device, cfg.sigma_points, iters, setup.baseline
+        )
         row = {"epoch": epoch + 1, "lr": stats.lr, **stats.metrics(), **metrics}
         self.progress.history.append(row)
         self.progress.epoch = epoch + 1
