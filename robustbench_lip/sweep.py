@@ -126,6 +126,7 @@ def run_row(run_dir: Path, name: str | None = None, job: dict[str, Any] | None =
         "epochs_done": len(history),
         "epochs": settings.get("epochs"),
         **{k: final.get(k) for k in ("accuracy", "precision", "miou", "sigma_A_max", "sigma_R_max")},
+        "collapsed": bool(final.get("collapsed")),  # False for records older than the flag
         "wall_s": rec.get("wall_s"),
         "skipped": bool(job.get("skipped")) if job else False,
         "error": (job or {}).get("error") or rec.get("error"),

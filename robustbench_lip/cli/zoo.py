@@ -26,15 +26,6 @@ STATUS_STYLE = {
 }
 
 
-def _collapsed(row: dict[str, Any]) -> bool:
-    """Whether the run's last evaluation found it no better than a constant prediction
-    (final["collapsed"] of its train record; False for older records without the key)."""
-    from robustbench_lip.runs import read_train_record
-
-    rec = read_train_record(Path(row["run_dir"])) if row.get("run_dir") else None
-    return bool(((rec or {}).get("final") or {}).get("collapsed"))
-
-
 def _num(v: Any, fmt: str = ".3g") -> str:
     return "—" if v is None else format(v, fmt)
 
@@ -57,7 +48,7 @@ def runs_table(rows: list[dict[str, Any]], title: str) -> Table:
     ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
-        collapsed = _collapsed(r)
+        collapsed = bool(r.get("collapsed"))
         style = STATUS_STYLE.get("collapsed" if collapsed else r["status"], "")
         status = r["status"] + (", collapsed to chance" if collapsed else "")
         status += " (skipped)" if r.get("skipped") else ""
@@ -118,7 +109,7 @@ def zoo_train(
     for r in failed:
         console.print(f"[red]{r['name']} failed:[/red] {r['error']}", highlight=False)
     for r in res.rows:
-        if r["status"] != "failed" and _collapsed(r):
+        if r["status"] != "failed" and r.get("collapsed"):
             msg = "no better than a constant prediction (results/train.json: final.collapsed)"
             console.print(f"[red]{r['name']} collapsed:[/red] {msg}", highlight=False)
     if failed:
