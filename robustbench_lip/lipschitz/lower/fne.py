@@ -23,7 +23,7 @@ from robustbench_lip.lipschitz.lower.maps import (
     _prepare,
     _protected,
 )
-from robustbench_lip.lipschitz.lower.proposers import _over
+from robustbench_lip.lipschitz.lower.proposers import over_deadline
 from robustbench_lip.lipschitz.lower.results import FNEResult, FNEWitness
 
 _Candidate = tuple[float, float, float, float, torch.Tensor, torch.Tensor, str, list[int]]
@@ -69,7 +69,7 @@ def _fne_adam(maps: _Maps, a: torch.Tensor, b: torch.Tensor, steps: int, lr: flo
             mm = _bshape(imp.to(a.device), a)
             ba, bb = torch.where(mm, a.detach(), ba), torch.where(mm, b.detach(), bb)
             bq = torch.where(imp, qd, bq)
-        if it == steps or _over(deadline):
+        if it == steps or over_deadline(deadline):
             break
         a.grad, b.grad = torch.autograd.grad(q.sum(), [a, b])
         opt.step()

@@ -55,7 +55,7 @@ def _power(sigma: _Sigma, x: torch.Tensor, iters: int, gen: torch.Generator, dea
             k = min(_POWER_CHUNK, iters - done) if iters > done else iters
             s, u, c = sigma(xb, k, u)
             done += k
-            if done >= iters or bool(c.all()) or _over(deadline):
+            if done >= iters or bool(c.all()) or over_deadline(deadline):
                 break
         sig.append(s)
         vec.append(u)
@@ -68,7 +68,7 @@ def _jac_norm_along(f: Map, x: torch.Tensor, u: torch.Tensor, target: str) -> to
     return sample_norms(JacobianProducts(f, x, target).jvp(u, create_graph=True))
 
 
-def _over(deadline: float | None) -> bool:
+def over_deadline(deadline: float | None) -> bool:
     """Whether the time budget (a time.perf_counter() deadline, None: none) is spent."""
     return deadline is not None and time.perf_counter() >= deadline
 
@@ -84,7 +84,7 @@ def _ascent(
     step = 0.25 * math.sqrt(x[0].numel()) / 16
     use_grad = not sigma.fd
     for _ in range(steps):
-        if _over(deadline):
+        if over_deadline(deadline):
             notes.append("jacobian_ascent stopped early: lower-bound time budget spent")
             break
         grad = None
@@ -137,7 +137,7 @@ def _pairwise(search: Map, x0, u0, target: str, steps: int, lr: float = 0.01, de
             m = _bshape(imp.to(x.device), x)
             bx, by = torch.where(m, x.detach(), bx), torch.where(m, y.detach(), by)
             best = torch.where(imp, qd, best)
-        if it == steps or _over(deadline):
+        if it == steps or over_deadline(deadline):
             break
         gx, gy = torch.autograd.grad(-q.sum(), [x, y])
         x.grad, y.grad = gx, gy

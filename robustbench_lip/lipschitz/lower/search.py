@@ -22,7 +22,7 @@ from robustbench_lip.lipschitz.lower.maps import (
     _prepare,
     _protected,
 )
-from robustbench_lip.lipschitz.lower.proposers import _ascent, _over, _pairwise, _power, _Sigma
+from robustbench_lip.lipschitz.lower.proposers import _ascent, _pairwise, _power, _Sigma, over_deadline
 from robustbench_lip.lipschitz.lower.results import LowerBound
 from robustbench_lip.lipschitz.lower.witness import _Best, _central_pairs, _consider, _data_pairs, _scale
 
@@ -60,7 +60,7 @@ class _Run:
 
     def spent(self, name: str) -> bool:
         """Whether the time budget is spent (then proposer `name` is skipped, with a note)."""
-        if not _over(self.deadline):
+        if not over_deadline(self.deadline):
             return False
         self.notes.append(f"{name} not run: lower-bound time budget spent")
         return True
@@ -149,19 +149,16 @@ def _propose_pairwise(run: _Run, steps: int) -> None:
 def _propose_gradient_free(run: _Run) -> None:
     """Random unit directions at the first max(top_k, 8) points, then all pairs of data points."""
     xs, n = run.xs, run.xs.shape[0]
-    try:
-        if run.spent("random_directions"):
-            raise _Skip
-        m = min(n, max(run.k, 8))
-        r = unit_samples(torch.randn(xs[:m].shape, generator=run.gen, dtype=xs.dtype).to(xs.device))
-        a, b = _central_pairs(xs[:m], r, 1e-1 * _scale(xs[:m]))
-        run.sources["random_directions"], _ = _consider(
-            run.best, run.maps, a, b, run.target, "random_directions", torch.arange(m)
-        )
-    except _Skip:
-        pass
-    except Exception as e:
-        run.notes.append(f"random_directions failed: {_line(e)}")
+    if not run.spent("random_directions"):
+        try:
+            m = min(n, max(run.k, 8))
+            r = unit_samples(torch.randn(xs[:m].shape, generator=run.gen, dtype=xs.dtype).to(xs.device))
+            a, b = _central_pairs(xs[:m], r, 1e-1 * _scale(xs[:m]))
+            run.sources["random_directions"], _ = _consider(
+                run.best, run.maps, a, b, run.target, "random_directions", torch.arange(m)
+            )
+        except Exception as e:
+            run.notes.append(f"random_directions failed: {_line(e)}")
     try:
         if n >= 2:
             run.sources["data_pairs"] = _data_pairs(run.best, run.maps, xs, run.fx, run.target)
@@ -169,10 +166,6 @@ def _propose_gradient_free(run: _Run) -> None:
             run.notes.append("data_pairs not run (one point)")
     except Exception as e:
         run.notes.append(f"data_pairs failed: {_line(e)}")
-
-
-class _Skip(Exception):
-    """A proposer skipped (budget spent)."""
 
 
 def _result(run: _Run) -> LowerBound:
