@@ -40,7 +40,7 @@ err_console = Console(stderr=True)  # logs and progress: rich's own width (80 wh
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: `--other-data` of certify and attack (evaluation.data_check).
+#: `--arch` of certify, attack and models export: the architecture of a bare state_dict.
 Arch = Annotated[
     str | None,
     typer.Option(
@@ -50,6 +50,7 @@ Arch = Annotated[
     ),
 ]
 
+#: `--other-data` of certify and attack (evaluation.data_check).
 OtherData = Annotated[
     bool,
     typer.Option(
