@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The end-to-end demo on the built-in data: two λ sweeps and two constrained families, Lipschitz and
+# The end-to-end demo on the built-in data: two λ sweeps and the constrained families (the SLL classifier
+# with a dense and with a CAM head, the FNE U-Net), Lipschitz and
 # smoothed certificates, attacks (PGD/SegPGD/CosPGD/FGSM and the SEA ensemble), the leaderboard.
 # ≈ 600 s on an idle 2-core machine once .venv exists (README, "What the demo shows": where it goes).
 # Finished runs and existing records are reused, so a second `make demo` is much faster.
@@ -35,7 +36,7 @@ demo: $(STAMP)
 	$(RLIP) leaderboard --runs-dir $(RUNS) --out reports
 
 # The 3-seed acceptance sweep of the shapes grid (not part of the demo): the demo's model, data and
-# certify settings over the fuller grid the demo was cut from (λ = 1e-6 too, 5 epochs, ε = 2/255 too),
+# certify settings over the fuller grid the demo was cut from (λ = 1e-6 and 1e-4 too, 5 epochs, ε = 2/255 too),
 # every λ trained with seeds 0, 1, 2, and the constrained classifiers sllnet_w16 / sllnet_cam_w16 with
 # the same seeds (zoo/shapes_lip_cpu_seeds.toml; the dense sllnet_w16 has no masks, so the batch attack
 # skips SegPGD/CosPGD/SEA for it with a note); the leaderboard reports mean ± std (n = 3).

@@ -8,8 +8,7 @@ each seed trained by `rlip`'s own training (`training.train`, the spec's setting
    at 36/255 (U-Nets; the CAM masks of sllnet_cam_w16), mean over seeds with std, min and max;
 2. the certified bound U(A) and its gap (U(A) ÷ the witnessed lower bound);
 3. `by_construction`: certified accuracy with L = 1 (the constant the layers prove; tests/
-   test_constrained_sll.py checks it by dense Jacobians) and the √2 margin rule — what `rlip certify`
-   reports once the certifier has the SLL pattern rule (until then its U(A) is looser);
+   test_constrained_sll.py checks it by dense Jacobians) and the √2 margin rule, beside `rlip certify`'s;
 4. the training step time ÷ the plain `mresnet18_w8` step (batch 64, interleaved, medians);
 5. collapsed: whether any seed ended no better than a constant prediction (results/train.json).
 
@@ -17,8 +16,8 @@ Prints one JSON object. Targets (issue 25): clean ≥ 0.65, certified ≥ 0.50 @
 step ≤ 1.0×, gap ≤ 1.5, FNE mIoU within 0.03 of the penalty U-Net, its certified mIoU ≥ 0.30 @36/255.
 Run: `.venv/bin/python benchmarks/bench_constrained.py [--quick] [--seeds 0,1,2] [--only LABELS]` (1 thread;
 all four × 3 seeds: 37 min on the 2-core machine shared at load 4–5, most of it the penalty U-Net;
---quick: seed 0 only, n = 64 test points). `certified_*` are `rlip certify`'s figures: until the
-certifier has the SLL pattern rule its U(A) of an SLL block is 1 + 2‖W‖²‖t‖, so they are 0 for sllnet.
+--quick: seed 0 only, n = 64 test points). `certified_*` are `rlip certify`'s figures (its SLL, AOL
+and MaxMin pattern rules give U(A) ≈ 1 for sllnet).
 """
 
 from __future__ import annotations

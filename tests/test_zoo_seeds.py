@@ -23,11 +23,11 @@ def test_spec_seeds_plan_one_run_per_seed(tmp_path: Path) -> None:
 
 def test_reproduce_spec_is_the_demo_grid_with_three_seeds() -> None:
     """The acceptance sweep trains the demo's model on the demo's data at every λ of the demo (and
-    λ = 1e-6, cut from the demo for time), with the same settings but for one more epoch."""
+    λ = 1e-6 and 1e-4, cut from the demo for time), with the same settings but for one more epoch."""
     demo = SweepSpec.from_toml(ZOO / "shapes_cpu.toml")
     repro = SweepSpec.from_toml(ZOO / "shapes_cpu_seeds.toml")
     assert demo.seeds == (0,) and repro.seeds == (0, 1, 2)
-    assert set(demo.lams) <= set(repro.lams) and set(repro.lams) - set(demo.lams) == {1e-6}
+    assert set(demo.lams) <= set(repro.lams) and set(repro.lams) - set(demo.lams) == {1e-6, 1e-4}
     for field in ("data", "models", "root", "data_options", "model_options", "certify", "attack"):
         assert getattr(repro, field) == getattr(demo, field), field
     a, b = demo.config(demo.models[0], 1e-2, 1).to_dict(), repro.config(repro.models[0], 1e-2, 1).to_dict()
