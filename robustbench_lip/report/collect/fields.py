@@ -104,7 +104,8 @@ def first(values: Iterable[Any]) -> Any:
 
 
 def eps_text(value: Any, norm: str) -> str | None:
-    """Canonical ε text (`8/255`, `0.5`) from a number or a string; None when unparseable."""
+    """The ε / radius text of a stored key or value (attacks.eps.format_eps: `8/255`, `0.5`, `1`) from a
+    number or a string; None when unparseable."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

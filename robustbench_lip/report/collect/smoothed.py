@@ -15,7 +15,7 @@ from typing import Any
 
 from robustbench_lip.report.collect.fields import eps_text, is_smoothed, num, smoothing_part, smoothing_sigma
 from robustbench_lip.report.collect.load import LoadedRecord
-from robustbench_lip.report.columns import eps_value, smoothed_column
+from robustbench_lip.report.columns import smoothed_column
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +24,6 @@ PARTS: tuple[tuple[str, str, str, str, str], ...] = (
     ("classification", "certified_accuracy", "acc", "abstention_rate", "abstain"),
     ("segmentation", "certified_miou", "mIoU", "abstention_rate", "pixel abstain"),
 )
-
-
-def _radius_text(key: Any) -> str | None:
-    """Canonical radius text: whole numbers as `%g` (1 → "1", not "255/255"), else as ε (`36/255`)."""
-    text = eps_text(key, "l2")
-    if text is None:
-        return None
-    value = eps_value(text)
-    return f"{value:g}" if value.is_integer() else text
 
 
 def split_smoothed(certs: Sequence[LoadedRecord]) -> tuple[list[LoadedRecord], list[LoadedRecord]]:
@@ -50,7 +41,7 @@ def _record_columns(lr: LoadedRecord) -> dict[str, float]:
         values = smoothing_part(lr.record, part)
         radii = values.get(key)
         for r, v in (radii if isinstance(radii, dict) else {}).items():
-            eps = _radius_text(r)
+            eps = eps_text(r, "l2")
             val = num(v, f"{lr.path.name} smoothing.{part}.{key}[{r}]")
             if eps is not None and val is not None:
                 row[smoothed_column(metric, eps, sigma)] = val
