@@ -75,10 +75,10 @@ from robustbench_lip.report.columns import (
     MIOU,
     PREC,
     TRAIN_S,
-    attack_column,
-    cert_column,
+    ColumnKey,
+    attack_metric,
     eps_value,
-    metric_name,
+    make_tag,
 )
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def _certified(certs: Sequence[LoadedRecord]) -> dict[str, float]:
                     continue
                 val = num(v, f"{lr.path.name} {payload_key}[{eps_key}]")
                 if val is not None:
-                    row[cert_column(metric, eps)] = val
+                    row[ColumnKey.cert(metric, eps).name()] = val
     return row
 
 
@@ -217,8 +217,7 @@ def _tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]] = ()) -> s
     protocol's; n unknown: `n=?`)."""
     own = PROTOCOL_STEPS.get(protocol, {})
     other = sorted({r["steps"] for r in rows if r["steps"] not in (None, own.get(r["attack"]))})
-    steps = f", steps={'/'.join(map(str, other))}" if other else ""
-    return f"{protocol}, n={'?' if n is None else n}{steps}"
+    return make_tag(protocol, n, "/".join(map(str, other)) or None)
 
 
 def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -233,7 +232,9 @@ def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         for r in rows:
             for key, short in METRICS:
                 if r[key] is not None:
-                    col = attack_column("robust", norm, eps, metric_name(short, r["level"]), tag)
+                    col = ColumnKey.attacked(
+                        "robust", norm, eps, attack_metric(short, r["level"]), tag
+                    ).name()
                     row[col] = min(r[key], row.get(col, math.inf))
     return row
 
@@ -251,17 +252,18 @@ def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
             v = r[key]
             if v is None:
                 continue
-            metric = metric_name(short, r["level"])
+            metric = attack_metric(short, r["level"])
             if r["attack"] != "worst":
                 row.setdefault(
-                    attack_column(r["attack"], r["norm"], r["eps_text"], metric, _attack_tag(r)), v
+                    ColumnKey.attacked(r["attack"], r["norm"], r["eps_text"], metric, _attack_tag(r)).name(),
+                    v,
                 )
             if same_set:
                 w[metric] = min(v, w.get(metric, math.inf))
     for (norm, eps), values in worst.items():
         tag = _tag(WORST_PROTOCOL, n_of[(norm, eps)])
         for short, v in values.items():
-            row[attack_column("worst", norm, eps, short, tag)] = v
+            row[ColumnKey.attacked("worst", norm, eps, short, tag).name()] = v
     row.update(_robust_columns(long_rows))
     return row
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from robustbench_lip.report.collect.fields import eps_text, is_smoothed, num, smoothing_part, smoothing_sigma
 from robustbench_lip.report.collect.load import LoadedRecord
-from robustbench_lip.report.columns import smoothed_column
+from robustbench_lip.report.columns import ColumnKey
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def _record_columns(lr: LoadedRecord) -> dict[str, float]:
             eps = eps_text(r, "l2")
             val = num(v, f"{lr.path.name} smoothing.{part}.{key}[{r}]")
             if eps is not None and val is not None:
-                row[smoothed_column(metric, eps, sigma)] = val
+                row[ColumnKey.smoothed(metric, eps, sigma).name()] = val
         abst = num(values.get(abst_key), f"{lr.path.name} smoothing.{part}.{abst_key}")
         if abst is not None:
-            row[smoothed_column(abst_metric, None, sigma)] = abst
+            row[ColumnKey.smoothed(abst_metric, None, sigma).name()] = abst
     return row
 
 

@@ -1,0 +1,130 @@
+"""Leaderboard column names and their docs: the fixed columns, the dynamic column patterns (their
+names are built and parsed by `key.ColumnKey` only), the seed-aggregate columns."""
+
+from __future__ import annotations
+
+LAM = "λ"
+ACC, PREC, MIOU = "acc", "precision", "mIoU"
+LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
+LR_LO, LR_UP = "L(R) lower", "L(R) upper"
+FNE = "FNE"
+TRAIN_S = "train s"
+FAMILY = "family"
+
+#: The fixed columns, always present, in order, with a one-line explanation each.
+FIXED_COLUMNS: dict[str, str] = {
+    "run": "Run folder, relative to the runs folder.",
+    "arch": "Model architecture (registry name).",
+    "dataset": "Dataset the model was trained on.",
+    LAM: "Lipschitz-penalty weight λ used in training (0 = no penalty).",
+    FAMILY: "Model family from the model registry: 'penalty' = an unconstrained network whose constant the "
+    "penalty λ pushes down (λ = 0: none), 'constrained' = 1-Lipschitz by construction (orthogonal layers, "
+    "MaxMin; certified bounds ≈ 1); empty for foreign models.",
+    "target": "What the penalty acted on: A (the model) or R = 2A − I (its reflection).",
+    "seed": "Training seed.",
+    "epochs": "Training epochs asked for.",
+    "status": "Training status from the train record (finished / running / failed).",
+    ACC: "Clean accuracy on the test split (image labels).",
+    PREC: "Clean macro precision on the test split (mean over classes of TP / (TP + FP)).",
+    MIOU: "Clean mean IoU of the predicted masks on the test split (datasets with masks only).",
+    LA_UP: "Certified upper bound on the Lipschitz constant of A (ℓ2 → ℓ2); provably ≥ the true L(A).",
+    LA_LO: "Measured lower bound on L(A): the best local Jacobian norm / Lipschitz quotient found (power "
+    "iteration, search, pairs) on sampled inputs; an estimate, ≤ the true L(A) on [0, 1]^d.",
+    LA_GAP: "L(A) upper / L(A) lower: how far apart the two bounds are (1 = tight).",
+    LR_LO: "Measured lower bound on L(R), R = 2A − I (only when A's output has its input's shape).",
+    LR_UP: "Certified upper bound on L(R), R = 2A − I: |2α − 1| + 2·Lip(g) for A = α·x + g(x), the identity "
+    "coefficient α carried through the graph (α = 0 gives the triangle bound 2·L(A) upper + 1).",
+    FNE: "Firm non-expansiveness test of A on pairs (v = ⟨Ax − Ay, x − y⟩ − ‖Ax − Ay‖², FNE ⇔ v ≥ 0): "
+    "'violated' = a pair with v < 0 was found (proof A is not FNE); 'no violation found' = none on the "
+    "tested pairs (not a certificate); 'certified' = L(R) upper ≤ 1; 'undefined' = output shape ≠ input.",
+    TRAIN_S: "Training wall time in seconds (train record).",
+}
+
+#: Documentation of the dynamic (per-attack / per-ε) column patterns.
+PATTERN_DOCS: dict[str, str] = {
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] acc": "Image-label accuracy under that attack at budget ε "
+    "(pixel units, ℓ∞ or ℓ2) on the first n test images: an empirical upper estimate of robust accuracy. "
+    "Protocol `custom`: the attack was chosen with `rlip attack --attack` (its steps in the long attack "
+    "table); a preset's name (`--preset`): run as one of that protocol's attacks.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] prec": "Image-label macro precision under that attack at "
+    "budget ε.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel acc": "Pixel accuracy of the predicted mask under that "
+    "attack (segmenters: their attack records score pixels, so they get pixel columns).",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel prec": "Pixel macro precision of the predicted mask under "
+    "that attack.",
+    "<attack>_<norm>@<ε> [<protocol>, n=<n>] mIoU": "mIoU of the predicted masks under that attack at "
+    "budget ε.",
+    "<attack>(<objective>)_<norm>@<ε> [<protocol>, n=<n>] <metric>": "As above, for an attack run with "
+    "a loss other than the model's default (cls = image-label cross-entropy for classifiers, pixel = "
+    "pixel cross-entropy).",
+    "worst_<norm>@<ε> [every attack, n=<n>] <metric>": "Smallest value of the metric over every attack "
+    "and protocol run at that norm and ε on one sample set, the first n test images with n the largest "
+    "attacked (includes the attack record's per-image worst case when present); results on fewer images "
+    "are left out, never mixed in.",
+    "robust_<norm>@<ε> [<protocol>, n=<n>] <metric>": "The robust figure of an attack protocol "
+    "(`rlip attack --preset standard`: AutoAttack standard version on image labels, SEA on masks) on the "
+    "first n test images: smallest value over the protocol's attacks; `steps=` is named when an attack "
+    "ran with fewer steps than the protocol's own. An empirical upper estimate of the robust metric.",
+    "cert acc@<ε>": "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
+    "correctly with certified radius margin / (√2·L(A) upper) > ε (provable), or, where the model ends in a "
+    "linear layer, the larger min_j (z_i − z_j) / (‖W_i − W_j‖·U(features)).",
+    "cert pixel acc@<ε>": "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
+    "within ε (segmenters, from L(A) upper; the constrained mResNet's thresholded CAM masks, from the "
+    "head's rows and U(features)).",
+    "cert mIoU@<ε>": "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
+    "counted as wrong (segmenters; from L(A) upper).",
+    "smoothed cert acc@<r> (σ=<σ>)": "Randomized smoothing (probabilistic, not a Lipschitz certificate): "
+    "fraction of test images the noise-σ smoothed classifier g classifies correctly with certified ℓ2 radius "
+    "> r; each image's certificate holds with probability ≥ 1 − α over the Monte Carlo draw; abstentions "
+    "count as wrong.",
+    "smoothed cert mIoU@<r> (σ=<σ>)": "Randomized smoothing (probabilistic): mIoU of the smoothed "
+    "segmentation (U-Net output or CAM masks) with every pixel not certified at ℓ2 radius r counted as wrong "
+    "(SegCertify, Holm over each image's pixels at level α).",
+    "smoothed abstain (σ=<σ>)": "Fraction of test images on which the smoothed classifier abstains.",
+    "smoothed pixel abstain (σ=<σ>)": "Fraction of pixels on which the smoothed segmentation abstains "
+    "(r = 0).",
+}
+
+#: Columns of the seed-aggregated table (report.seeds): runs that differ only in their seed, one row.
+SEEDS_N = "n seeds"
+STD_SUFFIX, N_SUFFIX = " std", " n"
+AGGREGATE_DOCS: dict[str, str] = {
+    SEEDS_N: "Runs aggregated in this row: same settings, different training seeds (listed in `seed`); "
+    "every number is then the mean over them.",
+    "<column> std": "Sample standard deviation (ddof = 1) of the column over the row's seeds; empty with "
+    "fewer than 2 values.",
+    "<column> n": "How many of the row's seeds have a value in the column (shown where some seeds lack it).",
+}
+
+#: Every column name or pattern → one-line explanation (for the README).
+COLUMN_DOCS: dict[str, str] = {**FIXED_COLUMNS, **PATTERN_DOCS, **AGGREGATE_DOCS}
+
+#: The main certified radius (ℓ2, pixel units; `rlip certify`'s first default): the summary's cert columns.
+MAIN_RADIUS = "36/255"
+#: Columns shown in narrow views (terminal), when present.
+KEY_COLUMNS: tuple[str, ...] = (
+    "run",
+    "arch",
+    "dataset",
+    LAM,
+    FAMILY,
+    "target",
+    ACC,
+    PREC,
+    MIOU,
+    LA_UP,
+    LA_LO,
+    LR_LO,
+    FNE,
+)
+
+NUMERIC_FIXED: tuple[str, ...] = (LAM, ACC, PREC, MIOU, LA_UP, LA_LO, LA_GAP, LR_LO, LR_UP, TRAIN_S)
+INT_FIXED: tuple[str, ...] = ("seed", "epochs")
+SORT_ALIASES: dict[str, str] = {"lam": LAM, "lambda": LAM, "accuracy": ACC, "miou": MIOU, "prec": PREC}
+
+#: HTML header group of the fixed columns that are not identity ("Run") columns.
+FIXED_GROUPS: dict[str, str] = {
+    **{c: "Lipschitz" for c in (LA_UP, LA_LO, LA_GAP, LR_LO, LR_UP, FNE)},
+    **{c: "Clean" for c in (ACC, PREC, MIOU)},
+    TRAIN_S: "Cost",
+}
