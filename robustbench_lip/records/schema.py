@@ -159,6 +159,9 @@ class Record:
         kwargs: dict[str, Any] = {k: d.get(k) for k in target.payload_keys()}
         defaults = target.defaults()
         kwargs.update({k: defaults[k] for k, v in kwargs.items() if v is None and k in defaults})
+        wall_s = d.get("wall_s")
+        if wall_s is not None and (isinstance(wall_s, bool) or not isinstance(wall_s, (int, float))):
+            raise RlipError(f"bad wall_s {wall_s!r}: expected a number of seconds")
         return target(
             model=d.get("model"),
             dataset=d.get("dataset"),

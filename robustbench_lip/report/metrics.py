@@ -34,6 +34,67 @@ class LeaderboardMetric:
 LEADERBOARD_METRICS: Registry[LeaderboardMetric] = Registry("leaderboard metric")
 
 
+@dataclass(frozen=True)
+class PayloadColumn:
+    """A built-in family of columns read from one payload field (records.payloads): `field` the
+    payload attribute, `metric` the column's metric, `what` its name in a column's doc, `doc` the
+    doc of its column pattern. Adding such a metric: the payload field, and one entry here."""
+
+    field: str
+    metric: str
+    what: str = ""
+    doc: str = ""
+
+
+#: CertifyPayload's per-ε maps → `cert <metric>@<ε>` columns, in column order.
+CERTIFY_COLUMNS: tuple[PayloadColumn, ...] = (
+    PayloadColumn(
+        "certified_accuracy",
+        "acc",
+        "accuracy",
+        "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
+        "correctly with certified radius margin / (√2·L(A) upper) > ε (provable), or, where the model "
+        "ends in a linear layer, the larger min_j (z_i − z_j) / (‖W_i − W_j‖·U(features)).",
+    ),
+    PayloadColumn(
+        "certified_pixel_accuracy",
+        "pixel acc",
+        "pixel accuracy",
+        "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
+        "within ε (segmenters, from L(A) upper; the constrained mResNet's thresholded CAM masks, from the "
+        "head's rows and U(features)).",
+    ),
+    PayloadColumn(
+        "certified_miou",
+        "mIoU",
+        "mIoU",
+        "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
+        "counted as wrong (segmenters; from L(A) upper).",
+    ),
+)
+#: AttackResult's values → the short metric of `<attack>_<norm>@<ε> [<tag>] <metric>` columns
+#: (`acc` / `prec` become `pixel acc` / `pixel prec` for pixel-level records).
+ATTACK_COLUMNS: tuple[PayloadColumn, ...] = (
+    PayloadColumn("accuracy", "acc"),
+    PayloadColumn("precision", "prec"),
+    PayloadColumn("miou", "mIoU"),
+)
+#: SmoothedTask's values per task (SmoothingPayload.task): (task, per-radius column, abstention column)
+#: → `smoothed cert <metric>@<r> (σ=<σ>)` and `smoothed <metric> (σ=<σ>)`.
+SMOOTHING_COLUMNS: tuple[tuple[str, PayloadColumn, PayloadColumn], ...] = (
+    (
+        "classification",
+        PayloadColumn("certified_accuracy", "acc"),
+        PayloadColumn("abstention_rate", "abstain"),
+    ),
+    (
+        "segmentation",
+        PayloadColumn("certified_miou", "mIoU"),
+        PayloadColumn("abstention_rate", "pixel abstain"),
+    ),
+)
+
+
 def register_metric(metric: LeaderboardMetric, *, replace: bool = False) -> LeaderboardMetric:
     """Register `metric` (see the module docstring); returns it."""
     from robustbench_lip.report.columns import FIXED_COLUMNS, ColumnKey  # lazy: columns reads this registry

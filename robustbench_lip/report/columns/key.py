@@ -20,10 +20,11 @@ from typing import Any
 from robustbench_lip.attacks.eps import parse_eps_token
 from robustbench_lip.errors import RlipError
 from robustbench_lip.report.columns.names import PATTERN_DOCS
+from robustbench_lip.report.metrics import CERTIFY_COLUMNS
 
 CERT, SMOOTHED, ATTACK, WORST, ROBUST = "cert", "smoothed", "attack", "worst", "robust"
 #: Metrics of each kind, in column order.
-CERT_METRICS: tuple[str, ...] = ("acc", "pixel acc", "mIoU")
+CERT_METRICS: tuple[str, ...] = tuple(c.metric for c in CERTIFY_COLUMNS)
 SMOOTHED_METRICS: tuple[str, ...] = ("acc", "mIoU", "abstain", "pixel abstain")
 ATTACK_METRICS: tuple[str, ...] = ("acc", "prec", "pixel acc", "pixel prec", "mIoU")
 ABSTAIN_METRICS: tuple[str, ...] = ("abstain", "pixel abstain")
@@ -35,13 +36,13 @@ _METRIC_WHAT = {
     "pixel prec": "Pixel macro precision",
     "mIoU": "mIoU",
 }
-_CERT_WHAT = {"acc": "accuracy", "pixel acc": "pixel accuracy", "mIoU": "mIoU"}
+_CERT_WHAT = {c.metric: c.what for c in CERTIFY_COLUMNS}
 
 _ATTACK_RE = re.compile(
     r"^(?P<attack>[^@\s]+)_(?P<norm>linf|l2|[a-z0-9]+)@(?P<eps>\S+) (?:\[(?P<tag>[^\]]*)\] )?"
     r"(?P<metric>acc|prec|pixel acc|pixel prec|mIoU)$"
 )
-_CERT_RE = re.compile(r"^cert (?P<metric>acc|pixel acc|mIoU)@(?P<eps>\S+)$")
+_CERT_RE = re.compile(rf"^cert (?P<metric>{'|'.join(map(re.escape, CERT_METRICS))})@(?P<eps>\S+)$")
 _SMOOTH_RE = re.compile(
     r"^smoothed (?:cert (?P<metric>acc|mIoU)@(?P<eps>\S+)|(?P<abstain>abstain|pixel abstain))"
     r" \(σ=(?P<sigma>[^)]+)\)$"

@@ -3,6 +3,8 @@ names are built and parsed by `key.ColumnKey` only), the seed-aggregate columns.
 
 from __future__ import annotations
 
+from robustbench_lip.report.metrics import CERTIFY_COLUMNS
+
 LAM = "λ"
 ACC, PREC, MIOU = "acc", "precision", "mIoU"
 LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
@@ -65,14 +67,7 @@ PATTERN_DOCS: dict[str, str] = {
     "(`rlip attack --preset standard`: AutoAttack standard version on image labels, SEA on masks) on the "
     "first n test images: smallest value over the protocol's attacks; `steps=` is named when an attack "
     "ran with fewer steps than the protocol's own. An empirical upper estimate of the robust metric.",
-    "cert acc@<ε>": "Certified accuracy at ℓ2 radius ε (pixel units): fraction of test images classified "
-    "correctly with certified radius margin / (√2·L(A) upper) > ε (provable), or, where the model ends in a "
-    "linear layer, the larger min_j (z_i − z_j) / (‖W_i − W_j‖·U(features)).",
-    "cert pixel acc@<ε>": "Certified pixel accuracy at ℓ2 radius ε: pixels correct and provably stable "
-    "within ε (segmenters, from L(A) upper; the constrained mResNet's thresholded CAM masks, from the "
-    "head's rows and U(features)).",
-    "cert mIoU@<ε>": "Certified mIoU at ℓ2 radius ε: mIoU with every pixel that is not provably stable "
-    "counted as wrong (segmenters; from L(A) upper).",
+    **{f"cert {c.metric}@<ε>": c.doc for c in CERTIFY_COLUMNS},
     "smoothed cert acc@<r> (σ=<σ>)": "Randomized smoothing (probabilistic, not a Lipschitz certificate): "
     "fraction of test images the noise-σ smoothed classifier g classifies correctly with certified ℓ2 radius "
     "> r; each image's certificate holds with probability ≥ 1 − α over the Monte Carlo draw; abstentions "
