@@ -7,7 +7,13 @@ slope of log10 L(A) against log10 λ (`slopes`).
 `write_reports(lb, out_dir, formats, plots)` writes `leaderboard.{md,csv,json,html}` (`render`; the
 HTML page from `templates/leaderboard.html`) and the PNG plots (`plots`).
 
+Column names are `columns.ColumnKey`s (name, parse, doc, sort, group); each record payload's
+columns are listed in `metrics` (`CERTIFY_COLUMNS`, `ATTACK_COLUMNS`, `SMOOTHING_COLUMNS`), and a
+metric from outside the package is one `metrics.register_metric(LeaderboardMetric(...))`.
+
 Library code only returns values and logs; the CLI (`rlip leaderboard`) prints.
+May import: records, attacks.eps (ε text), models (an arch's family), runs, io, errors; never cli,
+evaluation or training.
 """
 
 from __future__ import annotations
