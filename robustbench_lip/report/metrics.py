@@ -46,6 +46,54 @@ class PayloadColumn:
     doc: str = ""
 
 
+#: The fixed Lipschitz columns' names.
+LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
+LR_LO, LR_UP = "L(R) lower", "L(R) upper"
+
+
+@dataclass(frozen=True)
+class BoundColumn:
+    """A fixed column read from a Lipschitz certificate's bounds (records.payloads.Bound): `name`,
+    the map `op` ("A" or "R" = 2A − I), the Bound `field`, the column's doc."""
+
+    name: str
+    op: str
+    field: str
+    doc: str
+
+
+#: Lipschitz (A, R) bounds of a CertifyPayload → fixed columns, in column order (after the clean
+#: metrics): per column, the newest Lipschitz certify record with a value.
+LIPSCHITZ_COLUMNS: tuple[BoundColumn, ...] = (
+    BoundColumn(
+        LA_UP,
+        "A",
+        "upper",
+        "Certified upper bound on the Lipschitz constant of A (ℓ2 → ℓ2); provably ≥ the true L(A).",
+    ),
+    BoundColumn(
+        LA_LO,
+        "A",
+        "lower",
+        "Measured lower bound on L(A): the best local Jacobian norm / Lipschitz quotient found (power "
+        "iteration, search, pairs) on sampled inputs; an estimate, ≤ the true L(A) on [0, 1]^d.",
+    ),
+    BoundColumn(LA_GAP, "A", "gap", "L(A) upper / L(A) lower: how far apart the two bounds are (1 = tight)."),
+    BoundColumn(
+        LR_LO,
+        "R",
+        "lower",
+        "Measured lower bound on L(R), R = 2A − I (only when A's output has its input's shape).",
+    ),
+    BoundColumn(
+        LR_UP,
+        "R",
+        "upper",
+        "Certified upper bound on L(R), R = 2A − I: |2α − 1| + 2·Lip(g) for A = α·x + g(x), the identity "
+        "coefficient α carried through the graph (α = 0 gives the triangle bound 2·L(A) upper + 1).",
+    ),
+)
+
 #: CertifyPayload's per-ε maps → `cert <metric>@<ε>` columns, in column order.
 CERTIFY_COLUMNS: tuple[PayloadColumn, ...] = (
     PayloadColumn(

@@ -59,8 +59,6 @@ from robustbench_lip.report.columns import (
     LA_LO,
     LA_UP,
     LAM,
-    LR_LO,
-    LR_UP,
     MIOU,
     PREC,
     TRAIN_S,
@@ -69,7 +67,13 @@ from robustbench_lip.report.columns import (
     eps_value,
     make_tag,
 )
-from robustbench_lip.report.metrics import ATTACK_COLUMNS, CERTIFY_COLUMNS, LEADERBOARD_METRICS
+from robustbench_lip.report.metrics import (
+    ATTACK_COLUMNS,
+    CERTIFY_COLUMNS,
+    LEADERBOARD_METRICS,
+    LIPSCHITZ_COLUMNS,
+    BoundColumn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -161,26 +165,22 @@ def _clean(run: str, train: LoadedRecord | None, evals: Sequence[LoadedRecord]) 
 
 
 def _lipschitz(certs: Sequence[LoadedRecord]) -> dict[str, Any]:
-    """L(A) upper / lower / gap, L(R) lower / upper, FNE: per value, the newest certify record with it."""
+    """The LIPSCHITZ_COLUMNS (L(A) upper / lower / gap, L(R) lower / upper) and FNE: per value, the
+    newest certify record with it; L(A) gap = upper / lower when no record states it."""
 
-    def value(op: str, key: str) -> float | None:
-        bounds = [(lr, getattr(_certify(lr).lipschitz, op, None)) for lr in certs]
+    def value(col: BoundColumn) -> float | None:
+        bounds = [(lr, getattr(_certify(lr).lipschitz, col.op, None)) for lr in certs]
+        where = f"lipschitz.{col.op}.{col.field}"
         return first(
-            num(getattr(b, key), f"{lr.path.name} lipschitz.{op}.{key}") for lr, b in bounds if b is not None
+            num(getattr(b, col.field), f"{lr.path.name} {where}") for lr, b in bounds if b is not None
         )
 
-    up, lo = value("A", "upper"), value("A", "lower")
-    gap = value("A", "gap")
-    if gap is None and up is not None and lo is not None and lo > 0:
-        gap = up / lo
-    return {
-        LA_UP: up,
-        LA_LO: lo,
-        LA_GAP: gap,
-        LR_LO: value("R", "lower"),
-        LR_UP: value("R", "upper"),
-        FNE: first(fne_verdict(_certify(lr).fne) for lr in certs),
-    }
+    row: dict[str, Any] = {col.name: value(col) for col in LIPSCHITZ_COLUMNS}
+    up, lo = row[LA_UP], row[LA_LO]
+    if row[LA_GAP] is None and up is not None and lo is not None and lo > 0:
+        row[LA_GAP] = up / lo
+    row[FNE] = first(fne_verdict(_certify(lr).fne) for lr in certs)
+    return row
 
 
 def _certified(certs: Sequence[LoadedRecord]) -> dict[str, float]:

@@ -3,12 +3,12 @@ names are built and parsed by `key.ColumnKey` only), the seed-aggregate columns.
 
 from __future__ import annotations
 
-from robustbench_lip.report.metrics import CERTIFY_COLUMNS
+from robustbench_lip.report.metrics import CERTIFY_COLUMNS, LA_LO, LA_UP, LIPSCHITZ_COLUMNS, LR_LO
+from robustbench_lip.report.metrics import LA_GAP as LA_GAP  # re-exported: every fixed column's name here
+from robustbench_lip.report.metrics import LR_UP as LR_UP
 
 LAM = "λ"
 ACC, PREC, MIOU = "acc", "precision", "mIoU"
-LA_UP, LA_LO, LA_GAP = "L(A) upper", "L(A) lower", "L(A) gap"
-LR_LO, LR_UP = "L(R) lower", "L(R) upper"
 FNE = "FNE"
 TRAIN_S = "train s"
 FAMILY = "family"
@@ -29,13 +29,7 @@ FIXED_COLUMNS: dict[str, str] = {
     ACC: "Clean accuracy on the test split (image labels).",
     PREC: "Clean macro precision on the test split (mean over classes of TP / (TP + FP)).",
     MIOU: "Clean mean IoU of the predicted masks on the test split (datasets with masks only).",
-    LA_UP: "Certified upper bound on the Lipschitz constant of A (ℓ2 → ℓ2); provably ≥ the true L(A).",
-    LA_LO: "Measured lower bound on L(A): the best local Jacobian norm / Lipschitz quotient found (power "
-    "iteration, search, pairs) on sampled inputs; an estimate, ≤ the true L(A) on [0, 1]^d.",
-    LA_GAP: "L(A) upper / L(A) lower: how far apart the two bounds are (1 = tight).",
-    LR_LO: "Measured lower bound on L(R), R = 2A − I (only when A's output has its input's shape).",
-    LR_UP: "Certified upper bound on L(R), R = 2A − I: |2α − 1| + 2·Lip(g) for A = α·x + g(x), the identity "
-    "coefficient α carried through the graph (α = 0 gives the triangle bound 2·L(A) upper + 1).",
+    **{c.name: c.doc for c in LIPSCHITZ_COLUMNS},
     FNE: "Firm non-expansiveness test of A on pairs (v = ⟨Ax − Ay, x − y⟩ − ‖Ax − Ay‖², FNE ⇔ v ≥ 0): "
     "'violated' = a pair with v < 0 was found (proof A is not FNE); 'no violation found' = none on the "
     "tested pairs (not a certificate); 'certified' = L(R) upper ≤ 1; 'undefined' = output shape ≠ input.",
@@ -113,13 +107,13 @@ KEY_COLUMNS: tuple[str, ...] = (
     FNE,
 )
 
-NUMERIC_FIXED: tuple[str, ...] = (LAM, ACC, PREC, MIOU, LA_UP, LA_LO, LA_GAP, LR_LO, LR_UP, TRAIN_S)
+NUMERIC_FIXED: tuple[str, ...] = (LAM, ACC, PREC, MIOU, *(c.name for c in LIPSCHITZ_COLUMNS), TRAIN_S)
 INT_FIXED: tuple[str, ...] = ("seed", "epochs")
 SORT_ALIASES: dict[str, str] = {"lam": LAM, "lambda": LAM, "accuracy": ACC, "miou": MIOU, "prec": PREC}
 
 #: HTML header group of the fixed columns that are not identity ("Run") columns.
 FIXED_GROUPS: dict[str, str] = {
-    **{c: "Lipschitz" for c in (LA_UP, LA_LO, LA_GAP, LR_LO, LR_UP, FNE)},
+    **{c: "Lipschitz" for c in (*(c.name for c in LIPSCHITZ_COLUMNS), FNE)},
     **{c: "Clean" for c in (ACC, PREC, MIOU)},
     TRAIN_S: "Cost",
 }
