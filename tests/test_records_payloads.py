@@ -102,3 +102,26 @@ def test_payload_built_in_code_writes_fields_in_order_and_keeps_unknown_keys() -
     assert loaded.to_dict() == {"status": "finished", "future_key": {"x": 1}}
     loaded.error = "boom"  # a field set after loading is written after the stored keys
     assert list(loaded.to_dict()) == ["status", "future_key", "error"]
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        ({"settings": {}}, "no 'kind' key"),
+        ({"kind": "train", "settings": None, "status": "finished"}, "'settings' is not an object"),
+        ({"kind": "certify", "settings": {}, "lipschitz": {}, "wall_s": "12 s"}, "bad wall_s"),
+    ],
+)
+def test_record_envelope_checks(record: dict[str, Any], match: str) -> None:
+    from robustbench_lip.records import record_from_dict
+
+    with pytest.raises(RlipError, match=match):
+        record_from_dict(record)
+
+
+def test_typed_view_of_a_record_names_the_kind_in_its_errors() -> None:
+    from robustbench_lip.records import record_from_dict
+
+    rec = record_from_dict({"kind": "attack", "settings": {}, "results": [{"attack": "pgd"}, "x"]})
+    with pytest.raises(RlipError, match=r"attack record\.results\[1\] is not an object"):
+        rec.typed()
