@@ -38,12 +38,14 @@ LEADERBOARD_METRICS: Registry[LeaderboardMetric] = Registry("leaderboard metric"
 class PayloadColumn:
     """A built-in family of columns read from one payload field (records.payloads): `field` the
     payload attribute, `metric` the column's metric, `what` its name in a column's doc, `doc` the
-    doc of its column pattern. Adding such a metric: the payload field, and one entry here."""
+    doc of its column pattern (`pixel_doc`: of its pixel-level variant, attacks only). Adding such a
+    metric: the payload field, and one entry here."""
 
     field: str
     metric: str
     what: str = ""
     doc: str = ""
+    pixel_doc: str = ""
 
 
 #: The fixed Lipschitz columns' names.
@@ -120,12 +122,28 @@ CERTIFY_COLUMNS: tuple[PayloadColumn, ...] = (
         "counted as wrong (segmenters; from L(A) upper).",
     ),
 )
-#: AttackResult's values → the short metric of `<attack>_<norm>@<ε> [<tag>] <metric>` columns
-#: (`acc` / `prec` become `pixel acc` / `pixel prec` for pixel-level records).
+#: AttackResult's values → the metric of `<attack>_<norm>@<ε> [<tag>] <metric>` columns, in column
+#: order; an entry with `pixel_doc` also has a `pixel <metric>` column, used for pixel-level records.
 ATTACK_COLUMNS: tuple[PayloadColumn, ...] = (
-    PayloadColumn("accuracy", "acc"),
-    PayloadColumn("precision", "prec"),
-    PayloadColumn("miou", "mIoU"),
+    PayloadColumn(
+        "accuracy",
+        "acc",
+        "Accuracy",
+        "Image-label accuracy under that attack at budget ε (pixel units, ℓ∞ or ℓ2) on the first n test "
+        "images: an empirical upper estimate of robust accuracy. Protocol `custom`: the attack was chosen "
+        "with `rlip attack --attack` (its steps in the long attack table); a preset's name (`--preset`): "
+        "run as one of that protocol's attacks.",
+        "Pixel accuracy of the predicted mask under that attack (segmenters: their attack records score "
+        "pixels, so they get pixel columns).",
+    ),
+    PayloadColumn(
+        "precision",
+        "prec",
+        "Macro precision",
+        "Image-label macro precision under that attack at budget ε.",
+        "Pixel macro precision of the predicted mask under that attack.",
+    ),
+    PayloadColumn("miou", "mIoU", "mIoU", "mIoU of the predicted masks under that attack at budget ε."),
 )
 #: SmoothedTask's values per task (SmoothingPayload.task): (task, per-radius column, abstention column)
 #: → `smoothed cert <metric>@<r> (σ=<σ>)` and `smoothed <metric> (σ=<σ>)`.

@@ -20,31 +20,40 @@ from typing import Any
 from robustbench_lip.attacks.eps import parse_eps_token
 from robustbench_lip.errors import RlipError
 from robustbench_lip.report.columns.names import PATTERN_DOCS
-from robustbench_lip.report.metrics import CERTIFY_COLUMNS
+from robustbench_lip.report.metrics import ATTACK_COLUMNS, CERTIFY_COLUMNS, SMOOTHING_COLUMNS
 
 CERT, SMOOTHED, ATTACK, WORST, ROBUST = "cert", "smoothed", "attack", "worst", "robust"
 #: Metrics of each kind, in column order.
 CERT_METRICS: tuple[str, ...] = tuple(c.metric for c in CERTIFY_COLUMNS)
-SMOOTHED_METRICS: tuple[str, ...] = ("acc", "mIoU", "abstain", "pixel abstain")
-ATTACK_METRICS: tuple[str, ...] = ("acc", "prec", "pixel acc", "pixel prec", "mIoU")
-ABSTAIN_METRICS: tuple[str, ...] = ("abstain", "pixel abstain")
+_SMOOTHED_CERT = tuple(radius.metric for _, radius, _ in SMOOTHING_COLUMNS)
+_ABSTAIN = tuple(abstain.metric for _, _, abstain in SMOOTHING_COLUMNS)
+SMOOTHED_METRICS: tuple[str, ...] = (*_SMOOTHED_CERT, *_ABSTAIN)
+_PIXEL = {f"pixel {c.metric}": c for c in ATTACK_COLUMNS if c.pixel_doc}
+ATTACK_METRICS: tuple[str, ...] = (
+    *(c.metric for c in ATTACK_COLUMNS if c.pixel_doc),
+    *_PIXEL,
+    *(c.metric for c in ATTACK_COLUMNS if not c.pixel_doc),
+)
 NORM_TEXT: dict[str, str] = {"linf": "ℓ∞", "l2": "ℓ2"}
 _METRIC_WHAT = {
-    "acc": "Accuracy",
-    "prec": "Macro precision",
-    "pixel acc": "Pixel accuracy",
-    "pixel prec": "Pixel macro precision",
-    "mIoU": "mIoU",
+    **{c.metric: c.what for c in ATTACK_COLUMNS},
+    **{p: f"Pixel {c.what.lower()}" for p, c in _PIXEL.items()},
 }
 _CERT_WHAT = {c.metric: c.what for c in CERTIFY_COLUMNS}
 
+
+def _alt(names: tuple[str, ...]) -> str:
+    """A regex alternation of the names, longest first (so `pixel acc` is not read as `acc`)."""
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
 _ATTACK_RE = re.compile(
     r"^(?P<attack>[^@\s]+)_(?P<norm>linf|l2|[a-z0-9]+)@(?P<eps>\S+) (?:\[(?P<tag>[^\]]*)\] )?"
-    r"(?P<metric>acc|prec|pixel acc|pixel prec|mIoU)$"
+    rf"(?P<metric>{_alt(ATTACK_METRICS)})$"
 )
-_CERT_RE = re.compile(rf"^cert (?P<metric>{'|'.join(map(re.escape, CERT_METRICS))})@(?P<eps>\S+)$")
+_CERT_RE = re.compile(rf"^cert (?P<metric>{_alt(CERT_METRICS)})@(?P<eps>\S+)$")
 _SMOOTH_RE = re.compile(
-    r"^smoothed (?:cert (?P<metric>acc|mIoU)@(?P<eps>\S+)|(?P<abstain>abstain|pixel abstain))"
+    rf"^smoothed (?:cert (?P<metric>{_alt(_SMOOTHED_CERT)})@(?P<eps>\S+)|(?P<abstain>{_alt(_ABSTAIN)}))"
     r" \(σ=(?P<sigma>[^)]+)\)$"
 )
 
@@ -72,7 +81,8 @@ def make_tag(protocol: str, n: int | None, steps: str | None = None) -> str:
 
 def attack_metric(short: str, level: str | None) -> str:
     """Column metric of an attack value: `acc` / `prec` become `pixel acc` / `pixel prec` at level pixel."""
-    return f"pixel {short}" if level == "pixel" and short in ("acc", "prec") else short
+    pixel = f"pixel {short}"
+    return pixel if level == "pixel" and pixel in _PIXEL else short
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,14 @@ names are built and parsed by `key.ColumnKey` only), the seed-aggregate columns.
 
 from __future__ import annotations
 
-from robustbench_lip.report.metrics import CERTIFY_COLUMNS, LA_LO, LA_UP, LIPSCHITZ_COLUMNS, LR_LO
+from robustbench_lip.report.metrics import (
+    ATTACK_COLUMNS,
+    CERTIFY_COLUMNS,
+    LA_LO,
+    LA_UP,
+    LIPSCHITZ_COLUMNS,
+    LR_LO,
+)
 from robustbench_lip.report.metrics import LA_GAP as LA_GAP  # re-exported: every fixed column's name here
 from robustbench_lip.report.metrics import LR_UP as LR_UP
 
@@ -36,20 +43,13 @@ FIXED_COLUMNS: dict[str, str] = {
     TRAIN_S: "Training wall time in seconds (train record).",
 }
 
+_ATTACK = "<attack>_<norm>@<ε> [<protocol>, n=<n>]"
+
 #: Documentation of the dynamic (per-attack / per-ε) column patterns.
 PATTERN_DOCS: dict[str, str] = {
-    "<attack>_<norm>@<ε> [<protocol>, n=<n>] acc": "Image-label accuracy under that attack at budget ε "
-    "(pixel units, ℓ∞ or ℓ2) on the first n test images: an empirical upper estimate of robust accuracy. "
-    "Protocol `custom`: the attack was chosen with `rlip attack --attack` (its steps in the long attack "
-    "table); a preset's name (`--preset`): run as one of that protocol's attacks.",
-    "<attack>_<norm>@<ε> [<protocol>, n=<n>] prec": "Image-label macro precision under that attack at "
-    "budget ε.",
-    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel acc": "Pixel accuracy of the predicted mask under that "
-    "attack (segmenters: their attack records score pixels, so they get pixel columns).",
-    "<attack>_<norm>@<ε> [<protocol>, n=<n>] pixel prec": "Pixel macro precision of the predicted mask under "
-    "that attack.",
-    "<attack>_<norm>@<ε> [<protocol>, n=<n>] mIoU": "mIoU of the predicted masks under that attack at "
-    "budget ε.",
+    **{f"{_ATTACK} {c.metric}": c.doc for c in ATTACK_COLUMNS if c.pixel_doc},
+    **{f"{_ATTACK} pixel {c.metric}": c.pixel_doc for c in ATTACK_COLUMNS if c.pixel_doc},
+    **{f"{_ATTACK} {c.metric}": c.doc for c in ATTACK_COLUMNS if not c.pixel_doc},
     "<attack>(<objective>)_<norm>@<ε> [<protocol>, n=<n>] <metric>": "As above, for an attack run with "
     "a loss other than the model's default (cls = image-label cross-entropy for classifiers, pixel = "
     "pixel cross-entropy).",
