@@ -33,6 +33,7 @@ from robustbench_lip.report.columns import (
     legend,
     table_rows,
 )
+from robustbench_lip.report.metrics import LeaderboardMetric, register_metric
 from robustbench_lip.report.plots import PLOT_TITLES, make_plots
 from robustbench_lip.report.seeds import aggregate, display_rows
 from robustbench_lip.report.slopes import SLOPE_HEADER, SlopeFit, fit_loglog, fit_slopes, slopes_rows
@@ -49,6 +50,7 @@ __all__ = [
     "REPORT_STEM",
     "SLOPE_HEADER",
     "Leaderboard",
+    "LeaderboardMetric",
     "LoadedRecord",
     "SkippedFile",
     "SlopeFit",
@@ -65,6 +67,7 @@ __all__ = [
     "load_records",
     "make_plots",
     "parse_formats",
+    "register_metric",
     "resolve_column",
     "slopes_rows",
     "sort_table",
