@@ -58,11 +58,12 @@ def test_unknown_norm() -> None:
 @given(st.integers(min_value=0, max_value=255))
 def test_format_round_trip_k_over_255(k: int) -> None:
     text = format_eps(k / 255)
-    assert text == ("0" if k == 0 else f"{k}/255")
+    assert text == ("0" if k == 0 else "1" if k == 255 else f"{k}/255")  # whole numbers as %g
     assert parse_eps_token(text) == float(Fraction(k, 255))
 
 
 def test_format_plain_decimals() -> None:
     assert format_eps(0.03) == "0.03"
     assert format_eps(0.5) == "0.5"
+    assert format_eps(1.0) == "1" and format_eps(2.0) == "2" and format_eps(0.0) == "0"
     assert parse_eps_token(format_eps(0.25), "l2") == 0.25

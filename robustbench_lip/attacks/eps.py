@@ -44,8 +44,10 @@ def parse_eps_list(text: str, norm: str = "linf") -> list[float]:
 
 
 def format_eps(value: float) -> str:
-    """Canonical text of a budget: `k/255` when it is one (to 1e-9), else `%g` — used as a JSON key."""
+    """The one text of a budget ε or a radius r (pixel units): whole numbers as `%g` (0 → "0", 1.0 →
+    "1"), else `k/255` when it is one (to 1e-9), else `%g` (36/255 → "36/255", 0.25 → "0.25"). Used as
+    the JSON key of per-ε values, in settings and in leaderboard column names."""
     k = value * 255
-    if abs(k - round(k)) < 1e-9 * max(1.0, abs(k)):
+    if value != round(value) and abs(k - round(k)) < 1e-9 * max(1.0, abs(k)):
         return "0" if round(k) == 0 else f"{round(k)}/255"
     return f"{value:g}"

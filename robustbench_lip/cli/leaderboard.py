@@ -19,30 +19,20 @@ from robustbench_lip.errors import RlipError
 if TYPE_CHECKING:  # pandas and the report package load in the command body (fast --help)
     import pandas as pd
 
+#: Which summary columns are text (left-aligned); the others are numbers.
 _TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE", "seed")
-# Which key columns to keep first when the terminal is narrow ("λ" inserted second, see _fit_width).
-_PRIORITY = (
-    "run",
-    "precision",
-    "L(A) upper",
-    "L(A) lower",
-    "acc",
-    "arch",
-    "dataset",
-    "mIoU",
-    "L(R) lower",
-)
 
 
 def _fit_width(cols: list[str], frame: pd.DataFrame, width: int) -> list[str]:
     """The columns of `cols` that fit in `width` characters, the most important first, in `cols` order."""
-    from robustbench_lip.report import LAM
+    from robustbench_lip.report.columns import ACC, LA_LO, LA_UP, LAM, LR_LO, MIOU, PREC, ColumnKey
     from robustbench_lip.report.seeds import display_rows
 
-    priority = (_PRIORITY[0], LAM, *_PRIORITY[1:])
+    # which columns to keep first when the terminal is narrow; then the worst-case and certified ones
+    priority = ("run", LAM, PREC, LA_UP, LA_LO, ACC, "arch", "dataset", MIOU, LR_LO)
     rows = display_rows(frame, cols)
     need = {c: max([len(c), *(len(r[i]) for r in rows)]) + 3 for i, c in enumerate(cols)}
-    worst = [c for c in cols if c.startswith(("worst_", "cert "))]  # attacked, then certified
+    worst = [c for c in cols if (k := ColumnKey.parse(c)) and k.kind in ("worst", "cert")]
     first = [c for c in priority[:5] if c in cols] + worst + [c for c in priority[5:] if c in cols]
     order = first + [c for c in cols if c not in first]
     kept: set[str] = set()

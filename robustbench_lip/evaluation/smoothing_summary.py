@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.smoothing import smoothed_certify
 from robustbench_lip.evaluation.smoothing_mc import Forward, Rule, check_positive_int, check_sigma
@@ -49,13 +50,9 @@ TASKS: tuple[str, ...] = ("classification", "segmentation")
 
 
 def radius_key(r: float) -> str:
-    """Text of a radius used as a JSON key: `%g` for whole numbers, `k/255` when it is one (to 1e-9),
-    else `%g` — 36/255 → "36/255", 0.25 → "0.25", 1.0 → "1" (for k/255 radii the rule of
-    robustbench_lip.attacks.eps.format_eps, so keys match the Lipschitz certificates')."""
-    k = r * 255
-    if r != round(r) and abs(k - round(k)) < 1e-9 * max(1.0, abs(k)):
-        return "0" if round(k) == 0 else f"{round(k)}/255"
-    return f"{r:g}"
+    """Text of a radius used as a JSON key: robustbench_lip.attacks.eps.format_eps (36/255 →
+    "36/255", 0.25 → "0.25", 1.0 → "1"), so keys match the Lipschitz certificates'."""
+    return format_eps(r)
 
 
 @dataclass

@@ -8,9 +8,16 @@ A record is a dict with the envelope keys `kind` ("train" | "certify" | "attack"
 is null, never 0.
 
 - `schema`: the typed records (TrainRecord, CertifyRecord, AttackRecord, EvalRecord) with
-  to_dict / from_dict, SCHEMA_VERSION, and the enums (RecordKind, FneVerdict, CertificateKind, Task).
+  to_dict / from_dict, SCHEMA_VERSION, and the enums (RecordKind, FneVerdict, CertificateKind, Task);
+  `Record.typed()` gives the payload as its nested dataclass.
+- `payloads`: the typed, nested payload of each kind (TrainPayload, CertifyPayload with Lipschitz /
+  Bound / Fne / SmoothingPayload, AttackPayload with AttackResult, EvalPayload): `from_dict` checks
+  the structure once for every reader, `to_dict` round-trips the stored JSON exactly.
 - `store`: record_path, settings_key, write_record / read_record, and `is_recorded` — the one
   "already recorded with these settings" rule of every command.
+
+May import: robustbench_lip.errors, robustbench_lip.io and the package version (records sit below
+every package that writes or reads them: training, evaluation, report).
 """
 
 from __future__ import annotations

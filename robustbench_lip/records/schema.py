@@ -24,6 +24,7 @@ import torch
 
 from robustbench_lip import __version__
 from robustbench_lip.errors import RlipError
+from robustbench_lip.records.payloads import PAYLOAD_TYPES, Payload
 
 SCHEMA_VERSION = 1
 
@@ -103,6 +104,13 @@ class Record:
 
     #: payload keys written only when not None (e.g. certify's per-layer table)
     optional_keys: ClassVar[tuple[str, ...]] = ()
+    #: whether a record of this kind must carry a `settings` object (a train record's names the run)
+    requires_settings: ClassVar[bool] = False
+
+    def typed(self) -> Payload:
+        """The payload as its typed, nested dataclass (records.payloads; RlipError when its
+        structure is wrong — an object that is not one, a missing required key)."""
+        return PAYLOAD_TYPES[self.kind.value].from_dict(self.payload(), f"{self.kind.value} record")
 
     def payload(self) -> dict[str, Any]:
         """The payload keys and values (optional keys left out when None)."""
@@ -131,6 +139,8 @@ class Record:
         if not isinstance(d, dict):
             raise RlipError(f"a record must be a JSON object, got {type(d).__name__}")
         kind = d.get("kind")
+        if kind is None:
+            raise RlipError("not a record: no 'kind' key")
         target = RECORD_TYPES.get(kind) if isinstance(kind, str) else None  # type: ignore[arg-type]
         if target is None:
             raise RlipError(f"not a record: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -143,10 +153,15 @@ class Record:
             raise RlipError(
                 f"record schema version {version} is newer than this rlip's {SCHEMA_VERSION}; upgrade rlip"
             )
+        if target.requires_settings and not isinstance(d.get("settings"), dict):
+            raise RlipError(f"{kind} record whose 'settings' is not an object")
         known = {"kind", VERSION_KEY, *ENVELOPE_KEYS, *target.payload_keys()}
         kwargs: dict[str, Any] = {k: d.get(k) for k in target.payload_keys()}
         defaults = target.defaults()
         kwargs.update({k: defaults[k] for k, v in kwargs.items() if v is None and k in defaults})
+        wall_s = d.get("wall_s")
+        if wall_s is not None and (isinstance(wall_s, bool) or not isinstance(wall_s, (int, float))):
+            raise RlipError(f"bad wall_s {wall_s!r}: expected a number of seconds")
         return target(
             model=d.get("model"),
             dataset=d.get("dataset"),
@@ -176,6 +191,7 @@ class TrainRecord(Record):
 
     kind: ClassVar[RecordKind] = RecordKind.TRAIN
     optional_keys: ClassVar[tuple[str, ...]] = ("error",)
+    requires_settings: ClassVar[bool] = True
     status: str | None = None
     history: list[dict[str, Any]] | None = None
     final: dict[str, Any] | None = None

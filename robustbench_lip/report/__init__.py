@@ -7,7 +7,13 @@ slope of log10 L(A) against log10 λ (`slopes`).
 `write_reports(lb, out_dir, formats, plots)` writes `leaderboard.{md,csv,json,html}` (`render`; the
 HTML page from `templates/leaderboard.html`) and the PNG plots (`plots`).
 
+Column names are `columns.ColumnKey`s (name, parse, doc, sort, group); each record payload's
+columns are listed in `metrics` (`CERTIFY_COLUMNS`, `ATTACK_COLUMNS`, `SMOOTHING_COLUMNS`), and a
+metric from outside the package is one `metrics.register_metric(LeaderboardMetric(...))`.
+
 Library code only returns values and logs; the CLI (`rlip leaderboard`) prints.
+May import: records, attacks.eps (ε text), models (an arch's family), runs, io, errors; never cli,
+evaluation or training.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from robustbench_lip.report.columns import (
     legend,
     table_rows,
 )
+from robustbench_lip.report.metrics import LeaderboardMetric, register_metric
 from robustbench_lip.report.plots import PLOT_TITLES, make_plots
 from robustbench_lip.report.seeds import aggregate, display_rows
 from robustbench_lip.report.slopes import SLOPE_HEADER, SlopeFit, fit_loglog, fit_slopes, slopes_rows
@@ -43,6 +50,7 @@ __all__ = [
     "REPORT_STEM",
     "SLOPE_HEADER",
     "Leaderboard",
+    "LeaderboardMetric",
     "LoadedRecord",
     "SkippedFile",
     "SlopeFit",
@@ -59,6 +67,7 @@ __all__ = [
     "load_records",
     "make_plots",
     "parse_formats",
+    "register_metric",
     "resolve_column",
     "slopes_rows",
     "sort_table",

@@ -1,10 +1,8 @@
-"""Reading one record: the only code of the report that knows the record layout.
+"""Reading values out of typed records: the value readers and the few rules that interpret a payload.
 
-Records are dicts (see `robustbench_lip.records`): the envelope (`kind`, `model`, `dataset`,
-`settings`, `created`, `wall_s`) plus the kind's payload — train: `status`, `final`; certify:
-`lipschitz`, `fne`, `certified_*`, `clean`; attack: `results`, `clean`, `task`, `objective`,
-`levels`. Each accessor returns the raw value (unchecked unless it says otherwise); the value
-readers (`num`, `as_int`, `eps_text`) turn raw values into checked ones, logging what they drop.
+The structure of a record is checked once, when it is loaded (records.schema / records.payloads
+`from_dict`); here only leaf values are read: `num`, `as_int`, `as_str`, `eps_text` turn a stored
+value into a checked one, logging what they drop (a non-number is treated as missing, never 0).
 """
 
 from __future__ import annotations
@@ -18,42 +16,22 @@ from typing import Any
 
 from robustbench_lip.attacks.eps import format_eps, parse_eps_token
 from robustbench_lip.errors import RlipError
-from robustbench_lip.records import KINDS
+from robustbench_lip.records.payloads import (
+    DEFAULT_OBJECTIVE,
+    AttackPayload,
+    AttackResult,
+    CleanMetrics,
+    EpochMetrics,
+    Fne,
+)
 
 logger = logging.getLogger(__name__)
 
-# Payload keys each record kind must have to be used.
-REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "train": ("settings", "status"),
-    "certify": ("lipschitz",),
-    "attack": ("results",),
-    "eval": (),
-}
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
-
-def validate(rec: Any) -> str | None:
-    """None when `rec` is a usable record, else the reason it is not."""
-    if not isinstance(rec, dict):
-        return f"not a JSON object ({type(rec).__name__})"
-    kind = rec.get("kind")
-    if kind is None:
-        return "no 'kind' key"
-    if kind not in KINDS:
-        return f"unknown kind {kind!r}"
-    missing = [k for k in REQUIRED_KEYS[kind] if k not in rec]
-    if missing:
-        return f"{kind} record without key(s) {', '.join(missing)}"
-    if kind == "train" and not isinstance(rec["settings"], dict):
-        return "train record whose 'settings' is not an object"
-    if kind == "certify" and is_smoothed(rec):
-        if not isinstance(rec.get("smoothing"), dict):
-            return "smoothed certify record whose 'smoothing' is not an object"
-    elif kind == "certify" and not isinstance(rec["lipschitz"], dict):
-        return "certify record whose 'lipschitz' is not an object"
-    if kind == "attack" and not isinstance(rec["results"], list):
-        return "attack record whose 'results' is not a list"
-    return None
+#: Steps of each attack of a protocol as the protocol defines it (torchattacks' AutoAttack standard
+#: version: 100; SEA: 300, its authors' evaluation); other steps are named in the robust column.
+PROTOCOL_STEPS: dict[str, dict[str, int]] = {"standard": {"autoattack": 100, "sea": 300}}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -86,13 +64,9 @@ def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def get(d: Any, *keys: str) -> Any:
-    """`d[k1][k2]...`, None as soon as a level is missing or not a dict."""
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
+def get(d: Any, key: str) -> Any:
+    """`d[key]` of an envelope object (model, dataset, settings), None when missing or not an object."""
+    return d.get(key) if isinstance(d, dict) else None
 
 
 def first(values: Iterable[Any]) -> Any:
@@ -104,7 +78,8 @@ def first(values: Iterable[Any]) -> Any:
 
 
 def eps_text(value: Any, norm: str) -> str | None:
-    """Canonical ε text (`8/255`, `0.5`) from a number or a string; None when unparseable."""
+    """The ε / radius text of a stored key or value (attacks.eps.format_eps: `8/255`, `0.5`, `1`) from a
+    number or a string; None when unparseable."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -117,19 +92,8 @@ def eps_text(value: Any, norm: str) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------------------------------------
-# Accessors
-# ---------------------------------------------------------------------------------------------------
-
-
-def record_kind(rec: dict[str, Any]) -> str:
-    """train | certify | attack | eval (a validated record)."""
-    return rec["kind"]
-
-
-def record_created(rec: dict[str, Any]) -> _dt.datetime:
-    """The record's `created` time (UTC when it has no zone); the epoch when missing or unparseable."""
-    value = created_text(rec)
+def created_time(value: Any) -> _dt.datetime:
+    """A record's `created` time (UTC when it has no zone); the epoch when missing or unparseable."""
     if isinstance(value, str):
         try:
             t = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -139,67 +103,23 @@ def record_created(rec: dict[str, Any]) -> _dt.datetime:
     return _EPOCH
 
 
-def record_arch(rec: dict[str, Any] | None) -> Any:
-    """The envelope's model architecture (`model.arch`), unchecked."""
-    return get(rec, "model", "arch")
+# ---------------------------------------------------------------------------------------------------
+# Payload rules
+# ---------------------------------------------------------------------------------------------------
 
 
-def record_dataset(rec: dict[str, Any] | None) -> Any:
-    """The envelope's dataset name (`dataset.name`), unchecked."""
-    return get(rec, "dataset", "name")
+def clean_value(metrics: CleanMetrics | EpochMetrics | None, key: str) -> Any:
+    """One clean metric (accuracy / precision / miou) of a train record's `final` or another record's
+    `clean`, unchecked; None when absent."""
+    return getattr(metrics, key, None) if metrics is not None else None
 
 
-def is_other_data(rec: dict[str, Any] | None) -> bool:
-    """Whether an evaluation record was measured on data other than its run's own
-    (`settings.other_data`, written by `--other-data`; evaluation.data_check)."""
-    return get(rec, "settings", "other_data") is True
-
-
-def train_settings(train: dict[str, Any] | None) -> dict[str, Any]:
-    """A train record's settings (model, data, lam, reg_target, seed, epochs, ...); {} without one."""
-    return train["settings"] if train else {}
-
-
-def train_status(train: dict[str, Any] | None) -> str | None:
-    """A train record's status (finished / running / failed), None when missing or not text."""
-    return as_str(train.get("status")) if train else None
-
-
-def clean_metrics(rec: dict[str, Any] | None) -> Any:
-    """The clean-metrics object {accuracy, precision, miou}: `final` of a train record, `clean` of an
-    attack or certify record; unchecked (may be None or not a dict)."""
-    if rec is None:
-        return None
-    return get(rec, "final") if rec.get("kind") == "train" else rec.get("clean")
-
-
-def clean_value(rec: dict[str, Any] | None, key: str) -> Any:
-    """One clean metric (accuracy / precision / miou) of `clean_metrics(rec)`, unchecked."""
-    return get(clean_metrics(rec), key)
-
-
-def record_wall_s(rec: dict[str, Any]) -> Any:
-    """The envelope's wall time in seconds, unchecked."""
-    return rec.get("wall_s")
-
-
-def created_text(rec: dict[str, Any]) -> Any:
-    """The envelope's `created` value as stored (ISO-8601 text), unchecked."""
-    return rec.get("created")
-
-
-def lipschitz_bound(rec: dict[str, Any], op: str, key: str) -> Any:
-    """`lipschitz.<op>.<key>` of a certify record (op "A" or "R"; key upper / lower / gap), unchecked."""
-    return get(rec, "lipschitz", op, key)
-
-
-def fne_verdict(rec: dict[str, Any]) -> str | None:
+def fne_verdict(fne: Fne | None) -> str | None:
     """Short FNE verdict of a certify record: violated | no violation found | certified | undefined |
     the record's own verdict text | None (not tested)."""
-    fne = rec.get("fne")
-    if not isinstance(fne, dict):
+    if fne is None:
         return None
-    verdict = fne.get("verdict")
+    verdict = fne.verdict
     if isinstance(verdict, str) and verdict:
         v = verdict.strip().lower()
         if v.startswith("undefined"):
@@ -207,96 +127,43 @@ def fne_verdict(rec: dict[str, Any]) -> str | None:
         if v.startswith("not violated"):
             return "no violation found"
         return verdict
-    violated = fne.get("violated")
-    if violated is True:
+    if fne.violated is True:
         return "violated"
-    if violated is False:
+    if fne.violated is False:
         return "no violation found"
     return None
 
 
-def is_smoothed(rec: dict[str, Any]) -> bool:
-    """Whether a certify record is a randomized-smoothing certificate (`certificate` "smoothed"),
-    whose numbers are probabilistic and never go into the Lipschitz columns."""
-    return rec.get("certificate") == "smoothed"
-
-
-def smoothing_part(rec: dict[str, Any], task: str) -> dict[str, Any]:
-    """`smoothing.<task>` of a smoothed certify record (classification / segmentation); {} when absent."""
-    part = get(rec, "smoothing", task)
-    return part if isinstance(part, dict) else {}
-
-
-def smoothing_sigma(rec: dict[str, Any]) -> Any:
-    """σ of a smoothed certify record (`smoothing.sigma`), unchecked."""
-    return get(rec, "smoothing", "sigma")
-
-
-def certified_values(rec: dict[str, Any], payload_key: str) -> dict[str, Any]:
-    """A certify record's `{ε text: value}` for one certified metric (see CERTIFIED); {} when absent."""
-    values = rec.get(payload_key)
-    return values if isinstance(values, dict) else {}
-
-
-def record_levels(rec: dict[str, Any]) -> str | None:
-    """Level of an attack record's accuracy / precision: "image", "pixel", or None when not stated."""
-    level = get(rec, "levels", "accuracy")
-    if level in ("image", "pixel"):
-        return level
-    task = rec.get("task")
-    return {"classifier": "image", "segmenter": "pixel"}.get(task) if isinstance(task, str) else None
-
-
-def attack_label(attack: str, rec: dict[str, Any]) -> str:
+def attack_label(attack: str, rec: AttackPayload) -> str:
     """`pgd`, or `pgd(pixel)` / `pgd(cls)` when the record's objective is not its task's default."""
-    objective, task = rec.get("objective"), rec.get("task")
-    default = {"classifier": "cls", "segmenter": "pixel"}.get(task) if isinstance(task, str) else None
+    objective, task = rec.objective, rec.task
+    default = DEFAULT_OBJECTIVE.get(task) if isinstance(task, str) else None
     if attack == "worst" or not isinstance(objective, str) or default is None or objective == default:
         return attack
     return f"{attack}({objective})"
 
 
-def attack_results(rec: dict[str, Any]) -> list[Any]:
-    """An attack record's result entries ({attack, norm, eps, steps, accuracy, precision, miou})."""
-    return rec["results"]
-
-
-def result_key(rec: dict[str, Any], i: int, res: Any, path: Path) -> tuple[str, str, str] | None:
+def result_key(rec: AttackPayload, i: int, res: AttackResult, path: Path) -> tuple[str, str, str] | None:
     """(attack label, norm, ε text) of result `i` of attack record `rec` (read from `path`); None
     (logged) when it has no attack / norm name or an unparseable ε."""
-    attack, norm = get(res, "attack"), get(res, "norm")
+    attack, norm = res.attack, res.norm
     if not isinstance(attack, str) or not isinstance(norm, str):
         logger.warning("skipping result %d of %s: no attack/norm name", i, path)
         return None
-    eps = eps_text(res.get("eps"), norm)
+    eps = eps_text(res.eps, norm)
     if eps is None:
-        logger.warning("skipping result %d of %s: bad eps %r", i, path, res.get("eps"))
+        logger.warning("skipping result %d of %s: bad eps %r", i, path, res.eps)
         return None
     return attack_label(attack.lower(), rec), norm.lower(), eps
 
 
-#: Steps of each attack of a protocol as the protocol defines it (torchattacks' AutoAttack standard
-#: version: 100; SEA: 300, its authors' evaluation); other steps are named in the robust column.
-PROTOCOL_STEPS: dict[str, dict[str, int]] = {"standard": {"autoattack": 100, "sea": 300}}
-
-
-def record_n(rec: dict[str, Any]) -> int | None:
-    """The number of images an attack record attacked (the first n of the test split); None if unsaid."""
-    return as_int(rec.get("n"))
-
-
-def result_protocol(rec: dict[str, Any], res: dict[str, Any]) -> str | None:
-    """The protocol (`--preset`) of one attack result: its own `protocol`, else its record's; None."""
-    return as_str(res.get("protocol")) or as_str(rec.get("protocol"))
-
-
-def result_values(res: dict[str, Any], where: str) -> dict[str, Any]:
+def result_values(res: AttackResult, where: str) -> dict[str, Any]:
     """steps, restarts, accuracy, precision, miou of one attack result (None when missing or not a
     number)."""
     return {
-        "steps": as_int(res.get("steps")),
-        "restarts": as_int(res.get("restarts")),
-        "accuracy": num(res.get("accuracy"), where),
-        "precision": num(res.get("precision"), where),
-        "miou": num(res.get("miou"), where),
+        "steps": as_int(res.steps),
+        "restarts": as_int(res.restarts),
+        "accuracy": num(res.accuracy, where),
+        "precision": num(res.precision, where),
+        "miou": num(res.miou, where),
     }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from robustbench_lip.report.collect.fields import train_settings
 from robustbench_lip.report.collect.load import LoadedRecord, newest_first
 
 #: Settings that may differ between runs of one group.
@@ -21,10 +20,10 @@ def seed_group_keys(records: Sequence[LoadedRecord]) -> dict[str, str]:
     """{run: group key} for every run of `records`; equal keys ⇔ same train settings but the seed."""
     trains: dict[str, dict] = {}
     for lr in newest_first([r for r in records if r.kind == "train"]):
-        trains.setdefault(lr.run, lr.record)
+        trains.setdefault(lr.run, lr.record.settings)
     keys: dict[str, str] = {}
     for run in dict.fromkeys(r.run for r in records):
-        settings = train_settings(trains.get(run))
+        settings = trains.get(run, {})
         if not settings:
             keys[run] = json.dumps({"run": run})
             continue

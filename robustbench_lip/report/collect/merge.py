@@ -23,7 +23,8 @@ Rules, per run:
   record (`--preset`), all on the same n images.
 Records measured on other data than the run's own (`settings.other_data`, or an evaluation record
 whose dataset name differs from the run's) are left out of its row (logged): never merged.
-A missing value is None (an empty cell), never 0. Records are read through `fields` only.
+Registered metrics (report.metrics): per column, the newest record of the metric's kind with a value.
+A missing value is None (an empty cell), never 0. Records are read through their typed payloads.
 """
 
 from __future__ import annotations
@@ -31,34 +32,22 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from robustbench_lip.records import KINDS
+from robustbench_lip.records.payloads import AttackPayload, CertifyPayload, TrainPayload
 from robustbench_lip.report.collect.fields import (
     PROTOCOL_STEPS,
     as_int,
     as_str,
-    attack_results,
-    certified_values,
-    clean_metrics,
     clean_value,
-    created_text,
     eps_text,
     first,
     fne_verdict,
-    is_other_data,
-    lipschitz_bound,
+    get,
     num,
-    record_arch,
-    record_dataset,
-    record_levels,
-    record_n,
-    record_wall_s,
     result_key,
-    result_protocol,
     result_values,
-    train_settings,
-    train_status,
 )
 from robustbench_lip.report.collect.load import LoadedRecord, newest_first
 from robustbench_lip.report.collect.smoothed import smoothed_columns, split_smoothed
@@ -70,15 +59,20 @@ from robustbench_lip.report.columns import (
     LA_LO,
     LA_UP,
     LAM,
-    LR_LO,
-    LR_UP,
     MIOU,
     PREC,
     TRAIN_S,
-    attack_column,
-    cert_column,
+    ColumnKey,
+    attack_metric,
     eps_value,
-    metric_name,
+    make_tag,
+)
+from robustbench_lip.report.metrics import (
+    ATTACK_COLUMNS,
+    CERTIFY_COLUMNS,
+    LEADERBOARD_METRICS,
+    LIPSCHITZ_COLUMNS,
+    BoundColumn,
 )
 
 logger = logging.getLogger(__name__)
@@ -88,24 +82,24 @@ CUSTOM_PROTOCOL = "custom"
 #: Protocol named in the worst-case columns: the minimum over every attack and protocol on one sample set.
 WORST_PROTOCOL = "every attack"
 
-#: Attack-result metric keys and their short column names.
-METRICS: tuple[tuple[str, str], ...] = (("accuracy", "acc"), ("precision", "prec"), ("miou", "mIoU"))
-#: Certify payload key of each certified metric → its column metric.
-CERTIFIED: tuple[tuple[str, str], ...] = (
-    ("certified_accuracy", "acc"),
-    ("certified_pixel_accuracy", "pixel acc"),
-    ("certified_miou", "mIoU"),
-)
+
+def _attack(lr: LoadedRecord) -> AttackPayload:
+    return cast(AttackPayload, lr.payload)
+
+
+def _certify(lr: LoadedRecord) -> CertifyPayload:
+    return cast(CertifyPayload, lr.payload)
 
 
 def attack_rows(run: str, attacks: Sequence[LoadedRecord]) -> list[dict[str, Any]]:
     """Long-format attack results of one run, deduplicated per (attack, norm, ε, level): newest wins."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for lr in newest_first(attacks):
-        level, n = record_levels(lr.record), record_n(lr.record)
-        for i, res in enumerate(attack_results(lr.record)):
-            k = result_key(lr.record, i, res, lr.path)
-            protocol = result_protocol(lr.record, res)
+        rec = _attack(lr)
+        level, n = rec.level, as_int(rec.n)
+        for i, res in enumerate(rec.results or []):
+            k = result_key(rec, i, res, lr.path)
+            protocol = as_str(res.protocol) or as_str(rec.protocol)
             if k is None or (*k, level, n, protocol) in seen:
                 continue
             attack, norm, eps = k
@@ -119,19 +113,20 @@ def attack_rows(run: str, attacks: Sequence[LoadedRecord]) -> list[dict[str, Any
                 "n": n,
                 "protocol": protocol,
                 **result_values(res, f"{lr.path.name} result {i}"),
-                "created": created_text(lr.record),
+                "created": lr.record.created,
                 "file": lr.path.name,
             }
     return list(seen.values())
 
 
-def _identity(run: str, train: dict[str, Any] | None, newest_all: Sequence[LoadedRecord]) -> dict[str, Any]:
+def _identity(run: str, train: LoadedRecord | None, newest_all: Sequence[LoadedRecord]) -> dict[str, Any]:
     """run, arch, dataset, λ, target, seed, epochs, status: from the train record, else the envelopes."""
-    settings = train_settings(train)
-    arch = first([settings.get("model")] + [record_arch(lr.record) for lr in newest_all])
+    settings = train.record.settings if train else {}
+    arch = first([settings.get("model")] + [lr.arch for lr in newest_all])
     dataset = first(
-        [settings.get("data"), record_dataset(train)] + [record_dataset(lr.record) for lr in newest_all]
+        [settings.get("data"), train.dataset if train else None] + [lr.dataset for lr in newest_all]
     )
+    status = as_str(cast(TrainPayload, train.payload).status) if train else None
     return {
         "run": run,
         "arch": as_str(arch),
@@ -141,7 +136,7 @@ def _identity(run: str, train: dict[str, Any] | None, newest_all: Sequence[Loade
         "target": as_str(settings.get("reg_target")),
         "seed": as_int(settings.get("seed")),
         "epochs": as_int(settings.get("epochs")),
-        "status": train_status(train),
+        "status": status,
     }
 
 
@@ -152,53 +147,66 @@ def _family(arch: str | None) -> str | None:
     return model_family(arch) if arch else None
 
 
-def _clean(run: str, train: dict[str, Any] | None, evals: Sequence[LoadedRecord]) -> dict[str, float | None]:
+def _clean_of(lr: LoadedRecord) -> Any:
+    """The clean metrics of a record: a train record's `final`, another record's `clean`."""
+    return cast(TrainPayload, lr.payload).final if lr.kind == "train" else getattr(lr.payload, "clean", None)
+
+
+def _clean(run: str, train: LoadedRecord | None, evals: Sequence[LoadedRecord]) -> dict[str, float | None]:
     """acc, precision, mIoU: train final, then the newest attack clean, then the newest certify clean
     (`evals` in that order); accuracy / precision only from records whose level is not pixel."""
     row: dict[str, float | None] = {}
     for key, col in (("accuracy", ACC), ("precision", PREC), ("miou", MIOU)):
-        sources = [train] + [
-            lr.record for lr in evals if key == "miou" or record_levels(lr.record) != "pixel"
+        sources = ([train] if train else []) + [
+            lr for lr in evals if key == "miou" or getattr(lr.payload, "level", None) != "pixel"
         ]
-        row[col] = first(num(clean_value(s, key), f"{run} clean {key}") for s in sources)
+        row[col] = first(num(clean_value(_clean_of(s), key), f"{run} clean {key}") for s in sources)
     return row
 
 
 def _lipschitz(certs: Sequence[LoadedRecord]) -> dict[str, Any]:
-    """L(A) upper / lower / gap, L(R) lower / upper, FNE: per value, the newest certify record with it."""
+    """The LIPSCHITZ_COLUMNS (L(A) upper / lower / gap, L(R) lower / upper) and FNE: per value, the
+    newest certify record with it; L(A) gap = upper / lower when no record states it."""
 
-    def value(op: str, key: str) -> float | None:
+    def value(col: BoundColumn) -> float | None:
+        bounds = [(lr, getattr(_certify(lr).lipschitz, col.op, None)) for lr in certs]
+        where = f"lipschitz.{col.op}.{col.field}"
         return first(
-            num(lipschitz_bound(lr.record, op, key), f"{lr.path.name} lipschitz.{op}.{key}") for lr in certs
+            num(getattr(b, col.field), f"{lr.path.name} {where}") for lr, b in bounds if b is not None
         )
 
-    up, lo = value("A", "upper"), value("A", "lower")
-    gap = value("A", "gap")
-    if gap is None and up is not None and lo is not None and lo > 0:
-        gap = up / lo
-    return {
-        LA_UP: up,
-        LA_LO: lo,
-        LA_GAP: gap,
-        LR_LO: value("R", "lower"),
-        LR_UP: value("R", "upper"),
-        FNE: first(fne_verdict(lr.record) for lr in certs),
-    }
+    row: dict[str, Any] = {col.name: value(col) for col in LIPSCHITZ_COLUMNS}
+    up, lo = row[LA_UP], row[LA_LO]
+    if row[LA_GAP] is None and up is not None and lo is not None and lo > 0:
+        row[LA_GAP] = up / lo
+    row[FNE] = first(fne_verdict(_certify(lr).fne) for lr in certs)
+    return row
 
 
 def _certified(certs: Sequence[LoadedRecord]) -> dict[str, float]:
-    """`cert <metric>@<ε>` columns: union over the certify records, the newest wins per ε."""
+    """`cert <metric>@<ε>` columns (metrics.CERTIFY_COLUMNS): union over the certify records, the newest
+    wins per ε."""
     row: dict[str, float] = {}
-    for payload_key, metric in CERTIFIED:
+    for col in CERTIFY_COLUMNS:
         for lr in reversed(certs):  # oldest first, newer overwrite
-            for eps_key, v in certified_values(lr.record, payload_key).items():
+            for eps_key, v in (getattr(_certify(lr), col.field) or {}).items():
                 eps = eps_text(eps_key, "l2")
                 if eps is None:
-                    logger.warning("skipping %s[%r] of %s: bad eps", payload_key, eps_key, lr.path)
+                    logger.warning("skipping %s[%r] of %s: bad eps", col.field, eps_key, lr.path)
                     continue
-                val = num(v, f"{lr.path.name} {payload_key}[{eps_key}]")
+                val = num(v, f"{lr.path.name} {col.field}[{eps_key}]")
                 if val is not None:
-                    row[cert_column(metric, eps)] = val
+                    row[ColumnKey.cert(col.metric, eps).name()] = val
+    return row
+
+
+def _registered(by_kind: dict[str, list[LoadedRecord]]) -> dict[str, float | None]:
+    """The registered metrics' columns (report.metrics): the newest record of the kind with a value."""
+    row: dict[str, float | None] = {}
+    for name in LEADERBOARD_METRICS.names():
+        m = LEADERBOARD_METRICS.get(name)
+        recs = newest_first(by_kind[m.kind])
+        row[name] = first(num(m.value(lr.payload), f"{lr.path.name} {name}") for lr in recs)
     return row
 
 
@@ -217,8 +225,7 @@ def _tag(protocol: str, n: int | None, rows: Sequence[dict[str, Any]] = ()) -> s
     protocol's; n unknown: `n=?`)."""
     own = PROTOCOL_STEPS.get(protocol, {})
     other = sorted({r["steps"] for r in rows if r["steps"] not in (None, own.get(r["attack"]))})
-    steps = f", steps={'/'.join(map(str, other))}" if other else ""
-    return f"{protocol}, n={'?' if n is None else n}{steps}"
+    return make_tag(protocol, n, "/".join(map(str, other)) or None)
 
 
 def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -231,10 +238,11 @@ def _robust_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     for (protocol, n, norm, eps), rows in groups.items():
         tag = _tag(protocol, n, rows)
         for r in rows:
-            for key, short in METRICS:
-                if r[key] is not None:
-                    col = attack_column("robust", norm, eps, metric_name(short, r["level"]), tag)
-                    row[col] = min(r[key], row.get(col, math.inf))
+            for entry in ATTACK_COLUMNS:
+                if r[entry.field] is not None:
+                    metric = attack_metric(entry.metric, r["level"])
+                    col = ColumnKey.attacked("robust", norm, eps, metric, tag).name()
+                    row[col] = min(r[entry.field], row.get(col, math.inf))
     return row
 
 
@@ -247,21 +255,20 @@ def _attack_columns(long_rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     for r in long_rows:
         w = worst.setdefault((r["norm"], r["eps_text"]), {})
         same_set = r.get("n") == n_of[(r["norm"], r["eps_text"])]
-        for key, short in METRICS:
-            v = r[key]
+        for entry in ATTACK_COLUMNS:
+            v = r[entry.field]
             if v is None:
                 continue
-            metric = metric_name(short, r["level"])
+            metric = attack_metric(entry.metric, r["level"])
             if r["attack"] != "worst":
-                row.setdefault(
-                    attack_column(r["attack"], r["norm"], r["eps_text"], metric, _attack_tag(r)), v
-                )
+                key = ColumnKey.attacked(r["attack"], r["norm"], r["eps_text"], metric, _attack_tag(r))
+                row.setdefault(key.name(), v)
             if same_set:
                 w[metric] = min(v, w.get(metric, math.inf))
     for (norm, eps), values in worst.items():
         tag = _tag(WORST_PROTOCOL, n_of[(norm, eps)])
-        for short, v in values.items():
-            row[attack_column("worst", norm, eps, short, tag)] = v
+        for metric, v in values.items():
+            row[ColumnKey.attacked("worst", norm, eps, metric, tag).name()] = v
     row.update(_robust_columns(long_rows))
     return row
 
@@ -276,13 +283,13 @@ def _attack_tag(r: dict[str, Any]) -> str:
 
 def _own_data(run: str, recs: Sequence[LoadedRecord]) -> list[LoadedRecord]:
     """The records measured on the run's own data (see the module docstring); the others are logged."""
-    recs = [lr for lr in recs if not is_other_data(lr.record)]
+    recs = [lr for lr in recs if not lr.other_data]
     trains = [lr for lr in recs if lr.kind == "train"]
-    own = as_str(first([train_settings(lr.record).get("data") for lr in trains]))
-    own = own or as_str(first([record_dataset(lr.record) for lr in trains]))
+    own = as_str(first([get(lr.record.settings, "data") for lr in trains]))
+    own = own or as_str(first([lr.dataset for lr in trains]))
     out = []
     for lr in recs:
-        name = as_str(record_dataset(lr.record))
+        name = as_str(lr.dataset)
         if lr.kind != "train" and own and name and name.lower() != own.lower():
             logger.info("run %s: %s is on dataset %s, not %s; left out", run, lr.path.name, name, own)
             continue
@@ -299,7 +306,7 @@ def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], lis
     trains = newest_first(by_kind["train"])
     certs, smoothed = split_smoothed(newest_first(by_kind["certify"]))  # never mixed: own columns
     attacks = newest_first(by_kind["attack"])
-    train = trains[0].record if trains else None
+    train = trains[0] if trains else None
     if len(trains) > 1:
         logger.warning("run %s has %d train records; using the newest (%s)", run, len(trains), trains[0].path)
     row = _identity(run, train, newest_first(recs))
@@ -309,7 +316,8 @@ def run_row(run: str, recs: Sequence[LoadedRecord]) -> tuple[dict[str, Any], lis
     row.update(smoothed_columns(smoothed))
     long_rows = attack_rows(run, attacks)
     row.update(_attack_columns(long_rows))
-    row[TRAIN_S] = num(record_wall_s(train), f"{run} train wall_s") if train else None
+    row.update(_registered(by_kind))
+    row[TRAIN_S] = num(train.wall_s, f"{run} train wall_s") if train else None
     return row, long_rows
 
 
@@ -318,11 +326,12 @@ def attack_clean_metrics(records: Sequence[LoadedRecord]) -> dict[str, dict[str,
     `clean` object (the unattacked metrics on the very images that were attacked; level "image" or
     "pixel" for accuracy / precision, None when the record does not say)."""
     out: dict[str, dict[str, Any]] = {}
-    for lr in newest_first([r for r in records if r.kind == "attack" and not is_other_data(r.record)]):
-        if lr.run not in out and isinstance(clean_metrics(lr.record), dict):
+    for lr in newest_first([r for r in records if r.kind == "attack" and not r.other_data]):
+        rec = _attack(lr)
+        if lr.run not in out and rec.clean is not None:
             out[lr.run] = {
-                k: num(clean_value(lr.record, k), f"{lr.path.name} clean.{k}")
+                k: num(clean_value(rec.clean, k), f"{lr.path.name} clean.{k}")
                 for k in ("accuracy", "precision", "miou")
             }
-            out[lr.run]["level"] = record_levels(lr.record)
+            out[lr.run]["level"] = rec.level
     return out

@@ -3,60 +3,58 @@
 A smoothed certificate (`certificate` "smoothed") is probabilistic and certifies the smoothed model
 g, not the model f: its numbers go only into `smoothed …` columns, named with σ
 (`smoothed cert acc@0.25 (σ=0.25)`, `smoothed cert mIoU@…`, `smoothed abstain (σ=…)`,
-`smoothed pixel abstain (σ=…)`), never into the Lipschitz `cert …` columns nor the clean metrics.
-Several records: per column, the newest record that has the value wins (as for the other columns).
+`smoothed pixel abstain (σ=…)`; report.metrics.SMOOTHING_COLUMNS), never into the Lipschitz
+`cert …` columns nor the clean metrics. Several records: per column, the newest record that has the
+value wins (as for the other columns).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from robustbench_lip.report.collect.fields import eps_text, is_smoothed, num, smoothing_part, smoothing_sigma
+from robustbench_lip.records.payloads import CertifyPayload
+from robustbench_lip.report.collect.fields import eps_text, num
 from robustbench_lip.report.collect.load import LoadedRecord
-from robustbench_lip.report.columns import eps_value, smoothed_column
+from robustbench_lip.report.columns import ColumnKey
+from robustbench_lip.report.metrics import SMOOTHING_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-#: (part of `smoothing`, its per-radius key, column metric, its abstention key, abstention column metric)
-PARTS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("classification", "certified_accuracy", "acc", "abstention_rate", "abstain"),
-    ("segmentation", "certified_miou", "mIoU", "abstention_rate", "pixel abstain"),
-)
 
-
-def _radius_text(key: Any) -> str | None:
-    """Canonical radius text: whole numbers as `%g` (1 → "1", not "255/255"), else as ε (`36/255`)."""
-    text = eps_text(key, "l2")
-    if text is None:
-        return None
-    value = eps_value(text)
-    return f"{value:g}" if value.is_integer() else text
+def _payload(lr: LoadedRecord) -> CertifyPayload:
+    return cast(CertifyPayload, lr.payload)
 
 
 def split_smoothed(certs: Sequence[LoadedRecord]) -> tuple[list[LoadedRecord], list[LoadedRecord]]:
     """(Lipschitz certify records, smoothed certify records), each in the given order."""
-    return [lr for lr in certs if not is_smoothed(lr.record)], [lr for lr in certs if is_smoothed(lr.record)]
+    return [lr for lr in certs if not _payload(lr).is_smoothed], [
+        lr for lr in certs if _payload(lr).is_smoothed
+    ]
 
 
 def _record_columns(lr: LoadedRecord) -> dict[str, float]:
     row: dict[str, float] = {}
-    sigma = num(smoothing_sigma(lr.record), f"{lr.path.name} smoothing.sigma")
+    smoothing = _payload(lr).smoothing
+    assert smoothing is not None  # CertifyPayload.from_dict checked it
+    sigma = num(smoothing.sigma, f"{lr.path.name} smoothing.sigma")
     if sigma is None or sigma <= 0:
         logger.warning("skipping smoothed record %s: no valid sigma", lr.path)
         return row
-    for part, key, metric, abst_key, abst_metric in PARTS:
-        values = smoothing_part(lr.record, part)
-        radii = values.get(key)
+    for task, per_radius, abstain in SMOOTHING_COLUMNS:
+        part = smoothing.task(task)
+        if part is None:
+            continue
+        radii = getattr(part, per_radius.field)
         for r, v in (radii if isinstance(radii, dict) else {}).items():
-            eps = _radius_text(r)
-            val = num(v, f"{lr.path.name} smoothing.{part}.{key}[{r}]")
+            eps = eps_text(r, "l2")
+            val = num(v, f"{lr.path.name} smoothing.{task}.{per_radius.field}[{r}]")
             if eps is not None and val is not None:
-                row[smoothed_column(metric, eps, sigma)] = val
-        abst = num(values.get(abst_key), f"{lr.path.name} smoothing.{part}.{abst_key}")
+                row[ColumnKey.smoothed(per_radius.metric, eps, sigma).name()] = val
+        abst = num(getattr(part, abstain.field), f"{lr.path.name} smoothing.{task}.{abstain.field}")
         if abst is not None:
-            row[smoothed_column(abst_metric, None, sigma)] = abst
+            row[ColumnKey.smoothed(abstain.metric, None, sigma).name()] = abst
     return row
 
 

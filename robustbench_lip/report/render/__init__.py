@@ -1,4 +1,8 @@
-"""Renderers: the leaderboard as Markdown, CSV, JSON (an object for `atomic_write_json`) and HTML."""
+"""Renderers: the leaderboard as Markdown, CSV, JSON (an object for `atomic_write_json`) and HTML.
+
+May import: report.build (Leaderboard), report.columns, report.metrics, report.plots / seeds / slopes;
+never report.collect (renderers see tables, not records).
+"""
 
 from __future__ import annotations
 
