@@ -25,12 +25,12 @@ from robustbench_lip.models.constrained import LipResNet, LipUNet
 from robustbench_lip.models.mresnet import MResNet
 from robustbench_lip.models.registry import (
     RlipModel,
+    arch_task,
     create_model,
     create_model_for,
     list_models,
     model_family,
     model_from_config,
-    model_task,
     register_model,
 )
 from robustbench_lip.models.unet import UNet, UNetI2I
@@ -42,6 +42,7 @@ __all__ = [
     "RlipModel",
     "UNet",
     "UNetI2I",
+    "arch_task",
     "can_segment",
     "constrained",
     "count_params",
@@ -51,7 +52,6 @@ __all__ = [
     "mask_logits",
     "model_family",
     "model_from_config",
-    "model_task",
     "mresnet",
     "output_shape",
     "predict_labels",
