@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_lip.attacks.eps import format_eps, parse_eps_token
+from robustbench_lip.attacks.registry import PROTOCOL_STEPS  # noqa: F401  (merge reads it here)
 from robustbench_lip.errors import RlipError
 from robustbench_lip.records import KINDS
 
@@ -273,11 +274,6 @@ def result_key(rec: dict[str, Any], i: int, res: Any, path: Path) -> tuple[str, 
         logger.warning("skipping result %d of %s: bad eps %r", i, path, res.get("eps"))
         return None
     return attack_label(attack.lower(), rec), norm.lower(), eps
-
-
-#: Steps of each attack of a protocol as the protocol defines it (torchattacks' AutoAttack standard
-#: version: 100; SEA: 300, its authors' evaluation); other steps are named in the robust column.
-PROTOCOL_STEPS: dict[str, dict[str, int]] = {"standard": {"autoattack": 100, "sea": 300}}
 
 
 def record_n(rec: dict[str, Any]) -> int | None:
