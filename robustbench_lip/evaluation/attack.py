@@ -152,7 +152,7 @@ def attack_run(
     """Attack the model at `model_path` with `attacks` at each ε and return the record.
 
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
-    preset: an attack protocol (`standard`, runners.PROTOCOLS) replacing `attacks`; steps None: the
+    preset: an attack protocol (`standard`, attacks.registry.protocols) replacing `attacks`; steps None: the
     protocol's own; restarts: of `sea`; other_data: allow data other than the run's own
     (evaluation.data_check); arch: of a bare state_dict (as `certify_run`), built at the data's
     size. n larger than the dataset is clamped (logged); the settings keep the n asked for. With

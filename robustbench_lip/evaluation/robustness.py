@@ -355,7 +355,7 @@ def evaluate_attacks(
     default "cls" for classifiers, "pixel" for segmenters (segpgd/cospgd always use pixels).
     n larger than the dataset is clamped (logged). The model is moved to `device` and evaluated in
     eval mode; its modes and the global RNG are restored afterwards. progress(done, total) is
-    called after every (batch, ε, attack). preset: a protocol (runners.PROTOCOLS) replacing
+    called after every (batch, ε, attack). preset: a protocol (attacks.registry.protocols) replacing
     `attacks`; restarts: of sea; random streams and SEA: evaluation.runners.
     Returns {"clean": {accuracy, precision, miou}, "results": [{attack, norm, eps, eps_text, steps,
     alpha, restarts, protocol, accuracy, precision, miou}, ...], "n", "objective", "task", "levels",
