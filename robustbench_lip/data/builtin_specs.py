@@ -63,6 +63,8 @@ BUILTINS: dict[str, Builtin] = {
         n_test=500,
     ),
 }
+
+
 def _builtin_options(spec: Builtin, options: dict[str, Any]) -> dict[str, int]:
     check_options(spec.name, options, ("n_train", "n_test", "image_size", "seed"))
     return {

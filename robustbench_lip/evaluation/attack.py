@@ -24,6 +24,7 @@ from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
 from robustbench_lip.evaluation.robustness import Progress, evaluate_attacks
 from robustbench_lip.records import AttackRecord, env_info, record_path, write_record
+from robustbench_lip.tasks import Task
 
 NEED_DATA = "pass --data NAME to say which dataset to attack on"
 
@@ -96,7 +97,7 @@ def attacks_for_run(run_dir: str | os.PathLike[str], attacks: Sequence[str]) -> 
 
     mask_only = mask_only_names()
     cfg = (model_meta(run_dir) or {}).get("model") or {}
-    if cfg.get("task") != "classification" or cfg.get("num_mask_classes") is not None:
+    if cfg.get("task") != Task.CLASSIFICATION.value or cfg.get("num_mask_classes") is not None:
         return list(attacks), []
     keep = [a for a in attacks if a not in mask_only]
     return keep, [a for a in attacks if a in mask_only]
