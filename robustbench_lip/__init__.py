@@ -5,7 +5,9 @@ data (`get_dataset`, `dataset_info`, `list_datasets`), models (`create_model`, `
 `list_models`, `load_model`, `save_model`), training (`train`, `TrainConfig`, `SweepSpec`,
 `run_sweep`), Lipschitz (`spectral_norm`, `upper_bound`, `certify`), evaluations (`certify_run`,
 `attack_run`, `evaluate_attacks`, `score`),
-reports (`build_leaderboard`, `write_reports`).
+reports (`build_leaderboard`, `write_reports`), extension points (`register_attack`,
+`register_dataset`, `register_model`, `register_rule`: each a robustbench_lip.registry.Registry),
+the task vocabulary (`Task`, robustbench_lip.tasks).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "score": ("robustbench_lip.scoring", "score"),
     "build_leaderboard": ("robustbench_lip.report", "build_leaderboard"),
     "write_reports": ("robustbench_lip.report", "write_reports"),
+    "register_attack": ("robustbench_lip.attacks.registry", "register_attack"),
+    "register_dataset": ("robustbench_lip.data.registry", "register_dataset"),
+    "register_model": ("robustbench_lip.models.registry", "register_model"),
+    "register_rule": ("robustbench_lip.lipschitz.bounds.rules.registry", "register_rule"),
+    "Task": ("robustbench_lip.tasks", "Task"),
 }
 
 __all__ = ["DatasetInfo", "ModelConfig", "RlipError", "__version__", *_LAZY]

@@ -21,6 +21,7 @@ from robustbench_lip.attacks.base import (
     isolated,
     make_generator,
 )
+from robustbench_lip.attacks.registry import DEFAULT_STEPS
 from robustbench_lip.errors import RlipError
 
 CLASSIFICATION_ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "apgd", "autoattack")
@@ -44,7 +45,7 @@ class ClassificationAttack:
         name: str = "pgd",
         eps: float = 8 / 255,
         norm: str = "linf",
-        steps: int = 10,
+        steps: int = DEFAULT_STEPS,
         alpha: float | None = None,
         random_start: bool = True,
         seed: int = 0,

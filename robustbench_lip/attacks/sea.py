@@ -24,6 +24,7 @@ import torch
 
 from robustbench_lip.attacks.apgd_seg import APGD_LOSSES, APGDSegmentation, class_logits, labelled
 from robustbench_lip.attacks.base import check_budget, check_norm, fast_argmax, isolated
+from robustbench_lip.attacks.builtin import SEA_STEPS
 from robustbench_lip.attacks.rng import stream_seed
 from robustbench_lip.attacks.segmentation import IGNORE_INDEX, LogitsFn, SegmentationAttack, pixel_logits_fn
 from robustbench_lip.errors import RlipError
@@ -31,7 +32,6 @@ from robustbench_lip.errors import RlipError
 SEA_LOSSES: tuple[str, ...] = ("mask-ce", "mask-ce-bal", "js", "mask-sph")
 SEA_EXTRA: tuple[str, ...] = ("pgd", "segpgd", "cospgd")
 SELECT: tuple[str, ...] = ("accuracy", "miou")
-SEA_STEPS = 300  # iterations per member in the authors' evaluation (tools/infer.py, --n_iter default)
 PRESETS: dict[str, dict[str, object]] = {
     # SEA as published (ECCV 2024 version; authors' README): three losses, 300 steps, 2ε → 1.5ε → ε
     "standard": {"losses": ("mask-ce-bal", "mask-ce", "js"), "extra": (), "steps": SEA_STEPS},

@@ -27,6 +27,7 @@ from robustbench_lip.attacks.base import (
     project,
     random_start,
 )
+from robustbench_lip.attacks.registry import DEFAULT_STEPS
 from robustbench_lip.errors import RlipError
 
 SEGMENTATION_ATTACKS: tuple[str, ...] = ("fgsm", "pgd", "segpgd", "cospgd")
@@ -126,7 +127,7 @@ class SegmentationAttack:
         name: str = "pgd",
         eps: float = 8 / 255,
         norm: str = "linf",
-        steps: int = 10,
+        steps: int = DEFAULT_STEPS,
         alpha: float | None = None,
         random_start: bool = True,
         seed: int = 0,

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
+from robustbench_lip.attacks.registry import DEFAULT_STEPS, attack_help, protocol_default_steps, protocols
 from robustbench_lip.choices import Norm, Objective
 from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
 from robustbench_lip.cli.progress import step_progress
@@ -75,7 +77,7 @@ def attack_cmd(
     ] = ...,  # type: ignore[assignment]
     attack: Annotated[
         str | None,
-        typer.Option("--attack", help="fgsm|pgd|segpgd|cospgd|apgd|autoattack|sea|all, or a list [pgd]."),
+        typer.Option("--attack", help=attack_help()),  # refreshed from the registry: AttackCommand
     ] = None,
     preset: Annotated[
         str | None,
@@ -86,7 +88,12 @@ def attack_cmd(
     norm: Annotated[Norm, typer.Option("--norm", help="Threat model.")] = Norm.linf,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, help="Iterations per attack (SEA: per member) [10; --preset: 300]."),
+        typer.Option(
+            "--steps",
+            min=1,
+            help=f"Iterations per attack (SEA: per member) [{DEFAULT_STEPS}; --preset: "
+            f"{protocol_default_steps('standard')}].",
+        ),
     ] = None,
     restarts: Annotated[int, typer.Option("--restarts", min=1, help="Restarts of sea (others: 1).")] = 1,
     alpha: Annotated[str | None, typer.Option("--alpha", help="Step size (default 2.5·ε/steps).")] = None,
@@ -116,16 +123,15 @@ def attack_cmd(
     """Attack a model (or every finished run without a record for these settings) and record the result."""
     eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
     from robustbench_lip.evaluation.attack import attack_list, attacks_for_run, planned_settings
-    from robustbench_lip.evaluation.runners import PROTOCOLS
     from robustbench_lip.records import is_recorded
     from robustbench_lip.runs import finished_runs, require_runs_dir
 
     if preset is not None and attack is not None:
         raise RlipError("--preset and --attack exclude each other: a preset names its own attacks")
-    if preset is not None and preset.lower() not in PROTOCOLS:
-        raise RlipError(f"unknown --preset {preset!r}; expected one of {', '.join(PROTOCOLS)}")
+    if preset is not None and preset.lower() not in protocols():
+        raise RlipError(f"unknown --preset {preset!r}; expected one of {', '.join(protocols())}")
     attacks = [] if preset is not None else attack_list(attack or "pgd")
-    steps = steps if steps is not None or preset is not None else 10
+    steps = steps if steps is not None or preset is not None else DEFAULT_STEPS
     alpha_v = parse_eps_token(alpha, "l2") if alpha is not None else None
     if alpha_v is not None and alpha_v <= 0:
         raise RlipError(f"bad --alpha {alpha!r}: must be > 0")
@@ -172,6 +178,18 @@ def attack_cmd(
         raise typer.Exit(1)
 
 
+class AttackCommand(TyperCommand):
+    """`rlip attack`, whose --attack help lists the attacks registered when the help is shown
+    (also those registered after this module was imported)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for p in params:
+            if p.name == "attack":
+                p.help = attack_help()
+        return params
+
+
 def register(app: typer.Typer) -> None:
     """Add `rlip attack` to the root app."""
-    app.command("attack")(attack_cmd)
+    app.command("attack", cls=AttackCommand)(attack_cmd)

@@ -18,8 +18,6 @@ data_app = typer.Typer(
 )
 
 
-
-
 RootOpt = Annotated[
     Path | None,
     typer.Option(
@@ -42,16 +40,19 @@ DownloadOpt = Annotated[
 
 
 def _options(name: str, seed: int | None, image_size: int | None, download: bool = False) -> dict[str, Any]:
-    from robustbench_lip.data.registry import BUILTINS
+    """The loader options of the CLI flags (RlipError for an unknown dataset)."""
+    from robustbench_lip.data.registry import DATASETS, dataset_spec
 
+    spec = dataset_spec(name)
     opts: dict[str, Any] = {}
-    if seed is not None and name in BUILTINS:
+    if seed is not None and spec.generated:
         opts["seed"] = seed
     if image_size is not None:
         opts["image_size"] = image_size
     if download:
-        if name != "cifar10":
-            raise RlipError(f"--download is only for cifar10 (got {name})")
+        if not spec.download:
+            takers = [n for n, s in DATASETS.items() if s.download]
+            raise RlipError(f"--download is only for {', '.join(takers)} (got {name})")
         opts["download"] = True
     return opts
 
@@ -98,18 +99,17 @@ def preview_cmd(
     import torch
 
     from robustbench_lip.data import get_dataset, render_preview
-    from robustbench_lip.data.registry import BUILTINS, list_datasets
+    from robustbench_lip.data.registry import dataset_spec
 
     if n < 1:
         raise RlipError(f"--n must be ≥ 1, got {n}")
-    if name not in list_datasets():
-        raise RlipError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    generated = dataset_spec(name).generated
     opts = _options(name, seed, image_size, download)
-    if name in BUILTINS:
+    if generated:
         opts[f"n_{split.value}"] = n  # generate only what is shown
     ds = get_dataset(name, split.value, root=str(root) if root else None, **opts)
     indices = None
-    if seed is not None and name not in BUILTINS:
+    if seed is not None and not generated:
         g = torch.Generator().manual_seed(seed)
         indices = sorted(torch.randperm(len(ds), generator=g)[:n].tolist())
     path = render_preview(ds, out, n=n, indices=indices)

@@ -2,7 +2,10 @@
 
 model.py: `ModelConfig` (attached to every model), `DatasetInfo`; penalty.py: `PenaltyConfig`;
 optim.py: `OptimConfig`; train.py: `TrainConfig` (holds a PenaltyConfig and an OptimConfig);
-sweep.py: `SweepSpec` (zoo/*.toml). Allowed values of choice settings are in robustbench_lip.choices.
+sweep.py: `SweepSpec` (zoo/*.toml). Allowed values of choice settings are in robustbench_lip.choices;
+the task vocabulary (`Task`, `TASKS`) is robustbench_lip.tasks'.
+
+May import: errors, choices, tasks and the standard library — no torch, nothing else of the package.
 """
 
 from __future__ import annotations

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from robustbench_lip.errors import RlipError
-
-Task = Literal["classification", "segmentation", "image2image", "features"]
-TASKS: tuple[str, ...] = ("classification", "segmentation", "image2image", "features")
+from robustbench_lip.tasks import TASKS, Task
 
 
 def _tuple(x: Any) -> Any:

@@ -1,5 +1,6 @@
 """Datasets: built-in generated `shapes` and `lesions`, real `cifar10` and `coco` loaders, own images
-(`folder`), export.
+(`folder`), export — each a `DatasetSpec` in the dataset registry (registry.py: `register_dataset`,
+`DATASETS`; the built-ins in builtin_specs.py), which every dataset lookup reads.
 
 ```python
 from robustbench_lip.data import get_dataset, make_loader
@@ -7,6 +8,9 @@ ds = get_dataset("shapes", "train", n_train=512, seed=0)
 image, label, mask = ds[0]          # (3,32,32) float in [0,1], int64, (32,32) int64
 for images, labels, masks in make_loader(ds, 64, shuffle=True, seed=1): ...
 ```
+
+May import: errors, choices, config, io, labels, registry and torch (the real loaders: their file readers,
+imported when used) — never models, training, evaluation, records or report.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from robustbench_lip.config import DatasetInfo
 from robustbench_lip.data.base import RlipDataset, check_int
 from robustbench_lip.data.cifar import BASE_FOLDER, write_cifar_folder
 from robustbench_lip.data.coco import write_coco_split
-from robustbench_lip.data.registry import BUILTINS, check_split, get_dataset, list_datasets
+from robustbench_lip.data.registry import check_split, dataset_spec, get_dataset
 from robustbench_lip.errors import RlipError
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def _load_splits(
     out = {}
     for split in splits:
         opts = dict(options)
-        if n is not None and name in BUILTINS:  # generate only what is exported
+        if n is not None and dataset_spec(name).generated:  # generate only what is exported
             opts[f"n_{split}"] = n
         ds = get_dataset(name, split, root=root, **opts)
         out[split] = ds.take(n) if n is not None else ds
@@ -83,8 +83,7 @@ def _destination(
     name: str, format: str, out: str | os.PathLike[str], n: int | None, split: str | None
 ) -> tuple[int | None, list[str], Path, Path]:
     """Check the options and the output folder: (n, splits, out folder, target folder)."""
-    if name not in list_datasets():
-        raise RlipError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
+    dataset_spec(name)  # unknown name: RlipError listing the datasets
     if format not in FORMATS:
         raise RlipError(f"unknown export format {format!r}; available: {', '.join(FORMATS)}")
     if n is not None:

@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from robustbench_lip.attacks import ATTACK_NAMES
 from robustbench_lip.attacks.eps import format_eps
+from robustbench_lip.attacks.registry import ATTACKS, DEFAULT_STEPS, mask_only_names
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.data_check import check_data
 from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
 from robustbench_lip.evaluation.robustness import Progress, evaluate_attacks
 from robustbench_lip.records import AttackRecord, env_info, record_path, write_record
+from robustbench_lip.tasks import Task
 
 NEED_DATA = "pass --data NAME to say which dataset to attack on"
 
@@ -32,8 +33,8 @@ def attack_list(text: str | Sequence[str]) -> list[str]:
     """Attack names from "pgd,fgsm" or a list (lower-cased; "all" kept); RlipError for unknown names."""
     names = [t.strip().lower() for t in (text.split(",") if isinstance(text, str) else text)]
     for t in names:
-        if t not in (*ATTACK_NAMES, "all"):
-            raise RlipError(f"unknown attack {t!r}; expected one of {', '.join((*ATTACK_NAMES, 'all'))}")
+        if t != "all" and t not in ATTACKS:
+            raise RlipError(f"unknown attack {t!r}; expected one of {', '.join((*ATTACKS.names(), 'all'))}")
     return names
 
 
@@ -89,16 +90,17 @@ def _dataset_name_or_fail(model_path: str | os.PathLike[str], data: str | None) 
 
 def attacks_for_run(run_dir: str | os.PathLike[str], attacks: Sequence[str]) -> tuple[list[str], list[str]]:
     """(attacks to run, attacks dropped) for one run of a batch: the mask-only attacks (SegPGD,
-    CosPGD, SEA) are dropped for a classifier whose config says it predicts no masks (a dense head),
-    so `--attack all,sea` over a runs folder attacks each run with what applies to it."""
+    CosPGD, SEA: attacks.registry.mask_only_names) are dropped for a classifier whose config says it
+    predicts no masks (a dense head), so `--attack all,sea` over a runs folder attacks each run with
+    what applies to it."""
     from robustbench_lip.evaluation.inputs import model_meta
-    from robustbench_lip.evaluation.runners import MASK_ONLY
 
+    mask_only = mask_only_names()
     cfg = (model_meta(run_dir) or {}).get("model") or {}
-    if cfg.get("task") != "classification" or cfg.get("num_mask_classes") is not None:
+    if cfg.get("task") != Task.CLASSIFICATION.value or cfg.get("num_mask_classes") is not None:
         return list(attacks), []
-    keep = [a for a in attacks if a not in MASK_ONLY]
-    return keep, [a for a in attacks if a in MASK_ONLY]
+    keep = [a for a in attacks if a not in mask_only]
+    return keep, [a for a in attacks if a in mask_only]
 
 
 def planned_settings(
@@ -107,7 +109,7 @@ def planned_settings(
     attacks: Sequence[str],
     *,
     norm: str = "linf",
-    steps: int | None = 10,
+    steps: int | None = DEFAULT_STEPS,
     alpha: float | None = None,
     objective: str | None = None,
     data: str | None = None,
@@ -132,7 +134,7 @@ def attack_run(
     attacks: str | Sequence[str] = "pgd",
     *,
     norm: str = "linf",
-    steps: int | None = 10,
+    steps: int | None = DEFAULT_STEPS,
     alpha: float | None = None,
     objective: str | None = None,
     data: str | None = None,
@@ -151,7 +153,7 @@ def attack_run(
     """Attack the model at `model_path` with `attacks` at each ε and return the record.
 
     eps: budgets in [0, 1] pixel units (ℓ∞) or ≥ 0 (ℓ2); other arguments as `evaluate_attacks`.
-    preset: an attack protocol (`standard`, runners.PROTOCOLS) replacing `attacks`; steps None: the
+    preset: an attack protocol (`standard`, attacks.registry.protocols) replacing `attacks`; steps None: the
     protocol's own; restarts: of `sea`; other_data: allow data other than the run's own
     (evaluation.data_check); arch: of a bare state_dict (as `certify_run`), built at the data's
     size. n larger than the dataset is clamped (logged); the settings keep the n asked for. With

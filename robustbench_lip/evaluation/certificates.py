@@ -29,7 +29,8 @@ from robustbench_lip.evaluation.head_certify import radius_rules
 from robustbench_lip.evaluation.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
-from robustbench_lip.records.schema import FneVerdict, Task
+from robustbench_lip.records.schema import FneVerdict
+from robustbench_lip.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +105,6 @@ def _check_order(what: str, low: LowerBound, upper: float | None) -> None:
             f"internal inconsistency: the witnessed lower bound of {what}, {low.lower:.9g}, exceeds the "
             f"certified upper bound {upper:.9g}; no record written — please report this model"
         )
-
-
-def _task_of(model: nn.Module, out: torch.Tensor, x: torch.Tensor) -> Task:
-    """The model's task (its config's, else guessed from the output shape)."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None:
-        return Task(cfg.task)
-    if out.dim() == 2:
-        return Task.CLASSIFICATION
-    if out.shape == x.shape:
-        return Task.IMAGE2IMAGE
-    if out.dim() == 4 and out.shape[2:] == x.shape[2:]:
-        return Task.SEGMENTATION
-    return Task.FEATURES
 
 
 def _input_shape(
@@ -312,7 +299,7 @@ def certify(
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
         todo.start("certified robustness")
-        task = _task_of(model, out, x)
+        task = task_of(model, out, x)
         rob = robustness(task, out, data, ub, low_a, eps, k, notes)
         rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes, low_a.lower)
         if bound is None:

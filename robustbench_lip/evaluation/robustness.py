@@ -28,24 +28,24 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from robustbench_lip.attacks import ATTACK_NAMES, PIXEL_ONLY
 from robustbench_lip.attacks.base import check_budget, check_norm, fast_argmax
 from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.attacks.sea import SEA_STEPS
+from robustbench_lip.attacks.registry import ATTACKS, DEFAULT_STEPS, protocol_default_steps
 from robustbench_lip.attacks.segmentation import IGNORE_INDEX, pixel_logits_fn
 from robustbench_lip.device import eval_mode, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluation.runners import (
-    MASK_ONLY,
     check_restarts,
     make_runner,
+    misfit,
     offer,
     protocol_attacks,
     result_fields,
 )
 from robustbench_lip.metrics import per_sample_accuracy
-from robustbench_lip.records.schema import ATTACK_TASK_NAMES, Task
+from robustbench_lip.records.schema import ATTACK_TASK_NAMES
 from robustbench_lip.scoring import Level, Predictor, Scores, batches, dataset_has_masks
+from robustbench_lip.tasks import Task, scored_task, task_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,23 +56,20 @@ Runner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tenso
 Pred = tuple[torch.Tensor | None, torch.Tensor | None]
 
 
-def model_task(model: torch.nn.Module) -> Task:
-    """How the model is attacked and scored: Task.CLASSIFICATION (image labels) or
-    Task.SEGMENTATION (pixel masks: segmentation models, and image2image models that segment)."""
-    cfg = getattr(model, "config", None)
-    task = getattr(cfg, "task", None)
-    if task == Task.CLASSIFICATION.value:
-        return Task.CLASSIFICATION
-    if task in (Task.SEGMENTATION.value, Task.IMAGE2IMAGE.value):
-        if not _can_segment(model):
-            raise RlipError(f"model {cfg.arch} ({task}) cannot be attacked: it predicts no labels or masks")
-        return Task.SEGMENTATION
-    if task == Task.FEATURES.value:
+def attacked_task(model: torch.nn.Module) -> Task:
+    """How the model is attacked and scored (tasks.scored_task): Task.CLASSIFICATION (image labels)
+    or Task.SEGMENTATION (pixel masks: segmentation models, and image2image models that segment)."""
+    task = task_of(model)
+    scored = scored_task(task)
+    cfg = model.config  # task_of found it
+    if scored is None:
         raise RlipError(
             f"model {cfg.arch} returns a feature map {cfg.num_classes}×…, not labels or masks: "
             "nothing to attack"
         )
-    raise RlipError(f"model {type(model).__name__} has no .config.task; load it with rlip's load_model")
+    if scored is Task.SEGMENTATION and not _can_segment(model):
+        raise RlipError(f"model {cfg.arch} ({task.value}) cannot be attacked: it predicts no labels or masks")
+    return scored
 
 
 def _can_segment(model: torch.nn.Module) -> bool:
@@ -98,29 +95,33 @@ def _check_label_spaces(dataset: Dataset, task: Task, num_classes: int, num_mask
         )
 
 
-def resolve_attacks(attacks: str | Sequence[str], task: Task, pixel_ok: bool, objective: str) -> list[str]:
-    """Expand `all`, check names against the model's task; one-line errors for bad requests."""
+def resolve_attacks(
+    attacks: str | Sequence[str], task: Task, pixel_ok: bool, objective: str, norm: str | None = None
+) -> list[str]:
+    """Expand `all` (the registry's `in_all` attacks that fit the model), check names against the
+    model's task (and `norm`); one-line errors for bad requests. Attacks marked `last` go last."""
     names = [attacks] if isinstance(attacks, str) else list(attacks)
     out: list[str] = []
     for a in (str(a).strip().lower() for a in names):
         if a == "all":
-            expanded = ["fgsm", "pgd", *(PIXEL_ONLY if (pixel_ok or task is Task.SEGMENTATION) else ())]
-        elif a not in ATTACK_NAMES:
-            raise RlipError(f"unknown attack {a!r}; expected one of {', '.join((*ATTACK_NAMES, 'all'))}")
+            expanded = [
+                n for n, s in ATTACKS.items() if s.in_all and misfit(s, task, pixel_ok, objective) is None
+            ]
+        elif a not in ATTACKS:
+            raise RlipError(f"unknown attack {a!r}; expected one of {', '.join((*ATTACKS.names(), 'all'))}")
         else:
             expanded = [a]
         out.extend(e for e in expanded if e not in out)
     if not out:
         raise RlipError("no attack given")
     for a in out:
-        if a in MASK_ONLY and task is Task.CLASSIFICATION and not pixel_ok:
-            raise RlipError(
-                f"segmentation attack {a!r} needs a model that segments and a dataset with masks; "
-                "use --attack fgsm, pgd or autoattack (or --preset standard) for this classifier"
-            )
-        if a in ("apgd", "autoattack") and (task is not Task.CLASSIFICATION or objective != "cls"):
-            raise RlipError(f"attack {a!r} is for classifiers with the cls objective only")
-    return [a for a in out if a != "sea"] + [a for a in out if a == "sea"]  # sea last: see runners
+        spec = ATTACKS.get(a)
+        if (why := misfit(spec, task, pixel_ok, objective)) is not None:
+            raise RlipError(why)
+        if norm is not None and norm not in spec.norms:
+            raise RlipError(f"attack {a!r} supports {', '.join(spec.norms)}, not {norm}")
+    last = {a for a in out if ATTACKS.get(a).last}
+    return [a for a in out if a not in last] + [a for a in out if a in last]  # sea last: see runners
 
 
 @dataclass
@@ -216,10 +217,11 @@ def plan_attacks(
 ) -> Plan:
     """Check an attack request against the model and dataset (one-line RlipError when it cannot run).
     With a `preset` (protocol) the attacks are the protocol's (`attacks` is ignored); steps None:
-    the protocol's own (SEA: SEA_STEPS), else 10."""
-    steps = (SEA_STEPS if preset is not None else 10) if steps is None else steps
+    the protocol's own (attacks.registry.protocol_default_steps: SEA's 300), else DEFAULT_STEPS."""
+    if steps is None:
+        steps = protocol_default_steps(str(preset).lower()) if preset is not None else DEFAULT_STEPS
     norm, eps_values = _check_numbers(eps_list, norm, steps, alpha, batch_size)
-    task = model_task(model)
+    task = attacked_task(model)
     has_masks = dataset_has_masks(dataset)
     if task is Task.SEGMENTATION and not has_masks:
         raise RlipError("this model segments but the dataset has no masks to attack or score against")
@@ -227,7 +229,7 @@ def plan_attacks(
     obj = _objective(task, objective, pixel_ok)
     if preset is not None:
         attacks = protocol_attacks(preset, task, pixel_ok, obj)
-    names = resolve_attacks(attacks, task, pixel_ok, obj)
+    names = resolve_attacks(attacks, task, pixel_ok, obj, norm)
     n_used = _sample_count(dataset, n)
     return Plan(
         task, norm, eps_values, names, obj, pixel_ok, n_used, int(steps), alpha, int(seed),
@@ -332,7 +334,7 @@ def evaluate_attacks(
     eps_list: Sequence[float],
     attacks: str | Sequence[str] = "pgd",
     norm: str = "linf",
-    steps: int | None = 10,
+    steps: int | None = DEFAULT_STEPS,
     alpha: float | None = None,
     n: int | None = None,
     batch_size: int = 64,
@@ -347,12 +349,13 @@ def evaluate_attacks(
     """Clean and attacked metrics of `model` on the first `n` samples of `dataset`, per ε and attack.
 
     dataset items: (image (C, H, W) in [0, 1], label, mask (H, W) int64 or None). attacks: names
-    from ATTACK_NAMES or "all"; norm "linf" | "l2"; alpha: step size (default 2.5·ε/steps, per ε);
+    registered in attacks.registry, or "all"; norm "linf" | "l2"; alpha: step size (default
+    2.5·ε/steps, per ε);
     objective: "cls" (image-label CE, classifiers only) or "pixel" (pixel CE on mask_logits);
     default "cls" for classifiers, "pixel" for segmenters (segpgd/cospgd always use pixels).
     n larger than the dataset is clamped (logged). The model is moved to `device` and evaluated in
     eval mode; its modes and the global RNG are restored afterwards. progress(done, total) is
-    called after every (batch, ε, attack). preset: a protocol (runners.PROTOCOLS) replacing
+    called after every (batch, ε, attack). preset: a protocol (attacks.registry.protocols) replacing
     `attacks`; restarts: of sea; random streams and SEA: evaluation.runners.
     Returns {"clean": {accuracy, precision, miou}, "results": [{attack, norm, eps, eps_text, steps,
     alpha, restarts, protocol, accuracy, precision, miou}, ...], "n", "objective", "task", "levels",

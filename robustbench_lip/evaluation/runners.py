@@ -25,130 +25,57 @@ masks — get `sea`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from robustbench_lip.attacks import PIXEL_ONLY
-from robustbench_lip.attacks.base import default_alpha, fast_argmax
-from robustbench_lip.attacks.classification import ClassificationAttack
-from robustbench_lip.attacks.eps import format_eps
-from robustbench_lip.attacks.rng import stream_seed
-from robustbench_lip.attacks.sea import SEA, image_stats, sea_preset, select_per_image, worst_case_miou
-from robustbench_lip.attacks.segmentation import SegmentationAttack
+from robustbench_lip.attacks.base import default_alpha
+from robustbench_lip.attacks.builtin import AA_RESTARTS, AA_STEPS
+from robustbench_lip.attacks.registry import ATTACKS, AttackCall, AttackSpec, protocols
+from robustbench_lip.attacks.sea_runner import SEA_MEMBERS, SEARunner, attack_seed, cell_seed
 from robustbench_lip.errors import RlipError
-from robustbench_lip.records.schema import Task
+from robustbench_lip.tasks import Task
 
-#: Attack protocols of `--preset`.
-PROTOCOLS: tuple[str, ...] = ("standard",)
-#: Attacks that run on the masks (pixel logits) of a model: SegPGD, CosPGD and SEA.
-MASK_ONLY: tuple[str, ...] = (*PIXEL_ONLY, "sea")
-#: torchattacks AutoAttack(version="standard"): iterations of APGD-CE / APGD-T / FAB-T, restarts.
-AA_STEPS, AA_RESTARTS = 100, 1
-#: SEA's members in the pipeline (sea.py's `extended` preset: every loss, and PGD, SegPGD, CosPGD).
-SEA_MEMBERS: dict[str, Any] = sea_preset("extended")
+__all__ = [
+    "AA_RESTARTS",
+    "AA_STEPS",
+    "SEA_MEMBERS",
+    "SEARunner",
+    "attack_seed",
+    "cell_seed",
+    "check_restarts",
+    "make_runner",
+    "misfit",
+    "offer",
+    "protocol_attacks",
+    "result_fields",
+]
 
 
-def cell_seed(seed: int, eps: float) -> int:
-    """Base stream of every attack at budget `eps` (an attack adds its name: `attack_seed`)."""
-    return stream_seed(seed, format_eps(eps))
-
-
-def attack_seed(seed: int, eps: float, name: str) -> int:
-    """The seed of attack `name` at `eps`: independent of which other attacks run."""
-    return stream_seed(cell_seed(seed, eps), name)
+def misfit(spec: AttackSpec, task: Task, pixel_ok: bool, objective: str) -> str | None:
+    """Why attack `spec` cannot run on this model (None: it can): a masks-only attack needs a model
+    that segments and masks; a labels-only one a classifier scored with the cls objective."""
+    if spec.masks_only and task is Task.CLASSIFICATION and not pixel_ok:
+        return (
+            f"segmentation attack {spec.name!r} needs a model that segments and a dataset with masks; "
+            "use --attack fgsm, pgd or autoattack (or --preset standard) for this classifier"
+        )
+    if spec.labels_only and (task is not Task.CLASSIFICATION or objective != "cls"):
+        return f"attack {spec.name!r} is for classifiers with the cls objective only"
+    return None
 
 
 def protocol_attacks(protocol: str, task: Task, pixel_ok: bool, objective: str) -> list[str]:
-    """The attacks of a protocol for this model: AutoAttack on image labels (classifiers, objective
-    cls), SEA on masks (segmenters; classifiers whose dataset has masks and that segment)."""
+    """The attacks of a protocol that fit this model (`standard`: AutoAttack on image labels for
+    classifiers with objective cls, SEA on masks for models that segment)."""
     key = str(protocol).lower()
-    if key not in PROTOCOLS:
-        raise RlipError(f"unknown preset {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
-    names = ["autoattack"] if task is Task.CLASSIFICATION and objective == "cls" else []
-    if pixel_ok or task is Task.SEGMENTATION:
-        names.append("sea")
-    return names
-
-
-class SEARunner:
-    """`runner(x, y, m) -> adversarial x` for the cell (`sea`, ε); keeps every member's per-image
-    intersections and unions so that `worst_miou()` can take SEA's greedy worst case at the end.
-
-    shared: PGD-type members that the evaluation runs anyway on the same masks with the same streams
-    and step size; their points are handed over with `offer(name, adv)` before the call instead of
-    being computed twice (identical points, see the module docstring). outside: further members
-    {name: runner (x, y, m) -> adv} — on a classifier scored on labels, `pgd(cls)`, the image-label
-    PGD of the evaluation (its point also moves the CAM mask); an offered point replaces the call."""
-
-    def __init__(
-        self, model: torch.nn.Module, eps: float, norm: str, steps: int, seed: int, restarts: int,
-        ignore_index: int | None, pixel_fn: Any, shared: tuple[str, ...] = (),
-        outside: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
-        base = cell_seed(seed, eps)
-        seeds = [base] + [stream_seed(base, "restart", r) for r in range(1, int(restarts))]
-        self.eps, self.ignore_index = float(eps), ignore_index
-        self.shared = tuple(e for e in SEA_MEMBERS["extra"] if e in shared)
-        own = tuple(e for e in SEA_MEMBERS["extra"] if e not in self.shared)
-        self.seas = [
-            SEA(model, eps, norm, steps, s, SEA_MEMBERS["losses"], own if r == 0 else SEA_MEMBERS["extra"],
-                ignore_index=ignore_index, logits_fn=pixel_fn)
-            for r, s in enumerate(seeds)
-        ]  # fmt: skip
-        self.names = [n if r == 0 else f"{n}#{r}" for r, s in enumerate(self.seas) for n in s.names]
-        self.outside = dict(outside or {})
-        self.names += [*self.shared, *self.outside]
-        self.offered: dict[str, torch.Tensor] = {}
-        self.inter: list[torch.Tensor] = []
-        self.union: list[torch.Tensor] = []
-
-    def offer(self, name: str, adv: torch.Tensor) -> None:
-        """The evaluation's own point of a shared member for the coming call (ignored otherwise)."""
-        if name in self.shared or name in self.outside:
-            self.offered[name] = adv
-        elif f"{name}(cls)" in self.outside:
-            self.offered[f"{name}(cls)"] = adv
-
-    def _shared_stats(
-        self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor
-    ) -> list[tuple[torch.Tensor, ...]]:
-        """(adv, accuracy, mIoU, inter, union) of each shared / outside member (offered, or run)."""
-        out = []
-        for name in (*self.shared, *self.outside):
-            if name not in self.offered and name not in self.outside:
-                raise RlipError(f"sea: the point of {name} was not handed over")  # an evaluation bug
-            adv = self.offered.pop(name) if name in self.offered else self.outside[name](x, y, m)
-            with torch.no_grad():
-                logits = self.seas[0].logits_fn(adv)
-            stats = image_stats(fast_argmax(logits, 1), m, logits.shape[1], self.ignore_index)
-            out.append((adv, *stats))
-        return out
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor | None) -> torch.Tensor:
-        if m is None:
-            raise RlipError("sea needs masks to attack")
-        if self.eps == 0:
-            self.offered.clear()
-            return x.detach().clone().clamp(0, 1)
-        runs = [s.run(x, m) for s in self.seas]
-        shared = self._shared_stats(x, y, m)
-        self.inter.append(torch.cat([r.inter for r in runs] + [sh[3].unsqueeze(0) for sh in shared]))
-        self.union.append(torch.cat([r.union for r in runs] + [sh[4].unsqueeze(0) for sh in shared]))
-        cols = torch.arange(x.shape[0])
-        # candidates: each SEA run's own per-image choice, and each shared member
-        acc = torch.stack([r.accuracy[r.chosen, cols] for r in runs] + [sh[1] for sh in shared])
-        miou = torch.stack([r.miou[r.chosen, cols] for r in runs] + [sh[2] for sh in shared])
-        pick = select_per_image(acc, miou, "accuracy").to(x.device)
-        advs = torch.stack([r.adv for r in runs] + [sh[0].to(x.dtype) for sh in shared])
-        return advs[pick, cols.to(x.device)]
-
-    def worst_miou(self) -> float | None:
-        """SEA's greedy worst-case dataset mIoU over the members (None before any image / at ε = 0)."""
-        if not self.inter:
-            return None
-        _, value = worst_case_miou(torch.cat(self.inter, 1), torch.cat(self.union, 1), self.ignore_index)
-        return None if value != value else value
+    if key not in protocols():
+        raise RlipError(f"unknown preset {protocol!r}; expected one of {', '.join(protocols())}")
+    return [
+        name for name, spec in ATTACKS.items()
+        if key in spec.protocols and misfit(spec, task, pixel_ok, objective) is None
+    ]  # fmt: skip
 
 
 def offer(runners: dict[tuple[float, str], Any], eps: float, name: str, adv: torch.Tensor) -> None:
@@ -160,24 +87,18 @@ def offer(runners: dict[tuple[float, str], Any], eps: float, name: str, adv: tor
 
 def make_runner(model: torch.nn.Module, plan: Any, name: str, eps: float, pixel_fn: Any) -> Any:
     """The runner `(x, y, m) -> adversarial x` of the cell (`name`, `eps`) of an evaluation `plan`."""
-    s = attack_seed(plan.seed, eps, name)
-    if name == "sea":
-        # the evaluation's own PGD-type points are SEA's members when they are the same attacks
-        same = [a for a in plan.names if a in PIXEL_ONLY or (a == "pgd" and not plan.image_objective)]
-        outside = {"pgd(cls)": make_runner(model, plan, "pgd", eps, pixel_fn)} if plan.image_objective else {}
-        return SEARunner(
-            model, eps, plan.norm, plan.steps, plan.seed, plan.restarts, plan.ignore_index, pixel_fn,
-            tuple(same) if plan.alpha is None else (), outside,
-        )
-    a = plan.alpha if plan.alpha is not None else default_alpha(eps, plan.steps)
-    if plan.image_objective and name not in PIXEL_ONLY:
-        cfg = getattr(model, "config", None)
-        atk = ClassificationAttack(
-            model, name, eps, plan.norm, plan.steps, a, True, s, num_classes=getattr(cfg, "num_classes", None)
-        )
-        return lambda x, y, m: atk(x, y)
-    seg = SegmentationAttack(model, name, eps, plan.norm, plan.steps, a, True, s, plan.ignore_index, pixel_fn)
-    return lambda x, y, m: seg(x, m)
+    spec = ATTACKS.get(name)
+    cfg = getattr(model, "config", None)
+    call = AttackCall(
+        model=model, eps=eps, norm=plan.norm, steps=plan.steps,
+        alpha=plan.alpha if plan.alpha is not None else default_alpha(eps, plan.steps),
+        alpha_given=plan.alpha is not None, seed=attack_seed(plan.seed, eps, name), eval_seed=plan.seed,
+        restarts=plan.restarts, on_masks=spec.on_masks(plan.image_objective),
+        image_objective=plan.image_objective, pixel_fn=pixel_fn, ignore_index=plan.ignore_index,
+        num_classes=getattr(cfg, "num_classes", None), others=tuple(plan.names),
+        make=lambda other: make_runner(model, plan, other, eps, pixel_fn),
+    )  # fmt: skip
+    return spec.build(call)
 
 
 def result_fields(plan: Any, name: str, eps: float, runner: Any, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +109,7 @@ def result_fields(plan: Any, name: str, eps: float, runner: Any, metrics: dict[s
         return {"steps": None, "alpha": None, "restarts": None, "protocol": plan.protocol, **metrics}
     alpha = plan.alpha if plan.alpha is not None else default_alpha(eps, plan.steps)
     out: dict[str, Any] = {
-        "steps": {"fgsm": 1, "autoattack": AA_STEPS}.get(name, plan.steps),
-        "alpha": eps if name == "fgsm" else (None if name in ("apgd", "autoattack", "sea") else alpha),
-        "restarts": plan.restarts if name == "sea" else AA_RESTARTS if name == "autoattack" else 1,
+        **ATTACKS.get(name).recorded(plan.steps, plan.restarts, eps, alpha),
         "protocol": plan.protocol,
     }
     out.update(metrics)
@@ -201,11 +120,16 @@ def result_fields(plan: Any, name: str, eps: float, runner: Any, metrics: dict[s
     return out
 
 
-def check_restarts(names: list[str], restarts: int) -> int:
-    """`restarts` ≥ 1; more than 1 only with `sea` (the others run once; AutoAttack as standard)."""
+def check_restarts(names: Sequence[str], restarts: int) -> int:
+    """`restarts` ≥ 1; more than 1 only with an attack that takes restarts (sea; the others run once,
+    AutoAttack as standard)."""
     r = int(restarts)
     if r < 1:
         raise RlipError(f"restarts must be ≥ 1, got {restarts}")
-    if r > 1 and "sea" not in names:
-        raise RlipError("--restarts applies to sea only (PGD-type attacks run once; AutoAttack as standard)")
+    takers = [n for n, spec in ATTACKS.items() if spec.restarts is None]
+    if r > 1 and not any(n in takers for n in names):
+        raise RlipError(
+            f"--restarts applies to {', '.join(takers)} only "
+            "(PGD-type attacks run once; AutoAttack as standard)"
+        )
     return r

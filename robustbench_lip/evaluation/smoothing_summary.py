@@ -42,11 +42,11 @@ from robustbench_lip.evaluation.smoothing_mc import Forward, Rule, check_positiv
 from robustbench_lip.evaluation.smoothing_seg import ABSTAIN, pixel_certify, segment_votes
 from robustbench_lip.evaluation.smoothing_stats import check_alpha, check_correction, tau_for_radius
 from robustbench_lip.metrics import ConfusionMatrix
+from robustbench_lip.tasks import SCORED_TASKS as TASKS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255, 0.25, 0.5, 1.0)
-TASKS: tuple[str, ...] = ("classification", "segmentation")
 
 
 def radius_key(r: float) -> str:

@@ -20,7 +20,7 @@ from robustbench_lip.modelio.foreign import (
     infer_config,
 )
 from robustbench_lip.modelio.statedict import _fit_state_dict, _strip_prefix
-from robustbench_lip.models.registry import create_model, list_models, model_task
+from robustbench_lip.models.registry import arch_task, create_model, list_models
 
 
 def _build_and_load(config: ModelConfig, state: Mapping[str, Any], source: str) -> nn.Module:
@@ -99,7 +99,7 @@ def _bare_registered(
     std: Sequence[float] | None,
 ) -> nn.Module:
     """A bare state_dict of registered model `arch`; normalisation, channels and classes from the file."""
-    task = model_task(arch)  # raises the "unknown model" error
+    task = arch_task(arch)  # raises the "unknown model" error
     overrides: dict[str, Any] = {}
     state = dict(state)
     if "input_mean" in state and "input_std" in state and state["input_mean"].dim() == 4:

@@ -1,5 +1,8 @@
 """Model zoo: registry, mResNet-18 (CAM segmentation), U-Nets, and task-independent helpers.
 
+registry.py: `register_model` stores each factory, its family and task in `MODELS` (a
+robustbench_lip.registry.Registry); `create_model`, `list_models`, `model_family`, `arch_task` read it.
+
 Helpers work on any model with a `.config: ModelConfig` (ours, or foreign ones wrapped by
 `robustbench_lip.modelio.load_model`):
 
@@ -10,6 +13,9 @@ Helpers work on any model with a `.config: ModelConfig` (ours, or foreign ones w
 - `predict_labels(model, x, offset)` (N,) image labels: classification → argmax of the logits; a
   segmenter → derived from its mask by the one convention of `robustbench_lip.labels` (offset =
   mask values − image classes of the dataset; `labels.default_offset` when not given).
+
+May import: errors, config, labels, registry, tasks and torch — never data, training, lipschitz,
+evaluation, records or report.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ from robustbench_lip.models.constrained import LipResNet, LipUNet
 from robustbench_lip.models.mresnet import MResNet
 from robustbench_lip.models.registry import (
     RlipModel,
+    arch_task,
     create_model,
     create_model_for,
     list_models,
     model_family,
     model_from_config,
-    model_task,
     register_model,
 )
 from robustbench_lip.models.unet import UNet, UNetI2I
@@ -42,6 +48,7 @@ __all__ = [
     "RlipModel",
     "UNet",
     "UNetI2I",
+    "arch_task",
     "can_segment",
     "constrained",
     "count_params",
@@ -51,7 +58,6 @@ __all__ = [
     "mask_logits",
     "model_family",
     "model_from_config",
-    "model_task",
     "mresnet",
     "output_shape",
     "predict_labels",

@@ -16,6 +16,7 @@ import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -23,10 +24,7 @@ from torch import nn
 
 from robustbench_lip.config import DatasetInfo, ModelConfig
 from robustbench_lip.errors import RlipError
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_TASKS: dict[str, str] = {}
-_FAMILIES: dict[str, str] = {}
+from robustbench_lip.registry import Registry
 
 #: model families: trained with the Lipschitz penalty (any λ ≥ 0), or 1-Lipschitz by construction
 FAMILIES: tuple[str, ...] = ("penalty", "constrained")
@@ -36,26 +34,39 @@ F = TypeVar("F", bound=Callable[..., nn.Module])
 COMMON_OPTIONS = ("in_channels", "num_classes", "image_size", "input_size", "mean", "std", "num_mask_classes")
 
 
+@dataclass
+class ModelEntry:
+    """A registered architecture: its factory, family, and task (None until first needed: then read
+    from a default-built model)."""
+
+    factory: Callable[..., nn.Module]
+    family: str
+    task: str | None = None
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
 def register_model(
-    fn: F | None = None, *, name: str | None = None, task: str | None = None, family: str = "penalty"
+    fn: F | None = None,
+    *,
+    name: str | None = None,
+    task: str | None = None,
+    family: str = "penalty",
+    replace: bool = False,
 ) -> Any:
     """Decorator registering a model factory under its function name (or `name`).
 
     `task` is what the factory's models compute ("classification" | "segmentation" | "image2image");
     when omitted it is read from a default-built model the first time it is needed. `family`: one of
-    FAMILIES — "constrained" for models whose Lipschitz constant is bounded by construction.
+    FAMILIES — "constrained" for models whose Lipschitz constant is bounded by construction. A name
+    registered twice is an error unless `replace`.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
 
     def deco(f: F) -> F:
-        key = name or f.__name__
-        if key in _REGISTRY:
-            raise ValueError(f"model {key!r} is already registered")
-        _REGISTRY[key] = f
-        _FAMILIES[key] = family
-        if task is not None:
-            _TASKS[key] = task
+        MODELS.register(name or f.__name__, ModelEntry(f, family, task), replace=replace)
         return f
 
     return deco(fn) if fn is not None else deco
@@ -63,7 +74,7 @@ def register_model(
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; `pattern` filters with fnmatch (e.g. "*tiny*")."""
-    names = sorted(_REGISTRY)
+    names = sorted(MODELS.names())
     if pattern:
         names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
     return names
@@ -72,22 +83,25 @@ def list_models(pattern: str | None = None) -> list[str]:
 def model_family(name: str) -> str | None:
     """The family of a registered architecture ("penalty" | "constrained"); None when not registered
     (foreign models: `pt2`, `torchvision:…`)."""
-    return _FAMILIES.get(name)
+    entry = MODELS.find(name)
+    return entry.family if entry is not None else None
 
 
 def _unknown(name: str) -> RlipError:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, MODELS.names(), n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     return RlipError(f"unknown model {name!r}; {hint}available: {', '.join(list_models())}")
 
 
-def model_task(name: str) -> str:
-    """The task of a registered architecture (what its forward returns)."""
-    if name not in _REGISTRY:
+def arch_task(name: str) -> str:
+    """The task of a registered architecture (what its forward returns); the task of a model
+    instance is `robustbench_lip.tasks.task_of`."""
+    entry = MODELS.find(name)
+    if entry is None:
         raise _unknown(name)
-    if name not in _TASKS:
-        _TASKS[name] = create_model(name).config.task
-    return _TASKS[name]
+    if entry.task is None:
+        entry.task = create_model(name).config.task
+    return entry.task
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
@@ -95,9 +109,10 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
 
     An unknown name or option is an RlipError listing the valid ones.
     """
-    if not isinstance(name, str) or name not in _REGISTRY:
+    entry = MODELS.find(name)
+    if entry is None:
         raise _unknown(str(name))
-    model = _REGISTRY[name](**overrides)
+    model = entry.factory(**overrides)
     if not isinstance(getattr(model, "config", None), ModelConfig):  # pragma: no cover - factory bug
         raise TypeError(f"factory {name!r} returned a model without a ModelConfig")
     return model
@@ -112,7 +127,7 @@ def create_model_for(name: str, info: DatasetInfo, **overrides: Any) -> nn.Modul
     image2image: output = input shape; a 1-channel model on a 2-class mask dataset segments (z > 0).
     Explicit `overrides` win.
     """
-    task = model_task(name)
+    task = arch_task(name)
     opts: dict[str, Any] = {
         "in_channels": info.in_channels,
         "image_size": tuple(info.image_size),
@@ -143,7 +158,7 @@ def create_model_for(name: str, info: DatasetInfo, **overrides: Any) -> nn.Modul
 
 def model_from_config(config: ModelConfig) -> nn.Module:
     """Rebuild a registered architecture from its ModelConfig (random weights)."""
-    if config.arch not in _REGISTRY:
+    if config.arch not in MODELS:
         raise _unknown(config.arch)
     return create_model(
         config.arch,

@@ -25,6 +25,7 @@ import torch
 from robustbench_lip import __version__
 from robustbench_lip.errors import RlipError
 from robustbench_lip.records.payloads import PAYLOAD_TYPES, Payload
+from robustbench_lip.tasks import Task
 
 SCHEMA_VERSION = 1
 
@@ -52,15 +53,6 @@ class CertificateKind(str, Enum):
 
     LIPSCHITZ = "lipschitz"  # a certified global Lipschitz upper bound of the forward map
     SMOOTHED = "smoothed"  # randomized smoothing: probabilistic (≥ 1 − α), for the smoothed model g
-
-
-class Task(str, Enum):
-    """What a model's forward returns (`ModelConfig.task`): the one task vocabulary of the code."""
-
-    CLASSIFICATION = "classification"
-    SEGMENTATION = "segmentation"
-    IMAGE2IMAGE = "image2image"
-    FEATURES = "features"
 
 
 #: How an attack record's `task` key names the scoring level (kept from the first records so

@@ -17,7 +17,7 @@ from typing import Any
 from robustbench_lip.errors import RlipError
 from robustbench_lip.records import KINDS
 from robustbench_lip.records.payloads import Payload
-from robustbench_lip.report._registry import Registry
+from robustbench_lip.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lip.config import TrainConfig
+from robustbench_lip.data.registry import is_natural
 from robustbench_lip.errors import RlipError
 from robustbench_lip.losses_lip import LossFn, get_loss
 
-#: datasets of natural images, augmented (flip/crop) unless the config says otherwise
-NATURAL_IMAGES: tuple[str, ...] = ("cifar10", "coco")
-
 
 def use_augment(cfg: TrainConfig) -> bool:
-    """Whether the run augments: cfg.augment, or (None) natural images only."""
-    return cfg.augment if cfg.augment is not None else cfg.data in NATURAL_IMAGES
+    """Whether the run augments: cfg.augment, or (None) natural images only (the dataset's spec says,
+    data.registry.is_natural)."""
+    return cfg.augment if cfg.augment is not None else is_natural(cfg.data)
 
 
 def augmentation(cfg: TrainConfig) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_lip.attacks.eps import format_eps, parse_eps_token
+from robustbench_lip.attacks.registry import PROTOCOL_STEPS  # noqa: F401  (merge reads it here)
 from robustbench_lip.errors import RlipError
 from robustbench_lip.records.payloads import (
     DEFAULT_OBJECTIVE,
@@ -28,11 +29,6 @@ from robustbench_lip.records.payloads import (
 logger = logging.getLogger(__name__)
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-#: Steps of each attack of a protocol as the protocol defines it (torchattacks' AutoAttack standard
-#: version: 100; SEA: 300, its authors' evaluation); other steps are named in the robust column.
-PROTOCOL_STEPS: dict[str, dict[str, int]] = {"standard": {"autoattack": 100, "sea": 300}}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Value readers

@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from robustbench_lip.registry import DuplicateName, Registry
+
 
 class Unsupported(Exception):
     """The rule cannot bound this node; the message says why (the bound becomes null)."""
@@ -80,7 +82,7 @@ class RuleEntry:
         return self.lipschitz_args == ANY_ARG or name in self.lipschitz_args
 
 
-_RULES: dict[str, RuleEntry] = {}
+RULES: Registry[RuleEntry] = Registry("bound rule")
 
 
 def op_key(target: Any) -> str:
@@ -136,15 +138,15 @@ def register_rule(
     if len(set(ops)) != len(ops):
         raise ValueError(f"register_rule: an op is listed twice in {ops}")
     if not replace:
-        taken = [f"{op} (family {_RULES[op].family})" for op in ops if op in _RULES]
+        taken = [f"{op} (family {RULES.get(op).family})" for op in ops if op in RULES]
         if taken:
-            raise ValueError(
+            raise DuplicateName(
                 f"a rule is already registered for {', '.join(taken)}; pass replace=True to override it"
             )
 
     def deco(fn: Rule) -> Rule:
         for op in ops:
-            _RULES[op] = RuleEntry(op, fn, family, names)
+            RULES.register(op, RuleEntry(op, fn, family, names), replace=True)  # checked above
         return fn
 
     return deco
@@ -152,18 +154,18 @@ def register_rule(
 
 def unregister_rule(op: str) -> None:
     """Remove the rule of op (no error when there is none)."""
-    _RULES.pop(op, None)
+    RULES.unregister(op)
 
 
 def get_rule(op: str) -> RuleEntry | None:
     """The rule registered for op key, or None."""
-    return _RULES.get(op)
+    return RULES.find(op)
 
 
 def registered_ops(family: str | None = None) -> list[str]:
     """Sorted op keys with a rule (of one family: linear, activations, spatial, structural,
     nonlipschitz, user)."""
-    return sorted(k for k, e in _RULES.items() if family is None or e.family == family)
+    return sorted(k for k, e in RULES.items() if family is None or e.family == family)
 
 
 def named_args(node: torch.fx.Node) -> dict[str, Any]:
