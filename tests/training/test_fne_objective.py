@@ -10,10 +10,11 @@ from robustbench_lip.config import SweepSpec
 from robustbench_lip.models import create_model
 from robustbench_lip.training.losses import config_loss, soft_dice_loss, task_loss
 from tests.helpers.constrained import data
+from tests.helpers.paths import ZOO
 
 
 def test_hinge_on_mask_logits_is_the_per_pixel_margin_hinge():
-    spec = SweepSpec.from_toml("zoo/lesions_fne_cpu.toml")
+    spec = SweepSpec.from_toml(ZOO / "lesions_fne_cpu.toml")
     cfg = spec.config("unet_fne", 0.0, 0)
     assert cfg.loss == "hinge" and cfg.dice
     t, m = cfg.logit_scale, cfg.loss_margin
