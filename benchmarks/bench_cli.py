@@ -3,7 +3,7 @@
 Prints ONE JSON object: for each command line, the median wall time (s) of `python -m robustbench_lip
 ARGS` over --runs runs (fresh interpreter each; subprocess start included), the individual times,
 the exit codes, and whether the median meets the goal (≤ 1.0 s). Neither answer should import torch
-(tests/test_cli_startup.py checks that); what is left is Python, Typer and rich.
+(tests/cli/test_cli_startup.py checks that); what is left is Python, Typer and rich.
 
 Run: .venv/bin/python benchmarks/bench_cli.py [--runs 5]
 """

@@ -1,6 +1,6 @@
 """Dataset-level metrics from one accumulated confusion matrix.
 
-Conventions — those of torchmetrics 1.x (checked against it in tests/test_metrics.py):
+Conventions — those of torchmetrics 1.x (checked against it in tests/scoring/test_metrics.py):
 
 - accuracy: fraction of correct labels over all kept samples/pixels
   (= `MulticlassAccuracy(average="micro")`; note torchmetrics' *default* there is "macro").
