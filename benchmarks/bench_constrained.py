@@ -7,7 +7,7 @@ each seed trained by `rlip`'s own training (`training.train`, the spec's setting
 1. clean accuracy / mIoU, certified accuracy at ℓ2 ε ∈ {36, 72, 255}/255 (classifiers), certified mIoU
    at 36/255 (U-Nets; the CAM masks of sllnet_cam_w16), mean over seeds with std, min and max;
 2. the certified bound U(A) and its gap (U(A) ÷ the witnessed lower bound);
-3. `by_construction`: certified accuracy with L = 1 (the constant the layers prove; tests/
+3. `by_construction`: certified accuracy with L = 1 (the constant the layers prove; tests/models/
    test_constrained_sll.py checks it by dense Jacobians) and the √2 margin rule, beside `rlip certify`'s;
 4. the training step time ÷ the plain `mresnet18_w8` step (batch 64, interleaved, medians);
 5. collapsed: whether any seed ended no better than a constant prediction (results/train.json).

@@ -26,8 +26,8 @@ from robustbench_lip.records.payloads import CertifyPayload, Payload
 from robustbench_lip.report import build_leaderboard, column_doc, legend
 from robustbench_lip.report.metrics import LEADERBOARD_METRICS, LeaderboardMetric, register_metric
 from robustbench_lip.report.render.headers import column_group
+from tests.helpers.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "L(A) lower mean"
 DOC = "Mean local Jacobian norm of A over the lower-bound search's points (estimate; toy metric)."
 

@@ -19,8 +19,8 @@ from robustbench_lip.records.payloads import (
     CleanMetrics,
     TrainPayload,
 )
+from tests.helpers.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 FILES = sorted(FIXTURES.glob("records_v*/*/results/*.json"))
 _ENVELOPE = {"kind", VERSION_KEY, *ENVELOPE_KEYS}
 
