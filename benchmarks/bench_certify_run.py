@@ -56,7 +56,7 @@ def train_run(model: str, root: Path) -> tuple[Path, float]:
 
 def certify_once(run: Path, n: int, lower_budget: float | None) -> dict[str, Any]:
     """Certify `run` with n points (no record written); the timing split in seconds."""
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     t0 = time.perf_counter()
     rec = certify_run(run, n=n, device="cpu", write=False, lower_budget=lower_budget)
@@ -80,7 +80,7 @@ def certify_once(run: Path, n: int, lower_budget: float | None) -> dict[str, Any
 
 
 def main() -> None:
-    from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
+    from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.config import SweepSpec
 from robustbench_lip.data import dataset_info
-from robustbench_lip.evaluation.certify import certify_run
+from robustbench_lip.evaluations.lipschitz.run import certify_run
 from robustbench_lip.models import create_model_for
 from robustbench_lip.runs import read_train_record
 from robustbench_lip.training import train

@@ -388,7 +388,7 @@ class SNNet(nn.Module):
 
 def _certificate(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: list[float]):
     """`rlip certify`'s certificate of the logits map (target A, few lower-bound iterations)."""
-    from robustbench_lip.evaluation.certificates import certify
+    from robustbench_lip.evaluations.lipschitz.certificate import certify
 
     return certify(model, x, labels, target="A", eps=eps, n_random=2, iters=3, steps=1, seed=0)
 

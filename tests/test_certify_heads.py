@@ -11,7 +11,7 @@ import torch
 from certify_models import PerPositionHead, PlainHead, SampleMixingHead, SharedRowHead
 from torch import nn
 
-from robustbench_lip.evaluation.certificates import certify
+from robustbench_lip.evaluations.lipschitz.certificate import certify
 from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from constrained_helpers import data, pgd_l2, trained
 
-from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii
+from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -14,8 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from robustbench_lip.cli.app import app
-from robustbench_lip.evaluation.certify import runs_to_certify
-from robustbench_lip.evaluation.smoothing_run import (
+from robustbench_lip.evaluations.lipschitz.run import runs_to_certify
+from robustbench_lip.evaluations.smoothing.run import (
     _smooth,
     certify_smoothed_run,
     parse_sigmas,

@@ -11,7 +11,7 @@ from rich.table import Table
 from robustbench_lip.choices import BoundMode, CertifyTarget
 from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
+from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -112,7 +112,7 @@ def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, 
     """Certify one model (evaluation.certify_run), warn about a missing bound, render, say where
     the record went."""
     from robustbench_lip.cli.progress import step_progress
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
     from robustbench_lip.records import record_path, write_record
 
     with step_progress(f"certifying {model_path.name}") as progress:
@@ -251,7 +251,7 @@ def certify_cmd(
     from robustbench_lip.runs import require_runs_dir
 
     require_runs_dir(runs_dir)
-    from robustbench_lip.evaluation.certify import runs_to_certify
+    from robustbench_lip.evaluations.lipschitz.run import runs_to_certify
 
     if json_file is not None:
         raise RlipError("--json needs a single MODEL")

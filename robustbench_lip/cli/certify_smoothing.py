@@ -62,7 +62,7 @@ def _render(name: str, rec: Any) -> None:
 
 def smooth_one(model_path: Path, sigma: float, json_path: Path | None, **options: Any) -> None:
     """One smoothed certificate (evaluation.certify.certify_smoothed_run) with a progress bar; render."""
-    from robustbench_lip.evaluation.certify import certify_smoothed_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_smoothed_run
     from robustbench_lip.records import record_path, write_record
 
     with step_progress(f"smoothing {model_path.name} (σ={sigma:g})") as update:
@@ -81,7 +81,7 @@ def smooth_cmd(
     model: Path | None, runs_dir: Path, sigma_text: str, json_path: Path | None, **options: Any
 ) -> None:
     """Smoothed certificates of MODEL, or of every finished run under runs_dir that lacks one, per σ."""
-    from robustbench_lip.evaluation.smoothing_run import parse_sigmas
+    from robustbench_lip.evaluations.smoothing.run import parse_sigmas
 
     sigmas = parse_sigmas(sigma_text)
     if json_path is not None and (model is None or len(sigmas) > 1):
@@ -90,7 +90,7 @@ def smooth_cmd(
         for s in sigmas:
             smooth_one(model, s, json_path, **options)
         return
-    from robustbench_lip.evaluation.certify import runs_to_smooth
+    from robustbench_lip.evaluations.lipschitz.run import runs_to_smooth
 
     plan = {k: v for k, v in options.items() if k not in ("root", "device", "batch_size")}
     todo = runs_to_smooth(runs_dir, sigmas, **plan)

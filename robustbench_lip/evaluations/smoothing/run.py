@@ -32,11 +32,11 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.data_check import check_data
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
-from robustbench_lip.evaluation.smoothing_mc import check_positive_int, check_sigma
-from robustbench_lip.evaluation.smoothing_stats import check_alpha
-from robustbench_lip.evaluation.smoothing_summary import certify_smoothed
+from robustbench_lip.evaluations.data_check import check_data
+from robustbench_lip.evaluations.inputs import dataset_name, load_test_set, model_meta, planned_inputs
+from robustbench_lip.evaluations.smoothing.sampling import check_positive_int, check_sigma
+from robustbench_lip.evaluations.smoothing.statistics import check_alpha
+from robustbench_lip.evaluations.smoothing.summary import certify_smoothed
 from robustbench_lip.records import (
     CertificateKind,
     CertifyRecord,

@@ -36,10 +36,10 @@ import torch
 from torch import nn
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.smoothing import smoothed_certify
-from robustbench_lip.evaluation.smoothing_mc import Forward, Rule, check_positive_int, check_sigma
-from robustbench_lip.evaluation.smoothing_seg import ABSTAIN, pixel_certify, segment_votes
-from robustbench_lip.evaluation.smoothing_stats import check_alpha, check_correction, tau_for_radius
+from robustbench_lip.evaluations.smoothing.classification import smoothed_certify
+from robustbench_lip.evaluations.smoothing.sampling import Forward, Rule, check_positive_int, check_sigma
+from robustbench_lip.evaluations.smoothing.segmentation import ABSTAIN, pixel_certify, segment_votes
+from robustbench_lip.evaluations.smoothing.statistics import check_alpha, check_correction, tau_for_radius
 from robustbench_lip.metrics import ConfusionMatrix
 
 log = logging.getLogger(__name__)

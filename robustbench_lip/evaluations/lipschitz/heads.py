@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certified import accuracy_at, masks_at
+from robustbench_lip.evaluations.lipschitz.radii import accuracy_at, masks_at
 from robustbench_lip.lipschitz.bounds import UpperBound
 from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
 
@@ -47,7 +47,7 @@ def _cam_masks(
 ) -> str | None:
     """Certified CAM-mask metrics into `rob` when the model's mask rule is certifiable; the note
     saying why not otherwise (None when certified)."""
-    from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii
+    from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii
 
     k = getattr(getattr(model, "config", None), "num_mask_classes", None)
     if k is None:

@@ -24,18 +24,18 @@ import torch
 
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certificates import DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S, TargetChoice, certify
-from robustbench_lip.evaluation.data_check import check_data
-from robustbench_lip.evaluation.inputs import (
+from robustbench_lip.evaluations.lipschitz.certificate import DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S, TargetChoice, certify
+from robustbench_lip.evaluations.data_check import check_data
+from robustbench_lip.evaluations.inputs import (
     check_input_memory,
     dataset_name,
     load_test_set,
     model_meta,
     planned_inputs,
 )
-from robustbench_lip.evaluation.smoothing_run import certify_smoothed_run as certify_smoothed_run
-from robustbench_lip.evaluation.smoothing_run import runs_to_smooth as runs_to_smooth
-from robustbench_lip.evaluation.steps import ProgressFn
+from robustbench_lip.evaluations.smoothing.run import certify_smoothed_run as certify_smoothed_run
+from robustbench_lip.evaluations.smoothing.run import runs_to_smooth as runs_to_smooth
+from robustbench_lip.evaluations.steps import ProgressFn
 from robustbench_lip.modelio.hints import with_hint
 from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.smoothing_mc import (
+from robustbench_lip.evaluations.smoothing.sampling import (
     Decision,
     Forward,
     Progress,
@@ -43,7 +43,7 @@ from robustbench_lip.evaluation.smoothing_mc import (
     model_device,
     sample_votes,
 )
-from robustbench_lip.evaluation.smoothing_stats import (
+from robustbench_lip.evaluations.smoothing.statistics import (
     check_alpha,
     check_correction,
     cp_lower,

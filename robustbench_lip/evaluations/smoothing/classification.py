@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_lip.evaluation.smoothing_mc import (
+from robustbench_lip.evaluations.smoothing.sampling import (
     Decision,
     Forward,
     Progress,
@@ -40,7 +40,7 @@ from robustbench_lip.evaluation.smoothing_mc import (
     model_device,
     sample_votes,
 )
-from robustbench_lip.evaluation.smoothing_stats import check_alpha, cp_lower, pvalue_two_sided, radius
+from robustbench_lip.evaluations.smoothing.statistics import check_alpha, cp_lower, pvalue_two_sided, radius
 
 __all__ = ["SmoothedPrediction", "smoothed_certify", "smoothed_predict"]
 
