@@ -9,8 +9,8 @@ from constrained_helpers import data, trained
 from test_bound_rules import Fn
 
 from robustbench_lip.evaluations.lipschitz.certificate import certify
-from robustbench_lip.evaluations.lipschitz.radii import certified_classification
 from robustbench_lip.evaluations.lipschitz.heads import CAM_RULE, HEAD_RULE, SQRT2_RULE
+from robustbench_lip.evaluations.lipschitz.radii import certified_classification
 from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.models import create_model
 from robustbench_lip.records import CertifyRecord

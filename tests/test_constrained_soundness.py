@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from constrained_helpers import data, pgd_l2, trained
 
-from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii, i2i_pixel_radii
+from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.lipschitz.lower import lower_bounds
 from robustbench_lip.lipschitz.margins import head_radii, linear_head
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluations.lipschitz.heads import radius_rules
 from robustbench_lip.evaluations.lipschitz.radii import robustness
 from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
-from robustbench_lip.evaluations.lipschitz.heads import radius_rules
 from robustbench_lip.evaluations.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds

@@ -24,7 +24,6 @@ import torch
 
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluations.lipschitz.certificate import DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S, TargetChoice, certify
 from robustbench_lip.evaluations.data_check import check_data
 from robustbench_lip.evaluations.inputs import (
     check_input_memory,
@@ -32,6 +31,12 @@ from robustbench_lip.evaluations.inputs import (
     load_test_set,
     model_meta,
     planned_inputs,
+)
+from robustbench_lip.evaluations.lipschitz.certificate import (
+    DEFAULT_EPS,
+    DEFAULT_LOWER_BUDGET_S,
+    TargetChoice,
+    certify,
 )
 from robustbench_lip.evaluations.smoothing.run import certify_smoothed_run as certify_smoothed_run
 from robustbench_lip.evaluations.smoothing.run import runs_to_smooth as runs_to_smooth
