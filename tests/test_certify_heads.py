@@ -12,8 +12,9 @@ from certify_models import PerPositionHead, PlainHead, SampleMixingHead, SharedR
 from torch import nn
 
 from robustbench_lip.evaluations.lipschitz.certificate import certify
+from robustbench_lip.evaluations.lipschitz.radii import margin_radii
 from robustbench_lip.lipschitz.bounds import upper_bound
-from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
+from robustbench_lip.lipschitz.margins import head_radii, linear_head
 
 SHAPE = (1, 4, 4)
 EPS = (0.01, 0.05, 0.2, 1.0, 5.0, 100.0)

@@ -1,5 +1,5 @@
 """Certify a model: certified upper and measured lower Lipschitz bounds of A and R = 2A − I, the
-firm non-expansiveness test, and certified ℓ2 robustness (evaluation.certified).
+firm non-expansiveness test, and certified ℓ2 robustness (evaluations.lipschitz.metrics).
 
 `certify(model, images, labels, masks, ...)` returns a `Certificate` whose `payload()` holds the
 record keys of kind "certify": `lipschitz` {"A", "R"}, `fne`, `certified_accuracy`,
@@ -23,8 +23,7 @@ from torch import nn
 
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluations.lipschitz.heads import radius_rules
-from robustbench_lip.evaluations.lipschitz.radii import robustness
+from robustbench_lip.evaluations.lipschitz.metrics import certified_metrics
 from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
 from robustbench_lip.evaluations.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
@@ -93,7 +92,7 @@ def _gap(upper: float | None, lower: float | None) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# the whole certificate (the certified robustness is in evaluation.certified)
+# the whole certificate (the certified robustness is in evaluations.lipschitz.metrics)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -312,9 +311,9 @@ def certify(
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
         todo.start("certified robustness")
-        task = _task_of(model, out, x)
-        rob = robustness(task, out, data, ub, low_a, eps, k, notes)
-        rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes, low_a.lower)
+        rob, rules = certified_metrics(
+            _task_of(model, out, x), model, x, out, data, ub, low_a.lower, eps, k, notes
+        )
         if bound is None:
             ub.keep_lowered(None)  # the graph and its values are not needed past the radii
         timings["radii_s"] = time.perf_counter() - t0
