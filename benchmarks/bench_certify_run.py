@@ -2,7 +2,7 @@
 
 Trains (briefly: one epoch on a small split, plain cross-entropy / Dice, no penalty) a
 `mresnet18_w8` on `shapes` and a `unet_i2i` (base width 8, no norm) on `lesions` into a temporary
-folder, then certifies each run through the library entry point (`evaluation.certify.certify_run`,
+folder, then certifies each run through the library entry point (`evaluations.lipschitz.run.certify_run`,
 what `rlip certify RUN --n 64` calls) and prints ONE JSON object: per run, the split recorded in
 the record's timings — export + upper bound, lower bounds (witnessed search and FNE test, under
 `--lower-budget`), radii — the rest (loading the model and the data, the forward pass) and the
@@ -59,7 +59,7 @@ def certify_once(run: Path, n: int, lower_budget: float | None) -> dict[str, Any
     from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     t0 = time.perf_counter()
-    rec = certify_run(run, n=n, device="cpu", write=False, lower_budget=lower_budget)
+    rec = certify_run(run, n=n, device="cpu", write=False, lower_budget_s=lower_budget)
     total = time.perf_counter() - t0
     t = rec.timings or {}
     split = {k: round(float(t.get(k) or 0.0), 3) for k in ("export_upper_s", "lower_s", "radii_s")}

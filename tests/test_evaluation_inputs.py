@@ -1,4 +1,4 @@
-"""evaluation.inputs: the one dataset lookup of certify and attack (name, saved options, "none")."""
+"""evaluations.inputs: the one dataset lookup of certify and attack (name, saved options, "none")."""
 
 from __future__ import annotations
 

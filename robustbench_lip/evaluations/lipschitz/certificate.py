@@ -24,7 +24,7 @@ from torch import nn
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluations.lipschitz.metrics import certified_metrics
-from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
+from robustbench_lip.evaluations.lipschitz.settings import CERTIFY, DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S
 from robustbench_lip.evaluations.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
@@ -32,7 +32,6 @@ from robustbench_lip.records.schema import FneVerdict, Task
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPS: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 _SHARES = {"A": 1.0, "R": 1.0, "FNE": 0.5}
 TargetChoice = Literal["A", "reflection", "both"]
 
@@ -240,13 +239,13 @@ def certify(
     masks: torch.Tensor | None = None,
     *,
     input_shape: Sequence[int] | None = None,
-    target: TargetChoice = "both",
+    target: TargetChoice = CERTIFY.target,  # type: ignore[assignment]
     eps: Sequence[float] = DEFAULT_EPS,
     n_random: int = 32,
     iters: int = 30,
-    steps: int = 10,
+    steps: int = CERTIFY.steps,
     seed: int = 0,
-    mode: Mode = "fast",
+    mode: Mode = CERTIFY.mode,  # type: ignore[assignment]
     num_mask_classes: int | None = None,
     device: str | torch.device | None = None,
     bound: UpperBound | None = None,
@@ -260,7 +259,7 @@ def certify(
     target: "A", "reflection" (needs output shape == input shape) or "both" (R when defined).
     eps: ℓ2 radii for the certified metrics. num_mask_classes: mask label count for segmenters
     (defaults to model.config.num_mask_classes). bound: a precomputed UpperBound to reuse.
-    progress(what, done, total): called as each step starts (evaluation.steps). lower_budget:
+    progress(what, done, total): called as each step starts (evaluations.steps). lower_budget:
     seconds for the witnessed lower-bound searches (None: no limit). timings (s): export_upper_s
     (export + certified upper bound), lower_s (searches, FNE test), radii_s (certified radii), and
     lower_budget_s, the budget asked.

@@ -1,13 +1,11 @@
 """`certify_run`: certify a saved model (run folder or model file) and return its certify record.
 
-Pipeline: load the model (never executing code), find the data (evaluation.inputs: `data`, else
-the model's own dataset; "none": `n` uniform random points), certify (evaluation.certificates),
-assemble a `CertifyRecord` and, for a run folder, write it to `RUN/results/certify-<key>.json`
-(`key` = the settings key; records.store). The settings name exactly what was asked: data, n,
-target, eps, seed, steps, mode and the input shape.
-
-Randomized smoothing (`rlip certify --smoothing`): `certify_smoothed_run` / `runs_to_smooth`
-(evaluation.smoothing_run) write their own records, `certificate: "smoothed"`, one per σ.
+The evaluation protocol of `base`: a `Context` reads config.json once and loads the model and the
+data from it (evaluations.inputs: `data`, else the model's own dataset; "none": `min(n, 64)` uniform
+random points), `certificate.certify` computes, a `CertifyRecord` is assembled with the settings
+`CertifySettings.record` derives (data, n, target, eps, seed, steps, mode, input shape, lower budget)
+and, for a run folder, written to `RUN/results/certify-<key>.json` (base.record).
+`runs_to_certify` is the "already recorded" rule for a runs folder (base.pending).
 """
 
 from __future__ import annotations
@@ -15,98 +13,59 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluations.base import Context, Inputs, pending, record, split_options
 from robustbench_lip.evaluations.data_check import check_data
-from robustbench_lip.evaluations.inputs import (
-    check_input_memory,
-    dataset_name,
-    load_test_set,
-    model_meta,
-    planned_inputs,
-)
-from robustbench_lip.evaluations.lipschitz.certificate import (
-    DEFAULT_EPS,
-    DEFAULT_LOWER_BUDGET_S,
-    TargetChoice,
-    certify,
-)
-from robustbench_lip.evaluations.smoothing.run import certify_smoothed_run as certify_smoothed_run
-from robustbench_lip.evaluations.smoothing.run import runs_to_smooth as runs_to_smooth
+from robustbench_lip.evaluations.inputs import check_input_memory, dataset_name
+from robustbench_lip.evaluations.lipschitz.certificate import certify
+from robustbench_lip.evaluations.lipschitz.settings import CertifySettings
 from robustbench_lip.evaluations.steps import ProgressFn
 from robustbench_lip.modelio.hints import with_hint
-from robustbench_lip.records import CertifyRecord, env_info, is_recorded, record_path, write_record
+from robustbench_lip.records import CertifyRecord, env_info
 
 log = logging.getLogger(__name__)
-
-
-def settings_for(
-    data: str | None,
-    n: int,
-    target: str,
-    eps: Sequence[float],
-    seed: int,
-    steps: int,
-    mode: str,
-    input_shape: Sequence[int],
-    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
-    other_data: bool = False,
-) -> dict[str, Any]:
-    """The record settings of a certify run (their key names the record file); `other_data` (only
-    when true): evaluated on data other than the run's own (evaluation.data_check)."""
-    s = {
-        "lower_budget_s": None if lower_budget is None else float(lower_budget),
-        "data": data,
-        "n": int(n),
-        "target": target,
-        "eps": [format_eps(e) for e in eps],
-        "seed": int(seed),
-        "steps": int(steps),
-        "mode": mode,
-        "input_shape": [int(s) for s in input_shape],
-    }
-    return {**s, "other_data": True} if other_data else s
+NEED = "cannot plan its certificate"
 
 
 def planned_settings(
-    run_dir: str | os.PathLike[str],
-    *,
-    data: str | None = None,
-    n: int = 256,
-    input_shape: Sequence[int] | None = None,
-    target: str = "both",
-    eps: Sequence[float] = DEFAULT_EPS,
-    seed: int = 0,
-    steps: int = 10,
-    mode: str = "fast",
-    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
-    other_data: bool = False,
+    run_dir: str | os.PathLike[str] | Context,
+    settings: CertifySettings | None = None,
+    inputs: Inputs | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """The settings `certify_run` records for a run folder, from its config.json alone (no model
-    or data loaded; the input shape is the model's, which is the data's for models trained here)."""
-    name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its certificate")
-    return settings_for(name, n, target, eps, seed, steps, mode, shape, lower_budget, other_data)
+    or data loaded; the input shape is the model's, which is the data's for models trained here).
+    options: fields of `Inputs` / `CertifySettings` in place of the two."""
+    if settings is None or inputs is None:
+        inputs, settings = split_options(options, Inputs, CertifySettings)
+    ctx = run_dir if isinstance(run_dir, Context) else Context(Path(run_dir))
+    name, shape = ctx.planned_inputs(inputs.data, inputs.input_shape, need=NEED)
+    return settings.record(inputs, name, shape)
+
+
+def pending_certify(
+    runs_dir: str | os.PathLike[str], settings: CertifySettings, inputs: Inputs
+) -> list[Context]:
+    """The finished runs under `runs_dir` without a certify record for these settings."""
+    plan = lambda ctx: [(None, planned_settings(ctx, settings, inputs))]  # noqa: E731
+    return [ctx for ctx, _ in pending(runs_dir, "certify", plan)]
 
 
 def runs_to_certify(runs_dir: str | os.PathLike[str], **options: Any) -> list[Path]:
     """The finished runs under `runs_dir` without a certify record for these settings
-    (options: those of `planned_settings`)."""
-    from robustbench_lip.runs import finished_runs
-
-    return [
-        r for r in finished_runs(runs_dir) if not is_recorded(r, "certify", planned_settings(r, **options))
-    ]
+    (options: fields of `Inputs` and `CertifySettings`)."""
+    inputs, settings = split_options(options, Inputs, CertifySettings)
+    return [ctx.path for ctx in pending_certify(runs_dir, settings, inputs)]
 
 
 @dataclass
-class _Inputs:
+class _Data:
     """What certify runs on: data tensors (None without data), their shape and dataset."""
 
     ds_name: str | None
@@ -118,32 +77,23 @@ class _Inputs:
     num_mask: int | None
 
 
-def _inputs(
-    model: torch.nn.Module,
-    model_path: Path,
-    meta: dict[str, Any] | None,
-    data: str | None,
-    root: str | os.PathLike[str] | None,
-    n: int,
-    input_shape: Sequence[int] | None,
-    other_data: bool = False,
-) -> _Inputs:
-    cfg = model.config
-    name = dataset_name(data, meta)
+def _data(model: torch.nn.Module, ctx: Context, inputs: Inputs) -> _Data:
+    cfg, meta, input_shape = model.config, ctx.read_meta(), inputs.input_shape
+    name = dataset_name(inputs.data, meta)
     shape = tuple(input_shape) if input_shape is not None else tuple(cfg.input_size)
-    inp = _Inputs(name, None, None, None, None, shape, cfg.num_mask_classes)
+    inp = _Data(name, None, None, None, None, shape, cfg.num_mask_classes)
     if name is None:
         if input_shape is None and meta is None:
             if not cfg.arch.startswith("pt2"):
                 raise RlipError(
-                    f"{model_path.name} is not a zoo model: without data it needs --input-shape C,H,W"
+                    f"{ctx.path.name} is not a zoo model: without data it needs --input-shape C,H,W"
                 )
             log.info("no data: using the exported program's input size %s", shape)
         return inp
-    ds = load_test_set(name, root, meta)
-    check_data(cfg, ds.info, root, meta, other_data)
+    ds = ctx.test_set(name, inputs.root)
+    check_data(cfg, ds.info, inputs.root, meta, inputs.other_data)
     inp.ds_dict = ds.info.to_dict()
-    inp.images, inp.labels, inp.masks = ds.take(n).tensors()
+    inp.images, inp.labels, inp.masks = ds.take(inputs.n).tensors()
     if tuple(inp.images.shape[1:]) != shape:
         if input_shape is not None:
             raise RlipError(
@@ -157,65 +107,58 @@ def _inputs(
 
 
 def certify_run(
-    model_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | Context,
+    settings: CertifySettings | None = None,
+    inputs: Inputs | None = None,
     *,
-    data: str | None = None,
-    root: str | os.PathLike[str] | None = None,
-    n: int = 256,
-    input_shape: Sequence[int] | None = None,
-    target: TargetChoice = "both",
-    eps: Sequence[float] = DEFAULT_EPS,
     layers: bool = False,
-    seed: int = 0,
-    steps: int = 10,
-    mode: str = "fast",
-    device: str | torch.device = "auto",
     write: bool = True,
     progress: ProgressFn | None = None,
-    lower_budget: float | None = DEFAULT_LOWER_BUDGET_S,
-    other_data: bool = False,
     arch: str | None = None,
+    **options: Any,
 ) -> CertifyRecord:
-    """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file) and return its record.
+    """Certify the model at `model_path` (run folder, .pt/.pth or .pt2 file, or its Context) and
+    return its record.
 
-    data: dataset name, "none" for `min(n, 64)` random inputs, None for the model's own; n: test
-    points; input_shape: (C, H, W), needed for foreign models without data; target/eps/seed/
-    steps/mode/lower_budget: as `certify`; layers: also record the per-layer bounds. With `write`, a run
-    folder gets the record in `results/` (a model file gets none; see record_path). progress: see
-    evaluation.steps. other_data: allow data other than the run's own (evaluation.data_check).
-    arch: the architecture of a bare state_dict (.pt/.pth/.safetensors): a registered name or
-    `torchvision:NAME` (class count read from the file), built at `input_shape`."""
+    settings / inputs: what to compute and on what (`CertifySettings`, `base.Inputs`); or, in their
+    place, their fields as keywords (data: a dataset name, "none" for `min(n, 64)` random inputs,
+    None for the model's own; n: test points; input_shape (C, H, W): needed for foreign models
+    without data; target / eps / seed / steps / mode / lower_budget_s: as `certify`; other_data:
+    allow data other than the run's own). layers: also record the per-layer bounds. With `write`, a
+    run folder gets the record in `results/` (a model file gets none). progress: see
+    evaluations.steps. arch: the architecture of a bare state_dict (.pt/.pth/.safetensors): a
+    registered name or `torchvision:NAME`, built at `input_shape`."""
     from robustbench_lip.device import resolve_device
-    from robustbench_lip.modelio import load_model
 
+    if settings is None or inputs is None:
+        inputs, settings = split_options(options, Inputs, CertifySettings)
+    elif options:
+        raise TypeError(f"options {sorted(options)} given with settings")
     t0 = time.perf_counter()
-    path = Path(model_path)
-    if not path.exists():
-        raise RlipError(f"no such model file or folder: {path}")
-    dev = resolve_device(device)
-    if input_shape is not None:
-        check_input_memory(input_shape, min(n, 64))
-    meta = model_meta(path)  # None: foreign files (.pt2, bare weights) have no config.json
-    model = load_model(path, arch=arch, device=dev, input_size=tuple(input_shape) if input_shape else None)
-    inp = _inputs(model, path, meta, data, root, n, input_shape, other_data)
+    ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
+    dev = resolve_device(inputs.device)
+    if inputs.input_shape is not None:
+        check_input_memory(inputs.input_shape, min(inputs.n, 64))
+    model = ctx.load_model(dev, arch, inputs.input_shape)
+    inp = _data(model, ctx, inputs)
     try:
         cert = certify(
-            model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=target, eps=eps,
-            n_random=min(n, 64), steps=steps, seed=seed, mode=mode,  # type: ignore[arg-type]
-            num_mask_classes=inp.num_mask, device=dev, progress=progress, lower_budget=lower_budget,
+            model, inp.images, inp.labels, inp.masks, input_shape=inp.shape, target=settings.target,  # type: ignore[arg-type]
+            eps=settings.eps, n_random=min(inputs.n, 64), steps=settings.steps, seed=inputs.seed,
+            mode=settings.mode, num_mask_classes=inp.num_mask, device=dev, progress=progress,  # type: ignore[arg-type]
+            lower_budget=settings.lower_budget_s,
         )  # fmt: skip
     except RlipError as e:
         raise RlipError(with_hint(str(e))) from None
     rec = CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,
-        settings=settings_for(
-            inp.ds_name, n, target, eps, seed, steps, mode, inp.shape, lower_budget, other_data
-        ),
+        settings=settings.record(inputs, inp.ds_name, inp.shape),
         env=env_info(dev),
         wall_s=time.perf_counter() - t0,
         **cert.payload(layers=layers),
     )
-    if write and path.is_dir():
-        write_record(record_path(path, "certify", rec.settings), rec)
-    return rec
+    return record(ctx, rec, write)
+
+
+__all__ = ["certify_run", "pending_certify", "planned_settings", "runs_to_certify"]
