@@ -6,7 +6,6 @@ from robustbench_lip.evaluations.inputs import (  # noqa: F401
     dataset_name,
     load_test_set,
     model_meta,
-    planned_inputs,
     saved_dataset,
     saved_root,
 )

@@ -190,21 +190,17 @@ class Context:
         return cls(p)
 
     def read_meta(self, need: str | None = None) -> dict[str, Any] | None:
-        """config.json, read on first use only (None for a file without rlip metadata; with `need`,
-        RlipError "<why>; <need>" instead)."""
+        """config.json, read on first use only (evaluations.inputs.model_meta: None for a file
+        without rlip metadata; with `need`, RlipError "<why>; <need>" instead)."""
         if not self.read:
-            from robustbench_lip.modelio import read_model_meta
+            from robustbench_lip.evaluations.inputs import model_meta
 
             try:
-                meta = read_model_meta(self.path)
-            except RlipError as e:
+                self.meta = model_meta(self.path, need=need)
+            finally:
                 self.read = True
-                if need is not None:
-                    raise RlipError(f"{e}; {need}") from None
-                return None
-            self.meta, self.read = (meta if isinstance(meta, dict) else None), True
         if self.meta is None and need is not None:
-            raise RlipError(f"{self.path} has no config.json; {need}")
+            raise RlipError(f"{self.path} carries no rlip metadata (config.json); {need}")
         return self.meta
 
     def planned_inputs(

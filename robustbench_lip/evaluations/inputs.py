@@ -52,19 +52,6 @@ def model_meta(model_path: str | os.PathLike[str], need: str | None = None) -> d
     return meta if isinstance(meta, dict) else None
 
 
-def planned_inputs(
-    run_dir: str | os.PathLike[str], data: str | None, input_shape: Sequence[int] | None, need: str
-) -> tuple[str | None, tuple[int, ...]]:
-    """(dataset name, per-sample input shape) an evaluation of `run_dir` will use, from its
-    config.json alone; `input_shape` overrides the saved size. RlipError when neither gives one."""
-    meta = model_meta(run_dir, need=need) or {}
-    saved = (meta.get("model") or {}).get("input_size")
-    if input_shape is None and not saved:
-        raise RlipError(f"{run_dir}: config.json names no input size; pass --input-shape C,H,W")
-    shape = tuple(input_shape) if input_shape is not None else tuple(saved)
-    return dataset_name(data, meta), shape
-
-
 def saved_dataset(meta: dict[str, Any] | None) -> dict[str, Any] | None:
     """The DatasetInfo dict the model was saved with (None when it has none)."""
     ds = (meta or {}).get("dataset")
