@@ -2,7 +2,7 @@
 
 Trains (briefly: one epoch on a small split, plain cross-entropy / Dice, no penalty) a
 `mresnet18_w8` on `shapes` and a `unet_i2i` (base width 8, no norm) on `lesions` into a temporary
-folder, then certifies each run through the library entry point (`evaluation.certify.certify_run`,
+folder, then certifies each run through the library entry point (`evaluations.lipschitz.run.certify_run`,
 what `rlip certify RUN --n 64` calls) and prints ONE JSON object: per run, the split recorded in
 the record's timings — export + upper bound, lower bounds (witnessed search and FNE test, under
 `--lower-budget`), radii — the rest (loading the model and the data, the forward pass) and the
@@ -56,10 +56,10 @@ def train_run(model: str, root: Path) -> tuple[Path, float]:
 
 def certify_once(run: Path, n: int, lower_budget: float | None) -> dict[str, Any]:
     """Certify `run` with n points (no record written); the timing split in seconds."""
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     t0 = time.perf_counter()
-    rec = certify_run(run, n=n, device="cpu", write=False, lower_budget=lower_budget)
+    rec = certify_run(run, n=n, device="cpu", write=False, lower_budget_s=lower_budget)
     total = time.perf_counter() - t0
     t = rec.timings or {}
     split = {k: round(float(t.get(k) or 0.0), 3) for k in ("export_upper_s", "lower_s", "radii_s")}
@@ -80,7 +80,7 @@ def certify_once(run: Path, n: int, lower_budget: float | None) -> dict[str, Any
 
 
 def main() -> None:
-    from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
+    from robustbench_lip.evaluations.lipschitz.settings import DEFAULT_LOWER_BUDGET_S
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)

@@ -3,7 +3,7 @@
 For `sllnet_w16` and `sllnet_cam_w16` (zoo/shapes_lip_cpu.toml, `shapes`) and `unet_fne`
 (zoo/lesions_fne_cpu.toml, `lesions`), against the λ = 10 penalty U-Net (zoo/lesions_unet_cpu.toml),
 each seed trained by `rlip`'s own training (`training.train`, the spec's settings) and certified by
-`rlip certify`'s own code (`evaluation.certify.certify_run`, records not written):
+`rlip certify`'s own code (`evaluations.lipschitz.run.certify_run`, records not written):
 1. clean accuracy / mIoU, certified accuracy at ℓ2 ε ∈ {36, 72, 255}/255 (classifiers), certified mIoU
    at 36/255 (U-Nets; the CAM masks of sllnet_cam_w16), mean over seeds with std, min and max;
 2. the certified bound U(A) and its gap (U(A) ÷ the witnessed lower bound);
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from robustbench_lip.config import SweepSpec
 from robustbench_lip.data import dataset_info
-from robustbench_lip.evaluation.certify import certify_run
+from robustbench_lip.evaluations.lipschitz.run import certify_run
 from robustbench_lip.models import create_model_for
 from robustbench_lip.runs import read_train_record
 from robustbench_lip.training import train

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from robustbench_lip.evaluation.smoothing import smoothed_certify
-from robustbench_lip.evaluation.smoothing_seg import smoothed_segment_certify
+from robustbench_lip.evaluations.smoothing.classification import smoothed_certify
+from robustbench_lip.evaluations.smoothing.segmentation import smoothed_segment_certify
 from robustbench_lip.models import create_model
 
 

@@ -1,4 +1,8 @@
-"""`rlip certify`: certified upper / measured lower Lipschitz bounds, FNE test, certified robustness."""
+"""`rlip certify`: certified upper / measured lower Lipschitz bounds, FNE test, certified robustness.
+
+Thin: the options are made from `Inputs`, `CertifySettings` and `SmoothingSettings`
+(evaluations.base.with_settings), the evaluation is evaluations.lipschitz.run (or, with
+`--smoothing`, evaluations.smoothing.run through cli.certify_smoothing), and this module renders."""
 
 from __future__ import annotations
 
@@ -8,22 +12,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from robustbench_lip.choices import BoundMode, CertifyTarget
-from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
+from robustbench_lip.cli.common import Arch, console, err_console, handle_errors
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
-
-
-def parse_shape(text: str) -> tuple[int, int, int]:
-    """'C,H,W' → (C, H, W) of positive ints."""
-    parts = [p.strip() for p in text.replace("x", ",").replace("×", ",").split(",")]
-    try:
-        vals = tuple(int(p) for p in parts)
-    except ValueError:
-        raise RlipError(f"bad --input-shape {text!r}: expected C,H,W like 3,32,32") from None
-    if len(vals) != 3 or any(v <= 0 for v in vals):
-        raise RlipError(f"bad --input-shape {text!r}: expected three positive integers C,H,W like 3,32,32")
-    return vals  # type: ignore[return-value]
+from robustbench_lip.evaluations.base import Inputs, parse_shape, with_settings
+from robustbench_lip.evaluations.lipschitz.settings import CertifySettings
+from robustbench_lip.evaluations.smoothing.settings import SmoothingSettings
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -108,15 +101,16 @@ def _render(name: str, payload: dict[str, Any], wall_s: float, layers: bool) -> 
         console.print(_layers_table(payload["layers"]))
 
 
-def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, **options: Any) -> None:
-    """Certify one model (evaluation.certify_run), warn about a missing bound, render, say where
-    the record went."""
+def _certify_and_render(model: Any, json_path: Path | None, layers: bool, **options: Any) -> None:
+    """Certify one model (a path or a run's Context; evaluations.lipschitz.run.certify_run), warn
+    about a missing bound, render, say where the record went."""
     from robustbench_lip.cli.progress import step_progress
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
     from robustbench_lip.records import record_path, write_record
 
-    with step_progress(f"certifying {model_path.name}") as progress:
-        rec = certify_run(model_path, layers=layers, progress=progress, **options)
+    path = Path(getattr(model, "path", model))
+    with step_progress(f"certifying {path.name}") as progress:
+        rec = certify_run(model, layers=layers, progress=progress, **options)
     payload = rec.to_dict()
     if payload["lipschitz"]["A"]["upper"] is None:
         reasons = [f"{p['op']} ({p['node']}): {p['reason']}" for p in rec.bound_problems or []]
@@ -124,9 +118,9 @@ def _certify_and_render(model_path: Path, json_path: Path | None, layers: bool, 
             "[yellow]warning:[/yellow] no certified upper bound (upper = null): " + "; ".join(reasons),
             highlight=False,
         )
-    _render(model_path.name, payload, rec.wall_s, layers)
-    if model_path.is_dir():
-        console.print(f"record: {record_path(model_path, 'certify', rec.settings)}", highlight=False)
+    _render(path.name, payload, rec.wall_s, layers)
+    if path.is_dir():
+        console.print(f"record: {record_path(path, 'certify', rec.settings)}", highlight=False)
     if json_path is not None:
         write_record(json_path, rec)
         console.print(f"json: {json_path}", highlight=False)
@@ -143,7 +137,26 @@ def _print_rules() -> None:
             console.print(f"[bold]{label}[/bold] ({len(ops)}): " + ", ".join(ops), highlight=False)
 
 
+def _smooth(model: Path | None, runs_dir: Path, sigmas: str, json_file: Path | None, **kw: Any) -> None:
+    """`--smoothing`: refuse the Lipschitz-only options, then certify_smoothing.smooth_cmd."""
+    from robustbench_lip.cli.certify_smoothing import smooth_cmd
+
+    if model is None:
+        from robustbench_lip.runs import require_runs_dir
+
+        require_runs_dir(runs_dir)
+    if kw.pop("layers"):
+        raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
+    if kw.pop("arch") is not None:
+        raise RlipError(
+            "--arch does not combine with --smoothing; export the weights first: "
+            "rlip models export FILE --arch NAME --input-shape C,H,W --out model.pt2"
+        )
+    smooth_cmd(model, runs_dir, sigmas, json_file, **kw)
+
+
 @handle_errors
+@with_settings
 def certify_cmd(
     model: Annotated[
         Path | None,
@@ -154,40 +167,9 @@ def certify_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Runs folder (used without MODEL).")] = Path(
         "zoo/runs"
     ),
-    data: Annotated[
-        str | None,
-        typer.Option("--data", help="Dataset name, or 'none' for random inputs; default: the model's own."),
-    ] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="Dataset root folder.")] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of test points.")] = 256,
-    input_shape: Annotated[
-        str | None,
-        typer.Option("--input-shape", help="C,H,W: the input size of a foreign model (needed without data)."),
-    ] = None,
     arch: Arch = None,
-    target: Annotated[CertifyTarget, typer.Option("--target", help="A, reflection (R = 2A − I) or both.")] = (
-        CertifyTarget.both
-    ),
-    eps: Annotated[str, typer.Option("--eps", help="ℓ2 radii, e.g. 36/255,72/255,108/255.")] = (
-        "36/255,72/255,108/255"
-    ),
     layers: Annotated[bool, typer.Option("--layers", help="Show and record the per-layer bounds.")] = False,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the record here.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random points and searches.")] = 0,
-    steps: Annotated[int, typer.Option("--steps", min=0, help="Adversarial search steps.")] = 10,
-    mode: Annotated[BoundMode, typer.Option("--mode", help="Bound mode: fast, or tight (small grids).")] = (
-        BoundMode.fast
-    ),
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
-    lower_budget: Annotated[
-        float,
-        typer.Option(
-            "--lower-budget",
-            min=0.0,
-            help="Seconds for the witnessed lower-bound search (A, R and the FNE test together); once "
-            "spent it keeps the best witness so far. Recorded in the settings and timings.",
-        ),
-    ] = DEFAULT_LOWER_BUDGET_S,
     list_rules: Annotated[
         bool,
         typer.Option("--list-rules", help="Print the ATen ops that have a bound rule, by family, and exit."),
@@ -200,72 +182,47 @@ def certify_cmd(
             "certificate: probabilistic certificates of the smoothed model, one record per σ.",
         ),
     ] = None,
-    smoothing_n: Annotated[
-        int, typer.Option("--smoothing-n", min=1, help="Monte Carlo samples per image (smoothing).")
-    ] = 1000,
-    smoothing_n0: Annotated[
-        int, typer.Option("--smoothing-n0", min=1, help="Selection samples per image (smoothing).")
-    ] = 100,
-    smoothing_alpha: Annotated[
-        float, typer.Option("--smoothing-alpha", help="Failure probability α of each smoothed certificate.")
-    ] = 0.001,
-    other_data: OtherData = False,
+    *,
+    inputs: Inputs,
+    lipschitz: CertifySettings,
+    smoothed: SmoothingSettings,
 ) -> None:
     """Certified Lipschitz upper bound, measured lower bounds, FNE test and certified robustness."""
     if list_rules:
         _print_rules()
         return
     if smoothing is not None:
-        from robustbench_lip.cli.certify_smoothing import smooth_cmd
-
-        if model is None:
-            from robustbench_lip.runs import require_runs_dir
-
-            require_runs_dir(runs_dir)
-        if layers:
-            raise RlipError("--layers is a Lipschitz-certificate option; drop it with --smoothing")
-        if arch is not None:
-            raise RlipError(
-                "--arch does not combine with --smoothing; export the weights first: "
-                "rlip models export FILE --arch NAME --input-shape C,H,W --out model.pt2"
-            )
-        smooth_cmd(
-            model, runs_dir, smoothing, json_file, data=data, root=root, n=n, samples=smoothing_n,
-            n0=smoothing_n0, alpha=smoothing_alpha, seed=seed, device=device, other_data=other_data,
-            input_shape=parse_shape(input_shape) if input_shape is not None else None,
-        )  # fmt: skip
+        _smooth(
+            model, runs_dir, smoothing, json_file, layers=layers, arch=arch, settings=smoothed, inputs=inputs
+        )
         return
-    from robustbench_lip.attacks.eps import parse_eps_list
-
-    eps_list = parse_eps_list(eps, norm="l2")
-    shape = parse_shape(input_shape) if input_shape is not None else None
-    options: dict[str, Any] = dict(
-        data=data, n=n, input_shape=shape, target=target.value, eps=eps_list, seed=seed, steps=steps,
-        mode=mode.value, lower_budget=lower_budget, other_data=other_data,
-    )  # fmt: skip
+    options: dict[str, Any] = {"settings": lipschitz, "inputs": inputs}
     if model is not None:
-        _certify_and_render(model, json_file, layers, root=root, device=device, arch=arch, **options)
+        _certify_and_render(model, json_file, layers, arch=arch, **options)
         return
     if arch is not None:
         raise RlipError("--arch names the architecture of one MODEL file; pass the file")
     from robustbench_lip.runs import require_runs_dir
 
     require_runs_dir(runs_dir)
-    from robustbench_lip.evaluation.certify import runs_to_certify
+    from robustbench_lip.evaluations.lipschitz.run import pending_certify
 
     if json_file is not None:
         raise RlipError("--json needs a single MODEL")
-    runs = runs_to_certify(runs_dir, **options)
+    runs = pending_certify(runs_dir, lipschitz, inputs)
     if not runs:
         console.print(
             f"nothing to certify: no finished run without a certificate for these settings under {runs_dir}"
         )
         return
-    for run in runs:
-        console.print(f"[bold]{run.name}[/bold]")
-        _certify_and_render(run, None, layers, root=root, device=device, **options)
+    for ctx in runs:
+        console.print(f"[bold]{ctx.path.name}[/bold]")
+        _certify_and_render(ctx, None, layers, **options)
 
 
 def register(app: typer.Typer) -> None:
     """Add `rlip certify` to the root app."""
     app.command("certify")(certify_cmd)
+
+
+__all__ = ["certify_cmd", "parse_shape", "register"]

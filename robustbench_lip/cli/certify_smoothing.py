@@ -60,46 +60,47 @@ def _render(name: str, rec: Any) -> None:
         console.print(f"note: {note}", highlight=False)
 
 
-def smooth_one(model_path: Path, sigma: float, json_path: Path | None, **options: Any) -> None:
-    """One smoothed certificate (evaluation.certify.certify_smoothed_run) with a progress bar; render."""
-    from robustbench_lip.evaluation.certify import certify_smoothed_run
+def smooth_one(model: Any, sigma: float, json_path: Path | None, **options: Any) -> None:
+    """One smoothed certificate (a path or a run's Context; evaluations.smoothing.run) with a
+    progress bar; render."""
+    from robustbench_lip.evaluations.smoothing.run import certify_smoothed_run
     from robustbench_lip.records import record_path, write_record
 
-    with step_progress(f"smoothing {model_path.name} (σ={sigma:g})") as update:
+    path = Path(getattr(model, "path", model))
+    with step_progress(f"smoothing {path.name} (σ={sigma:g})") as update:
         rec = certify_smoothed_run(
-            model_path, sigma=sigma, **options, progress=lambda done, total: update("", done, total)
+            model, sigma=sigma, **options, progress=lambda done, total: update("", done, total)
         )
-    _render(model_path.name, rec)
-    if model_path.is_dir():
-        console.print(f"record: {record_path(model_path, 'certify', rec.settings)}", highlight=False)
+    _render(path.name, rec)
+    if path.is_dir():
+        console.print(f"record: {record_path(path, 'certify', rec.settings)}", highlight=False)
     if json_path is not None:
         write_record(json_path, rec)
         console.print(f"json: {json_path}", highlight=False)
 
 
 def smooth_cmd(
-    model: Path | None, runs_dir: Path, sigma_text: str, json_path: Path | None, **options: Any
+    model: Path | None, runs_dir: Path, sigma_text: str, json_path: Path | None, *, settings: Any, inputs: Any
 ) -> None:
-    """Smoothed certificates of MODEL, or of every finished run under runs_dir that lacks one, per σ."""
-    from robustbench_lip.evaluation.smoothing_run import parse_sigmas
+    """Smoothed certificates of MODEL, or of every finished run under runs_dir that lacks one, per σ
+    (settings: SmoothingSettings, inputs: evaluations.base.Inputs)."""
+    from robustbench_lip.evaluations.smoothing.run import parse_sigmas, pending_smoothing
 
     sigmas = parse_sigmas(sigma_text)
     if json_path is not None and (model is None or len(sigmas) > 1):
         raise RlipError("--json needs a single MODEL and a single --smoothing σ")
+    options = {"settings": settings, "inputs": inputs}
     if model is not None:
         for s in sigmas:
             smooth_one(model, s, json_path, **options)
         return
-    from robustbench_lip.evaluation.certify import runs_to_smooth
-
-    plan = {k: v for k, v in options.items() if k not in ("root", "device", "batch_size")}
-    todo = runs_to_smooth(runs_dir, sigmas, **plan)
+    todo = pending_smoothing(runs_dir, sigmas, settings, inputs)
     if not todo:
         console.print(
             f"nothing to certify: every finished run under {runs_dir} has a smoothed certificate "
             "for these settings"
         )
         return
-    for run, s in todo:
-        console.print(f"[bold]{run.name}[/bold]")
-        smooth_one(run, s, None, **options)
+    for ctx, s in todo:
+        console.print(f"[bold]{ctx.path.name}[/bold]")
+        smooth_one(ctx, s, None, **options)

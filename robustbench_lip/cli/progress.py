@@ -1,4 +1,4 @@
-"""Rich progress bars on stderr for the library's step callbacks (evaluation.steps.ProgressFn)."""
+"""Rich progress bars on stderr for the library's step callbacks (evaluations.steps.ProgressFn)."""
 
 from __future__ import annotations
 

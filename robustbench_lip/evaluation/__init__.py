@@ -1,11 +1,6 @@
-"""Evaluations of a saved model, each returning a typed record (robustbench_lip.records).
-
-- `certify.certify_run(model_path, ...) -> CertifyRecord`: certified / witnessed Lipschitz bounds,
-  FNE test, certified robustness (`certificates.certify` on tensors, `certified` for the radii).
-- `attack.attack_run(model_path, eps, attacks, ...) -> AttackRecord`: clean vs attacked metrics
-  (`robustness.evaluate_attacks` on a model and a dataset).
-- scoring lives in `robustbench_lip.scoring` (shared with training): `score`, `Scores`, `batches`.
-- `inputs`: the model's saved metadata and the one dataset lookup of both commands.
+"""Attack evaluations of a saved model (`attack.attack_run`, `robustness.evaluate_attacks`), and a
+re-export shim for what moved to `robustbench_lip.evaluations` (`certify_run`, `certify`,
+`Certificate`; the `inputs` and `data_check` modules are thin re-exports too).
 
 Names are imported on first use (torchattacks and the bounder are heavy).
 """
@@ -16,10 +11,10 @@ import importlib
 from typing import Any
 
 _LAZY: dict[str, str] = {
-    "certify_run": "robustbench_lip.evaluation.certify",
+    "certify_run": "robustbench_lip.evaluations.lipschitz.run",
     "attack_run": "robustbench_lip.evaluation.attack",
-    "certify": "robustbench_lip.evaluation.certificates",
-    "Certificate": "robustbench_lip.evaluation.certificates",
+    "certify": "robustbench_lip.evaluations.lipschitz.certificate",
+    "Certificate": "robustbench_lip.evaluations.lipschitz.certificate",
     "evaluate_attacks": "robustbench_lip.evaluation.robustness",
     "score": "robustbench_lip.scoring",
     "Scores": "robustbench_lip.scoring",

@@ -11,7 +11,7 @@ U(φ) the certified bound of the layer's input (for the CAM head: U(feature map)
 of the mean). It replaces margin / (√2·U(A)): never larger than needed, smaller when the rows
 differ by less than √2·‖W‖. `linear_head(model, shape)` recognises the structure in the exported
 graph and returns U(φ) and the matrix of ‖W_i − W_j‖; when it does not, it returns `reason` and the
-caller falls back to `margin_radii(logits, U(A))`.
+caller falls back to margin / (√2·U(A)) (`evaluations.lipschitz.radii.margin_radii`).
 
 The rule relies on the rows of W being the classes of ONE sample, so recognition checks it on the
 graph `upper_bound` lowered (its batch: the program's fixed batch, else 1): the logits are (N, K);
@@ -35,7 +35,6 @@ from robustbench_lip.lipschitz.bounds import Lowered
 from robustbench_lip.lipschitz.bounds.graph import LoweredGraph, record_values
 from robustbench_lip.lipschitz.bounds.numerics import SAFETY
 
-SQRT2 = math.sqrt(2.0)
 _PASS_THROUGH = {"aten.view.default", "aten._unsafe_view.default", "aten.clone.default", "aten.squeeze.dims"}
 _SPATIAL = ({2, 3}, {-2, -1}, {2, -1}, {-2, 3})
 
@@ -261,12 +260,4 @@ def head_radii(logits: torch.Tensor, head: LinearHead) -> torch.Tensor:
     return r.amin(1)
 
 
-def margin_radii(logits: torch.Tensor, lipschitz: float) -> torch.Tensor:
-    """Certified radii (N,) from the top-2 margin and U(A): (z_(1) − z_(2)) / (√2·U(A))."""
-    z = logits.detach().to(torch.float64)
-    top = z.topk(2, dim=1).values
-    m = top[:, 0] - top[:, 1]
-    return m / (SQRT2 * lipschitz) if lipschitz > 0 else torch.where(m > 0, math.inf, 0.0)
-
-
-__all__ = ["LinearHead", "head_radii", "linear_head", "margin_radii", "pair_norms"]
+__all__ = ["LinearHead", "head_radii", "linear_head", "pair_norms"]

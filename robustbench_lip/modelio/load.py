@@ -93,8 +93,10 @@ def _with_input_size(cfg: ModelConfig, input_size: Sequence[int] | None) -> Mode
     return dataclasses.replace(cfg, input_size=size)
 
 
-def _load_dir(d: Path, arch: str | None, input_size: Sequence[int] | None) -> nn.Module:
-    meta = read_model_meta(d)
+def _load_dir(
+    d: Path, arch: str | None, input_size: Sequence[int] | None, meta: dict[str, Any] | None = None
+) -> nn.Module:
+    meta = meta if meta is not None else read_model_meta(d)
     cfg = _with_input_size(ModelConfig.from_dict(meta["model"]), input_size)
     if arch and arch != cfg.arch:
         raise RlipError(f"{d} holds a {cfg.arch} model, not {arch}; drop --arch")
@@ -124,6 +126,7 @@ def load_model(
     *,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Load a model in eval mode on `device`, with `.config` set; never runs code from the file.
 
@@ -133,10 +136,11 @@ def load_model(
     input_size (C, H, W): overrides the recorded input size (foreign models: the probe size; default
     3×224×224 for torchvision). mean/std: normalisation for bare weights (foreign models: none by
     default — torchvision weights trained on ImageNet expect its mean/std). The global RNGs are
-    left as they were (building a model before loading its weights draws from them).
+    left as they were (building a model before loading its weights draws from them). meta: the
+    model directory's config.json content when the caller has already read it (not read again).
     """
     with preserved_rng():
-        return _load_model(Path(path), arch, resolve_device(device), input_size, mean, std)
+        return _load_model(Path(path), arch, resolve_device(device), input_size, mean, std, meta)
 
 
 def _load_model(
@@ -146,13 +150,14 @@ def _load_model(
     input_size: Sequence[int] | None,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
+    meta: dict[str, Any] | None = None,
 ) -> nn.Module:
     """`load_model` without the RNG guard."""
     if not p.exists():
         raise RlipError(f"no such model file or folder: {p}")
     d = _model_dir(p)
     if d is not None and not (p.suffix == ".safetensors" and arch):
-        model = _load_dir(d, arch, input_size)
+        model = _load_dir(d, arch, input_size, meta)
     elif p.suffix == ".pt2":
         model = _load_pt2(p, input_size)
     elif p.suffix == ".safetensors":

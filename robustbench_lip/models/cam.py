@@ -3,7 +3,7 @@
 Label space as `mresnet18`: class k → label k + offset, offset = M − K. `mask_logits` (N, M, H, W) =
 cat([τ, class maps upsampled bilinearly]) (with offset 0 the map of class 0 is dropped: it is
 background), τ = `mask_threshold`, a constant: no per-image normalisation, so the rule can be
-certified (`robustbench_lip.lipschitz.certified_masks.cam_pixel_radii`).
+certified (`robustbench_lip.evaluations.lipschitz.cam_masks.cam_pixel_radii`).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class LipResNet(CamMasks, RlipModel):
     Masks (label space of `mresnet18`: class k → label k + offset, offset = M − K): `mask_logits`
     (N, M, H, W) = cat([τ, upsampled class maps]) (with offset 0 the map of class 0 is dropped: it
     is background), τ = `mask_threshold`; `predict_mask` is its argmax. Per-pixel certified radii:
-    `robustbench_lip.lipschitz.certified_masks.cam_pixel_radii`.
+    `robustbench_lip.evaluations.lipschitz.cam_masks.cam_pixel_radii`.
     """
 
     def __init__(

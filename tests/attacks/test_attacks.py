@@ -388,13 +388,14 @@ class SNNet(nn.Module):
 
 def _certificate(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, eps: list[float]):
     """`rlip certify`'s certificate of the logits map (target A, few lower-bound iterations)."""
-    from robustbench_lip.evaluation.certificates import certify
+    from robustbench_lip.evaluations.lipschitz.certificate import certify
 
     return certify(model, x, labels, target="A", eps=eps, n_random=2, iters=3, steps=1, seed=0)
 
 
 def test_l2_pgd_never_flips_certified_samples() -> None:
-    """With the certificate of evaluation.certificates.certify (U = certified Lipschitz bound of the logits,
+    """With the certificate of evaluations.lipschitz.certificate.certify
+    (U = certified Lipschitz bound of the logits,
     radius ≥ margin / (√2·U), or the head rule's): for every sample whose radius exceeds ε, ℓ2-PGD at ε
     keeps the prediction; samples with a smaller radius do get flipped (the attack is not idle)."""
     g = torch.Generator().manual_seed(0)

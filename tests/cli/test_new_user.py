@@ -92,7 +92,7 @@ CERT = {"n": 2, "steps": 0, "target": "A", "eps": [36 / 255], "device": "cpu"}
 
 def test_other_folder_is_refused_without_the_flag(own_run: dict[str, Path]) -> None:
     from robustbench_lip.evaluation.attack import attack_run
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     with pytest.raises(RlipError, match="--other-data"):
         certify_run(own_run["run"], root=own_run["same_classes"], write=False, **CERT)
@@ -105,7 +105,7 @@ def test_other_folder_is_refused_without_the_flag(own_run: dict[str, Path]) -> N
 
 
 def test_a_model_whose_classes_do_not_fit_is_refused(own_run: dict[str, Path]) -> None:
-    from robustbench_lip.evaluation.certify import certify_run
+    from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     with pytest.raises(RlipError, match="predicts 3 classes but dataset 'folder' has 4"):
         certify_run(own_run["run"], root=own_run["more_classes"], write=False, other_data=True, **CERT)

@@ -12,8 +12,8 @@ from torch import nn
 
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certificates import certify, fne_test, lower_bounds
-from robustbench_lip.evaluation.certified import certified_classification, certified_segmentation
+from robustbench_lip.evaluations.lipschitz.certificate import certify, fne_test, lower_bounds
+from robustbench_lip.evaluations.lipschitz.radii import certified_classification, certified_segmentation
 from robustbench_lip.lipschitz.bounds import upper_bound
 from tests.helpers.oracle import dense_norm
 

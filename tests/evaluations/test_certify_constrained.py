@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustbench_lip.evaluation.certificates import certify
-from robustbench_lip.evaluation.certified import certified_classification
-from robustbench_lip.evaluation.head_certify import CAM_RULE, HEAD_RULE, SQRT2_RULE
+from robustbench_lip.evaluations.lipschitz.certificate import certify
+from robustbench_lip.evaluations.lipschitz.heads import CAM_RULE, HEAD_RULE, SQRT2_RULE
+from robustbench_lip.evaluations.lipschitz.radii import certified_classification
 from robustbench_lip.lipschitz.bounds import upper_bound
 from robustbench_lip.models import create_model
 from robustbench_lip.records import CertifyRecord

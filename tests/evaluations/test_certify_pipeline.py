@@ -16,7 +16,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from robustbench_lip.cli.app import app
-from robustbench_lip.evaluation.certificates import certify
+from robustbench_lip.evaluations.lipschitz.certificate import certify
 from robustbench_lip.lipschitz.lower import fne_test, lower_bounds
 from tests.helpers.certify_models import ConvReluConv, HalfSum, PlainHead, RoundingTrap
 from tests.helpers.oracle import linear_norm

@@ -9,7 +9,7 @@ from rich.console import Console
 from torch import nn
 
 from robustbench_lip.cli.progress import step_progress
-from robustbench_lip.evaluation.certificates import FORWARD_BATCH, certify
+from robustbench_lip.evaluations.lipschitz.certificate import FORWARD_BATCH, certify
 
 
 def _calls(**kw) -> list[tuple[str, int, int]]:

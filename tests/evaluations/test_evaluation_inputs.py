@@ -1,4 +1,4 @@
-"""evaluation.inputs: the one dataset lookup of certify and attack (name, saved options, "none")."""
+"""evaluations.inputs: the one dataset lookup of certify and attack (name, saved options, "none")."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from robustbench_lip.data import dataset_info
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta
+from robustbench_lip.evaluations.inputs import dataset_name, load_test_set, model_meta
 
 OPTS = {"n_train": 4, "n_test": 5, "image_size": 16, "seed": 3}
 

@@ -20,15 +20,15 @@ from torch import nn
 
 from robustbench_lip.data import RlipDataset, dataset_info
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.smoothing import smoothed_certify, smoothed_predict
-from robustbench_lip.evaluation.smoothing_seg import (
+from robustbench_lip.evaluations.smoothing.classification import smoothed_certify, smoothed_predict
+from robustbench_lip.evaluations.smoothing.segmentation import (
     ABSTAIN,
     pixel_certify,
     segment_votes,
     smoothed_segment_certify,
 )
-from robustbench_lip.evaluation.smoothing_stats import bonferroni, cp_lower, holm
-from robustbench_lip.evaluation.smoothing_summary import certify_smoothed, radius_key
+from robustbench_lip.evaluations.smoothing.statistics import bonferroni, cp_lower, holm
+from robustbench_lip.evaluations.smoothing.summary import certify_smoothed, radius_key
 from robustbench_lip.models import create_model_for
 
 SIGMA = 0.25

@@ -7,7 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from robustbench_lip.evaluation.smoothing_summary import certify_smoothed, radius_key
+from robustbench_lip.evaluations.smoothing.summary import certify_smoothed, radius_key
 
 SIGMA = 0.25
 

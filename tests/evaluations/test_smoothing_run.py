@@ -14,8 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from robustbench_lip.cli.app import app
-from robustbench_lip.evaluation.certify import runs_to_certify
-from robustbench_lip.evaluation.smoothing_run import (
+from robustbench_lip.evaluations.lipschitz.run import runs_to_certify
+from robustbench_lip.evaluations.smoothing.run import (
     _smooth,
     certify_smoothed_run,
     parse_sigmas,
@@ -122,7 +122,7 @@ def test_other_settings_are_another_record_and_json_option(runs: Path, tmp_path:
     assert len(_smoothed(run)) == before + 1
     rec = json.loads(out.read_text())
     assert rec["settings"]["seed"] == 3 and rec["certificate"] == "smoothed"
-    planned = planned_smoothing_settings(run, sigma=0.25, n=4, samples=40, n0=8, seed=3)
+    planned = planned_smoothing_settings(run, sigma=0.25, n=4, smoothing_n=40, smoothing_n0=8, seed=3)
     assert is_recorded(run, "certify", planned)
 
 
@@ -165,7 +165,7 @@ def test_deterministic_rng_and_modes_untouched(runs: Path) -> None:
     np.random.seed(2)
     states = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
     seen: list[tuple[int, int]] = []
-    opts = {"sigma": 0.25, "n": 3, "samples": 30, "n0": 6, "device": "cpu", "write": False}
+    opts = {"sigma": 0.25, "n": 3, "smoothing_n": 30, "smoothing_n0": 6, "device": "cpu", "write": False}
     a = certify_smoothed_run(run, seed=1, progress=lambda d, t: seen.append((d, t)), **opts)
     assert torch.equal(torch.get_rng_state(), states[0]) and random.getstate() == states[1]
     assert np.array_equal(np.random.get_state()[1], states[2])

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluations.lipschitz.cam_masks import interpolation_row_norm
+from robustbench_lip.evaluations.lipschitz.radii import margin_radii, pixel_radii
 from robustbench_lip.lipschitz.bounds import upper_bound
-from robustbench_lip.lipschitz.certified_masks import i2i_pixel_radii, interpolation_row_norm
 from robustbench_lip.lipschitz.lower import lower_bounds
-from robustbench_lip.lipschitz.margins import head_radii, linear_head, margin_radii
+from robustbench_lip.lipschitz.margins import head_radii, linear_head
 from robustbench_lip.losses_lip import get_loss, hkr, margin_cross_entropy, multiclass_hinge
 from robustbench_lip.modelio import load_model, save_model
 from robustbench_lip.models import create_model, list_models
@@ -128,7 +129,7 @@ def test_head_falls_back_with_a_reason():
 
 def test_pixel_radii_definitions():
     out = torch.tensor([[[[0.5, -0.2], [0.0, 1.0]]]])
-    torch.testing.assert_close(i2i_pixel_radii(out, 2.0), torch.tensor([[[0.25, 0.1], [0.0, 0.5]]]).double())
+    torch.testing.assert_close(pixel_radii(out, 2.0)[1], torch.tensor([[[0.25, 0.1], [0.0, 0.5]]]).double())
     assert interpolation_row_norm((4, 4), (16, 16)) <= 1.0 + 1e-12
     assert interpolation_row_norm((4, 4), (4, 4)) == pytest.approx(1.0)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii
+from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii
 from tests.helpers.constrained import data, pgd_l2, trained
 
 pytestmark = pytest.mark.timeout(300)

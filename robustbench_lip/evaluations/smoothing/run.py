@@ -6,7 +6,7 @@ certificate; its `lipschitz`, `certified_*` and `clean` keys stay null), written
 never equals a Lipschitz certificate's: a rerun with the same settings is skipped, other settings
 (σ, n, n0, α, seed, data, number of images) are a new record. Its payload `smoothing` holds
 σ, α, n, n0, seed and
-- `classification`: the smoothed classifier's certificate (smoothing_summary.SmoothingSummary as a
+- `classification`: the smoothed classifier's certificate (summary.SmoothingSummary as a
   dict: certified accuracy per radius, abstention rate, per-sample radii in dataset order, null for
   an abstention), for classifiers;
 - `segmentation`: SegCertify per pixel (Holm) — certified mIoU, pixel accuracy and pixel abstention
@@ -14,7 +14,7 @@ never equals a Lipschitz certificate's: a rerun with the same settings is skippe
   classifiers that have `mask_logits` (on data with masks);
 - `masks`: how the masks were certified, or why they were not.
 Every number holds with probability ≥ 1 − α over the Monte Carlo draw, for the smoothed model g, not
-the base model f (see smoothing.py). Deterministic given the seed (image i's noise is seeded by
+the base model f (see classification.py). Deterministic given the seed (image i's noise is seeded by
 (seed, i)); the model's modes and the global RNG are left untouched.
 """
 
@@ -32,26 +32,18 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.data_check import check_data
-from robustbench_lip.evaluation.inputs import dataset_name, load_test_set, model_meta, planned_inputs
-from robustbench_lip.evaluation.smoothing_mc import check_positive_int, check_sigma
-from robustbench_lip.evaluation.smoothing_stats import check_alpha
-from robustbench_lip.evaluation.smoothing_summary import certify_smoothed
-from robustbench_lip.records import (
-    CertificateKind,
-    CertifyRecord,
-    env_info,
-    is_recorded,
-    record_path,
-    write_record,
-)
+from robustbench_lip.evaluations.base import Context, Inputs, pending, record, split_options
+from robustbench_lip.evaluations.data_check import check_data
+from robustbench_lip.evaluations.inputs import dataset_name
+from robustbench_lip.evaluations.smoothing.sampling import check_positive_int, check_sigma
+from robustbench_lip.evaluations.smoothing.settings import SMOOTHING, SmoothingSettings
+from robustbench_lip.evaluations.smoothing.summary import certify_smoothed
+from robustbench_lip.records import CertificateKind, CertifyRecord, env_info
 
 log = logging.getLogger(__name__)
 
 SMOOTHED = CertificateKind.SMOOTHED.value
-DEFAULT_N, DEFAULT_N0, DEFAULT_ALPHA = 1000, 100, 0.001
-BATCH_SIZE = 250
-CORRECTION = "holm"
+NEED = "cannot plan its smoothed certificate"
 Progress = Callable[[int, int], None]
 
 
@@ -72,50 +64,44 @@ def parse_sigmas(text: str) -> list[float]:
     return out
 
 
-def smoothing_settings(
-    data: str | None, n: int, sigma: float, samples: int, n0: int, alpha: float, seed: int,
-    input_shape: Sequence[int], other_data: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """The settings of a smoothed certify record (their key names the file; `certificate` first);
-    `other_data` only when true (evaluation.data_check)."""
-    s = {
-        "certificate": SMOOTHED,
-        "data": data,
-        "n": int(n),
-        "sigma": float(check_sigma(sigma)),
-        "smoothing_n": check_positive_int("--smoothing-n", samples),
-        "smoothing_n0": check_positive_int("--smoothing-n0", n0),
-        "alpha": check_alpha(alpha),
-        "correction": CORRECTION,
-        "seed": int(seed),
-        "input_shape": [int(s) for s in input_shape],
-    }
-    return {**s, "other_data": True} if other_data else s
-
-
 def planned_smoothing_settings(
-    run_dir: str | os.PathLike[str], *, sigma: float, data: str | None = None, n: int = 256,
-    samples: int = DEFAULT_N, n0: int = DEFAULT_N0, alpha: float = DEFAULT_ALPHA, seed: int = 0,
-    input_shape: Sequence[int] | None = None, other_data: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """The settings `certify_smoothed_run` records for a run folder, from its config.json alone."""
-    name, shape = planned_inputs(run_dir, data, input_shape, need="cannot plan its smoothed certificate")
-    return smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape, other_data)
+    run_dir: str | os.PathLike[str] | Context,
+    *,
+    sigma: float,
+    settings: SmoothingSettings | None = None,
+    inputs: Inputs | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The settings `certify_smoothed_run` records for a run folder, from its config.json alone
+    (options: fields of `Inputs` / `SmoothingSettings` in place of the two)."""
+    if settings is None or inputs is None:
+        inputs, settings = split_options(options, Inputs, SmoothingSettings)
+    ctx = run_dir if isinstance(run_dir, Context) else Context(Path(run_dir))
+    name, shape = ctx.planned_inputs(inputs.data, inputs.input_shape, need=NEED)
+    return settings.record(inputs, name, sigma, shape)
+
+
+def pending_smoothing(
+    runs_dir: str | os.PathLike[str], sigmas: Sequence[float], settings: SmoothingSettings, inputs: Inputs
+) -> list[tuple[Context, float]]:
+    """(run context, σ) of the finished runs under `runs_dir` without a smoothed record for these
+    settings (the one "already recorded" rule, base.pending)."""
+
+    def plan(ctx: Context) -> list[tuple[float, dict[str, Any]]]:
+        return [
+            (s, planned_smoothing_settings(ctx, sigma=s, settings=settings, inputs=inputs)) for s in sigmas
+        ]
+
+    return pending(runs_dir, "certify", plan)
 
 
 def runs_to_smooth(
     runs_dir: str | os.PathLike[str], sigmas: Sequence[float], **options: Any
 ) -> list[tuple[Path, float]]:
     """(run, σ) pairs of the finished runs under `runs_dir` without a smoothed record for these
-    settings (options: those of `planned_smoothing_settings` but sigma)."""
-    from robustbench_lip.runs import finished_runs
-
-    return [
-        (r, s)
-        for r in finished_runs(runs_dir)
-        for s in sigmas
-        if not is_recorded(r, "certify", planned_smoothing_settings(r, sigma=s, **options))
-    ]
+    settings (options: fields of `Inputs` and `SmoothingSettings`)."""
+    inputs, settings = split_options(options, Inputs, SmoothingSettings)
+    return [(ctx.path, s) for ctx, s in pending_smoothing(runs_dir, sigmas, settings, inputs)]
 
 
 @dataclass
@@ -156,7 +142,12 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def _smooth(
-    model: torch.nn.Module, ds: Any, sigma: float, opts: dict[str, Any], progress: Progress | None
+    model: torch.nn.Module,
+    ds: Any,
+    sigma: float,
+    opts: dict[str, Any],
+    progress: Progress | None,
+    correction: str = SMOOTHING.correction,
 ) -> tuple[dict[str, Any], list[str]]:
     """The `smoothing` payload (without the envelope) and notes."""
     plan = _mask_plan(model, ds.info)
@@ -180,7 +171,7 @@ def _smooth(
     if plan.reason is None:
         seg = certify_smoothed(
             model, ds, sigma=sigma, task="segmentation", forward=plan.forward, rule=plan.rule,
-            correction=CORRECTION, progress=report, **opts,
+            correction=correction, progress=report, **opts,
         )  # fmt: skip
         out["segmentation"] = _summary(seg.to_dict())
     out["masks"] = {"source": plan.source, "reason": plan.reason}
@@ -189,76 +180,68 @@ def _smooth(
 
 
 def certify_smoothed_run(
-    model_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | Context,
+    settings: SmoothingSettings | None = None,
+    inputs: Inputs | None = None,
     *,
     sigma: float,
-    data: str | None = None,
-    root: str | os.PathLike[str] | None = None,
-    n: int = 256,
-    samples: int = DEFAULT_N,
-    n0: int = DEFAULT_N0,
-    alpha: float = DEFAULT_ALPHA,
-    seed: int = 0,
-    input_shape: Sequence[int] | None = None,
-    batch_size: int = BATCH_SIZE,
-    device: str | torch.device = "auto",
     write: bool = True,
     progress: Progress | None = None,
-    other_data: bool = False,
+    **options: Any,
 ) -> CertifyRecord:
-    """Smoothed certificate (noise σ, [0, 1] pixel units) of the model at `model_path` on the first
-    `n` test images of `data` (default: the model's own dataset) and its record.
+    """Smoothed certificate (noise σ, [0, 1] pixel units) of the model at `model_path` (or its
+    Context) on the first `n` test images of `data` (default: the model's own dataset) and its record.
 
-    samples / n0: Monte Carlo estimation / selection samples per image; alpha: each image's (and
-    each radius's, for masks) statement fails with probability ≤ alpha. progress(done, total) is
-    called per group of images (total = images × passes; classifiers with CAM masks take two
-    passes). With `write`, a run folder gets the record in `results/` (record_path). The global RNGs
-    are left as they were (and `_smooth` restores the model's modes)."""
+    settings / inputs: `SmoothingSettings` (smoothing_n / smoothing_n0: Monte Carlo estimation /
+    selection samples per image; alpha: each image's — and each radius's, for masks — statement fails
+    with probability ≤ alpha; batch_size) and `base.Inputs`; or their fields as keywords.
+    progress(done, total) is called per group of images (total = images × passes; classifiers with
+    CAM masks take two passes). With `write`, a run folder gets the record in `results/`. The global
+    RNGs are left as they were (and `_smooth` restores the model's modes)."""
     from robustbench_lip.device import preserved_rng
 
+    if settings is None or inputs is None:
+        inputs, settings = split_options(options, Inputs, SmoothingSettings)
+    elif options:
+        raise TypeError(f"options {sorted(options)} given with settings")
+    ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
     with preserved_rng():  # building the model before loading its weights draws from the global RNG
-        return _certify_smoothed_run(
-            Path(model_path), sigma=sigma, data=data, root=root, n=n, samples=samples, n0=n0, alpha=alpha,
-            seed=seed, input_shape=input_shape, batch_size=batch_size, device=device, write=write,
-            progress=progress, other_data=other_data,
-        )  # fmt: skip
+        return record(ctx, _certify_smoothed_run(ctx, settings, inputs, sigma, progress), write)
 
 
-def _certify_smoothed_run(path: Path, **kw: Any) -> CertifyRecord:
+def _certify_smoothed_run(
+    ctx: Context, settings: SmoothingSettings, inputs: Inputs, sigma: float, progress: Progress | None
+) -> CertifyRecord:
     from robustbench_lip.device import resolve_device
-    from robustbench_lip.modelio import load_model
 
     t0 = time.perf_counter()
-    sigma, data, root, n, samples, n0 = (kw[k] for k in ("sigma", "data", "root", "n", "samples", "n0"))
-    alpha, seed, input_shape, batch_size = (kw[k] for k in ("alpha", "seed", "input_shape", "batch_size"))
-    if not path.exists():
-        raise RlipError(f"no such model file or folder: {path}")
-    check_positive_int("--n", n)
-    dev = resolve_device(kw["device"])
-    meta = model_meta(path)
-    name = dataset_name(data, meta)
+    check_positive_int("--n", inputs.n)
+    dev = resolve_device(inputs.device)
+    name = dataset_name(inputs.data, ctx.read_meta())
     if name is None:
         raise RlipError("smoothed certificates need labelled data: pass --data NAME (not 'none')")
-    model = load_model(path, device=dev, input_size=tuple(input_shape) if input_shape else None)
-    ds = load_test_set(name, root, meta)
-    check_data(model.config, ds.info, root, meta, kw["other_data"])
+    model = ctx.load_model(dev, None, inputs.input_shape)
+    ds = ctx.test_set(name, inputs.root)
+    check_data(model.config, ds.info, inputs.root, ctx.read_meta(), inputs.other_data)
     shape = tuple(ds[0][0].shape)
-    if input_shape is not None and tuple(input_shape) != shape:
-        given, found = ",".join(map(str, input_shape)), ",".join(map(str, shape))
+    if inputs.input_shape is not None and tuple(inputs.input_shape) != shape:
+        given, found = ",".join(map(str, inputs.input_shape)), ",".join(map(str, shape))
         raise RlipError(f"--input-shape {given} does not match the data's {found}")
-    settings = smoothing_settings(name, n, sigma, samples, n0, alpha, seed, shape, kw["other_data"])
-    opts = {"n_images": n, "n0": n0, "n": samples, "alpha": alpha, "seed": seed, "batch_size": batch_size,
-            "device": dev}  # fmt: skip
-    payload, notes = _smooth(model, ds, settings["sigma"], opts, kw["progress"])
+    rec_settings = settings.record(inputs, name, sigma, shape)
+    opts = {
+        "n_images": inputs.n, "n0": settings.smoothing_n0, "n": settings.smoothing_n, "alpha": settings.alpha,
+        "seed": inputs.seed, "batch_size": settings.batch_size, "device": dev,
+    }  # fmt: skip
+    payload, notes = _smooth(model, ds, rec_settings["sigma"], opts, progress, settings.correction)
     wall = time.perf_counter() - t0
     smoothing = {
-        "sigma": settings["sigma"], "alpha": settings["alpha"], "n": samples, "n0": n0,
-        "seed": int(seed), "batch_size": batch_size, **payload,
+        "sigma": rec_settings["sigma"], "alpha": rec_settings["alpha"], "n": settings.smoothing_n,
+        "n0": settings.smoothing_n0, "seed": int(inputs.seed), "batch_size": settings.batch_size, **payload,
     }  # fmt: skip
-    rec = CertifyRecord(
+    return CertifyRecord(
         model=model.config.to_dict(),
         dataset=ds.info.to_dict(),
-        settings=settings,
+        settings=rec_settings,
         env=env_info(dev),
         wall_s=wall,
         certificate=CertificateKind.SMOOTHED,
@@ -266,6 +249,3 @@ def _certify_smoothed_run(path: Path, **kw: Any) -> CertifyRecord:
         timings={"smoothing_s": wall},
         notes=notes,
     )
-    if kw["write"] and path.is_dir():
-        write_record(record_path(path, "certify", settings), rec)
-    return rec

@@ -4,7 +4,7 @@ Classification (Cohen et al. CERTIFY per image): per-sample radius (None = absta
 and Clopper–Pearson bound in dataset order; certified accuracy at r = fraction of images that are
 not abstained, correctly classified and have radius > r; abstention rate = fraction abstained.
 
-Segmentation (SegCertify per image, smoothing_seg): the Monte Carlo counts are drawn once per image;
+Segmentation (SegCertify per image, segmentation): the Monte Carlo counts are drawn once per image;
 at each radius r the image's pixels are tested at tau = Φ(r/σ) with Holm (or Bonferroni) at level
 alpha, so the statement at each r holds with probability ≥ 1 − alpha per image (the statements at
 different radii are not simultaneous). A pixel is certified at r when its test rejects; abstained or
@@ -37,10 +37,11 @@ from torch import nn
 
 from robustbench_lip.attacks.eps import format_eps
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.smoothing import smoothed_certify
-from robustbench_lip.evaluation.smoothing_mc import Forward, Rule, check_positive_int, check_sigma
-from robustbench_lip.evaluation.smoothing_seg import ABSTAIN, pixel_certify, segment_votes
-from robustbench_lip.evaluation.smoothing_stats import check_alpha, check_correction, tau_for_radius
+from robustbench_lip.evaluations.smoothing.classification import smoothed_certify
+from robustbench_lip.evaluations.smoothing.sampling import Forward, Rule, check_positive_int, check_sigma
+from robustbench_lip.evaluations.smoothing.segmentation import ABSTAIN, pixel_certify, segment_votes
+from robustbench_lip.evaluations.smoothing.settings import SMOOTHING
+from robustbench_lip.evaluations.smoothing.statistics import check_alpha, check_correction, tau_for_radius
 from robustbench_lip.metrics import ConfusionMatrix
 from robustbench_lip.tasks import SCORED_TASKS as TASKS
 
@@ -247,10 +248,10 @@ def certify_smoothed(
     task: str | None = None,
     n0: int = 100,
     n: int = 10_000,
-    alpha: float = 0.001,
+    alpha: float = SMOOTHING.alpha,
     radii: Sequence[float] = DEFAULT_RADII,
     correction: str = "holm",
-    batch_size: int = 1000,
+    batch_size: int = SMOOTHING.batch_size,
     seed: int = 0,
     forward: Forward | None = None,
     rule: Rule | None = None,
@@ -262,7 +263,7 @@ def certify_smoothed(
     `ds[i]` = (image (C, H, W) in [0, 1], label[, mask (H, W)])).
 
     task: "classification" | "segmentation" (default from model.config.task; image2image →
-    segmentation). forward / rule / num_classes: see smoothing_mc (rule default "argmax" for
+    segmentation). forward / rule / num_classes: see sampling (rule default "argmax" for
     classification, "auto" for segmentation). correction: segmentation only. progress(done, total)
     is called per group of images. Image i's noise is seeded by (seed, i) and images are grouped from
     index 0, so its noise does not depend on n_images (nor, up to the model's floating-point effects of

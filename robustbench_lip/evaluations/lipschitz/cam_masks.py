@@ -1,9 +1,5 @@
-"""Per-pixel certified ℓ2 radii of masks.
-
-Image-to-image models (mask = out > 0 on one channel): the pixel value x ↦ out_p(x) is a scalar
-function with |Δout_p| ≤ ‖Δout‖ ≤ U(A)·‖δ‖, so the mask at p cannot change for ‖δ‖ < |out_p| / U(A)
-(`i2i_pixel_radii`). That is what is used: the whole map's U(A) for every pixel (sound, not
-per-pixel tight); a pixel with out_p = 0 gets radius 0.
+"""Per-pixel certified ℓ2 radii of the CAM masks of classifiers (the binary masks z > 0 of
+image-to-image models have theirs in `radii.pixel_radii`: |z_p| / U(A)).
 
 CAM masks of `LipResNet` (mask rule: label(p) = argmax over [τ, s_1(p), …, s_K(p)], s = the class
 maps upsampled bilinearly, τ = `mask_threshold`, background 0 on ties): s(p) = W·u_p(x) + b with W
@@ -30,15 +26,6 @@ from torch import nn
 from robustbench_lip.device import eval_mode
 from robustbench_lip.errors import RlipError
 from robustbench_lip.lipschitz.margins import pair_norms
-
-
-def i2i_pixel_radii(out: torch.Tensor, lipschitz: float) -> torch.Tensor:
-    """Radii (N, H, W) float64 of the mask out[:, 0] > 0 of a model with certified U(A) = lipschitz:
-    |out_p| / U(A) (inf when U(A) = 0 and out_p ≠ 0)."""
-    z = out.detach()[:, 0].to(torch.float64).abs()
-    if lipschitz > 0:
-        return z / lipschitz
-    return torch.where(z > 0, math.inf, 0.0)
 
 
 def _axis_matrix(n_in: int, n_out: int) -> torch.Tensor:
@@ -108,4 +95,4 @@ def cam_pixel_radii(
     return labels, r.amin(1)
 
 
-__all__ = ["cam_pixel_radii", "features_bound", "i2i_pixel_radii", "interpolation_row_norm"]
+__all__ = ["cam_pixel_radii", "features_bound", "interpolation_row_norm"]

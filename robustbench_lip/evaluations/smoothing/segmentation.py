@@ -14,7 +14,7 @@ With Bonferroni the certificate also gives a per-pixel radius σ·Φ⁻¹(p_i_lo
 Clopper–Pearson bound at level 1 − alpha/N (N pixels), simultaneous over the pixels; Holm has no such
 per-pixel radius, only the common one.
 
-The decision rule (smoothing_mc) maps the model's output to a label map: argmax of (B, K, H, W)
+The decision rule (sampling) maps the model's output to a label map: argmax of (B, K, H, W)
 logits, `out > 0` for a (B, 1, H, W) image-to-image output ("auto" picks one), or any callable — e.g.
 `forward=model.mask_logits` with rule "argmax" for mResNet CAM masks.
 """
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.smoothing_mc import (
+from robustbench_lip.evaluations.smoothing.sampling import (
     Decision,
     Forward,
     Progress,
@@ -43,7 +43,8 @@ from robustbench_lip.evaluation.smoothing_mc import (
     model_device,
     sample_votes,
 )
-from robustbench_lip.evaluation.smoothing_stats import (
+from robustbench_lip.evaluations.smoothing.settings import SMOOTHING
+from robustbench_lip.evaluations.smoothing.statistics import (
     check_alpha,
     check_correction,
     cp_lower,
@@ -120,7 +121,7 @@ def segment_votes(
     sigma: float,
     n0: int,
     n: int,
-    batch_size: int = 256,
+    batch_size: int = SMOOTHING.batch_size,
     seed: int = 0,
     indices: Sequence[int] | None = None,
     forward: Forward | None = None,
@@ -167,10 +168,10 @@ def smoothed_segment_certify(
     sigma: float,
     n0: int = 100,
     n: int = 1000,
-    alpha: float = 0.001,
+    alpha: float = SMOOTHING.alpha,
     tau: float = 0.75,
     correction: str = "holm",
-    batch_size: int = 256,
+    batch_size: int = SMOOTHING.batch_size,
     seed: int = 0,
     indices: Sequence[int] | None = None,
     forward: Forward | None = None,

@@ -13,9 +13,9 @@ The smoothed classifier g(x) = argmax_c P(f(x + ε) = c), ε ~ N(0, σ²I), is e
 Radii are ℓ2 in [0, 1] pixel units (σ too; the noise is added to the un-normalised image; noisy
 images are not clamped to [0, 1]). A sample is "certified at r" when it is not abstained and its radius
 is > r (then g is constant on the closed ball of radius r), as for the Lipschitz certificates.
-Runs are reproducible: same seed, batch size and device → same result (see smoothing_mc).
+Runs are reproducible: same seed, batch size and device → same result (see sampling).
 
-Segmentation (SegCertify) lives in `smoothing_seg`, the dataset-level summary in `smoothing_summary`.
+Segmentation (SegCertify) lives in `segmentation`, the dataset-level summary in `summary`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_lip.evaluation.smoothing_mc import (
+from robustbench_lip.evaluations.smoothing.sampling import (
     Decision,
     Forward,
     Progress,
@@ -40,7 +40,8 @@ from robustbench_lip.evaluation.smoothing_mc import (
     model_device,
     sample_votes,
 )
-from robustbench_lip.evaluation.smoothing_stats import check_alpha, cp_lower, pvalue_two_sided, radius
+from robustbench_lip.evaluations.smoothing.settings import SMOOTHING
+from robustbench_lip.evaluations.smoothing.statistics import check_alpha, cp_lower, pvalue_two_sided, radius
 
 __all__ = ["SmoothedPrediction", "smoothed_certify", "smoothed_predict"]
 
@@ -89,8 +90,8 @@ def smoothed_predict(
     *,
     sigma: float,
     n: int = 1000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
+    alpha: float = SMOOTHING.alpha,
+    batch_size: int = SMOOTHING.batch_size,
     seed: int = 0,
     indices: Sequence[int] | None = None,
     forward: Forward | None = None,
@@ -102,8 +103,8 @@ def smoothed_predict(
     """Cohen et al.'s PREDICT for each of `images` (C, H, W) or (M, C, H, W) in [0, 1].
 
     `indices` (default 0..M−1) are the images' dataset positions: image i's noise comes from
-    generators seeded by (seed, i) (smoothing_mc.image_seed). `forward` (default the model) maps a
-    batch to outputs, `rule` turns them into labels (smoothing_mc). `progress(done, total)` is called
+    generators seeded by (seed, i) (sampling.image_seed). `forward` (default the model) maps a
+    batch to outputs, `rule` turns them into labels (sampling). `progress(done, total)` is called
     per chunk, in noise samples. The model's modes and the global RNG are left as they were.
     """
     x, idx, sigma, alpha = _setup(model, images, sigma, alpha, batch_size, indices, device)
@@ -131,8 +132,8 @@ def smoothed_certify(
     sigma: float,
     n0: int = 100,
     n: int = 100_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
+    alpha: float = SMOOTHING.alpha,
+    batch_size: int = SMOOTHING.batch_size,
     seed: int = 0,
     indices: Sequence[int] | None = None,
     forward: Forward | None = None,

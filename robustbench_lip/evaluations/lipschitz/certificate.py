@@ -1,5 +1,5 @@
 """Certify a model: certified upper and measured lower Lipschitz bounds of A and R = 2A − I, the
-firm non-expansiveness test, and certified ℓ2 robustness (evaluation.certified).
+firm non-expansiveness test, and certified ℓ2 robustness (evaluations.lipschitz.metrics).
 
 `certify(model, images, labels, masks, ...)` returns a `Certificate` whose `payload()` holds the
 record keys of kind "certify": `lipschitz` {"A", "R"}, `fne`, `certified_accuracy`,
@@ -23,10 +23,9 @@ from torch import nn
 
 from robustbench_lip.device import preserved_modes, preserved_rng, set_eval
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.certified import robustness
-from robustbench_lip.evaluation.certify_settings import DEFAULT_LOWER_BUDGET_S
-from robustbench_lip.evaluation.head_certify import radius_rules
-from robustbench_lip.evaluation.steps import ProgressFn, Steps
+from robustbench_lip.evaluations.lipschitz.metrics import certified_metrics
+from robustbench_lip.evaluations.lipschitz.settings import CERTIFY, DEFAULT_EPS, DEFAULT_LOWER_BUDGET_S
+from robustbench_lip.evaluations.steps import ProgressFn, Steps
 from robustbench_lip.lipschitz.bounds import Mode, UpperBound, upper_bound
 from robustbench_lip.lipschitz.lower import LowerBound, fne_test, lower_bounds
 from robustbench_lip.records.schema import FneVerdict
@@ -34,7 +33,6 @@ from robustbench_lip.tasks import task_of
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EPS: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 _SHARES = {"A": 1.0, "R": 1.0, "FNE": 0.5}
 TargetChoice = Literal["A", "reflection", "both"]
 
@@ -94,7 +92,7 @@ def _gap(upper: float | None, lower: float | None) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------
-# the whole certificate (the certified robustness is in evaluation.certified)
+# the whole certificate (the certified robustness is in evaluations.lipschitz.metrics)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -228,13 +226,13 @@ def certify(
     masks: torch.Tensor | None = None,
     *,
     input_shape: Sequence[int] | None = None,
-    target: TargetChoice = "both",
+    target: TargetChoice = CERTIFY.target,  # type: ignore[assignment]
     eps: Sequence[float] = DEFAULT_EPS,
     n_random: int = 32,
     iters: int = 30,
-    steps: int = 10,
+    steps: int = CERTIFY.steps,
     seed: int = 0,
-    mode: Mode = "fast",
+    mode: Mode = CERTIFY.mode,  # type: ignore[assignment]
     num_mask_classes: int | None = None,
     device: str | torch.device | None = None,
     bound: UpperBound | None = None,
@@ -248,7 +246,7 @@ def certify(
     target: "A", "reflection" (needs output shape == input shape) or "both" (R when defined).
     eps: ℓ2 radii for the certified metrics. num_mask_classes: mask label count for segmenters
     (defaults to model.config.num_mask_classes). bound: a precomputed UpperBound to reuse.
-    progress(what, done, total): called as each step starts (evaluation.steps). lower_budget:
+    progress(what, done, total): called as each step starts (evaluations.steps). lower_budget:
     seconds for the witnessed lower-bound searches (None: no limit). timings (s): export_upper_s
     (export + certified upper bound), lower_s (searches, FNE test), radii_s (certified radii), and
     lower_budget_s, the budget asked.
@@ -299,9 +297,9 @@ def certify(
         k = num_mask_classes if num_mask_classes is not None else (cfg.num_mask_classes if cfg else None)
         data = (images, labels, masks)
         todo.start("certified robustness")
-        task = task_of(model, out, x)
-        rob = robustness(task, out, data, ub, low_a, eps, k, notes)
-        rules = radius_rules(task, rob, model, x, out, data, ub, eps, notes, low_a.lower)
+        rob, rules = certified_metrics(
+            task_of(model, out, x), model, x, out, data, ub, low_a.lower, eps, k, notes
+        )
         if bound is None:
             ub.keep_lowered(None)  # the graph and its values are not needed past the radii
         timings["radii_s"] = time.perf_counter() - t0
