@@ -8,12 +8,13 @@
   in its signature, annotated with the class) and receives the instances.
 - **Context.** `Context.open(path)` reads the model's config.json once (`meta`); the model and the
   data are loaded from it (`load_model`, `test_set`), never re-read.
-- **One path.** Each kind's `run` module loads through the Context, computes, builds its record with
-  the settings its Settings class derives (`record(inputs, ...)`, the one derivation, used for the
-  plan and for the record), and hands it to `record(ctx, rec, write)`, the one writer
-  (`RUN/results/<kind>-<key>.json` for a run folder). `pending(runs_dir, kind, plan)` is the one
-  "already recorded" rule (records.is_recorded on the settings planned from config.json alone).
-  `split_options` turns keyword options into the Settings instances (library callers).
+- **One path.** `evaluate(model_path, compute, write)`: the Context → `compute(ctx)` (each kind's
+  `run` module: load through the Context, compute, build the record with the settings its Settings
+  class derives — `record(inputs, ...)`, the one derivation, used for the plan and for the record)
+  → `record(ctx, rec, write)`, the one writer (`RUN/results/<kind>-<key>.json` for a run folder).
+  `pending(runs_dir, kind, plan)` is the one "already recorded" rule (records.is_recorded on the
+  settings planned from config.json alone). `split_options` turns keyword options into the
+  Settings instances (library callers).
 
 Torch-free at import (the CLI builds its options before torch is imported). May import: config,
 records (lazily), modelio (lazily), data (lazily), errors, choices.
@@ -249,6 +250,15 @@ def record(ctx: Context, rec: Any, write: bool) -> Any:
     return rec
 
 
+def evaluate(
+    model_path: str | os.PathLike[str] | Context, compute: Callable[[Context], Any], write: bool
+) -> Any:
+    """The one path of every kind: the model's Context (opened here unless given) → `compute(ctx)`,
+    which loads through it and returns the record → `record` (written for a run folder)."""
+    ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
+    return record(ctx, compute(ctx), write)
+
+
 def pending(
     runs_dir: str | os.PathLike[str],
     kind: str,
@@ -269,6 +279,7 @@ def pending(
 __all__ = [
     "Context",
     "Inputs",
+    "evaluate",
     "flag",
     "parse_shape",
     "pending",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluations.base import Context, Inputs, pending, record, split_options
+from robustbench_lip.evaluations.base import Context, Inputs, evaluate, pending, split_options
 from robustbench_lip.evaluations.data_check import check_data
 from robustbench_lip.evaluations.inputs import check_input_memory, dataset_name
 from robustbench_lip.evaluations.lipschitz.certificate import certify
@@ -128,14 +128,26 @@ def certify_run(
     run folder gets the record in `results/` (a model file gets none). progress: see
     evaluations.steps. arch: the architecture of a bare state_dict (.pt/.pth/.safetensors): a
     registered name or `torchvision:NAME`, built at `input_shape`."""
-    from robustbench_lip.device import resolve_device
-
     if settings is None or inputs is None:
         inputs, settings = split_options(options, Inputs, CertifySettings)
     elif options:
         raise TypeError(f"options {sorted(options)} given with settings")
+    s, i = settings, inputs
+    return evaluate(model_path, lambda ctx: _certify(ctx, s, i, layers, progress, arch), write)
+
+
+def _certify(
+    ctx: Context,
+    settings: CertifySettings,
+    inputs: Inputs,
+    layers: bool,
+    progress: ProgressFn | None,
+    arch: str | None,
+) -> CertifyRecord:
+    """Load (model, data) through `ctx`, certify, and build the record (not written)."""
+    from robustbench_lip.device import resolve_device
+
     t0 = time.perf_counter()
-    ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
     dev = resolve_device(inputs.device)
     if inputs.input_shape is not None:
         check_input_memory(inputs.input_shape, min(inputs.n, 64))
@@ -150,7 +162,7 @@ def certify_run(
         )  # fmt: skip
     except RlipError as e:
         raise RlipError(with_hint(str(e))) from None
-    rec = CertifyRecord(
+    return CertifyRecord(
         model=model.config.to_dict(),
         dataset=inp.ds_dict,
         settings=settings.record(inputs, inp.ds_name, inp.shape),
@@ -158,7 +170,6 @@ def certify_run(
         wall_s=time.perf_counter() - t0,
         **cert.payload(layers=layers),
     )
-    return record(ctx, rec, write)
 
 
 __all__ = ["certify_run", "pending_certify", "planned_settings", "runs_to_certify"]

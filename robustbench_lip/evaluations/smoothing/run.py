@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluations.base import Context, Inputs, pending, record, split_options
+from robustbench_lip.evaluations.base import Context, Inputs, evaluate, pending, split_options
 from robustbench_lip.evaluations.data_check import check_data
 from robustbench_lip.evaluations.inputs import dataset_name
 from robustbench_lip.evaluations.smoothing.sampling import check_positive_int, check_sigma
@@ -204,9 +204,13 @@ def certify_smoothed_run(
         inputs, settings = split_options(options, Inputs, SmoothingSettings)
     elif options:
         raise TypeError(f"options {sorted(options)} given with settings")
-    ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
-    with preserved_rng():  # building the model before loading its weights draws from the global RNG
-        return record(ctx, _certify_smoothed_run(ctx, settings, inputs, sigma, progress), write)
+    s, i = settings, inputs
+
+    def compute(ctx: Context) -> CertifyRecord:
+        with preserved_rng():  # building the model before loading its weights draws from the global RNG
+            return _certify_smoothed_run(ctx, s, i, sigma, progress)
+
+    return evaluate(model_path, compute, write)
 
 
 def _certify_smoothed_run(
