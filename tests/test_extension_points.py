@@ -192,3 +192,10 @@ def test_toy_dataset_lists_previews_and_trains(toy_data: DatasetSpec, tmp_path: 
     assert trained.exit_code == 0, trained.output
     rec = json.loads((out / "results" / "train.json").read_text())
     assert rec["dataset"]["name"] == "toybars" and rec["status"] == "finished"
+    # the leaderboard built from that run has a row on the toy dataset, with the run's own accuracy
+    rep = tmp_path / "rep"
+    lb = runner.invoke(app, ["leaderboard", "--runs-dir", str(tmp_path), "--out", str(rep), "--no-plots"])
+    assert lb.exit_code == 0, lb.output
+    with open(rep / "leaderboard.csv", newline="") as f:
+        (row,) = [r for r in csv.DictReader(f) if r["dataset"] == "toybars"]
+    assert float(row["acc"]) == pytest.approx(rec["final"]["accuracy"], abs=1e-9)

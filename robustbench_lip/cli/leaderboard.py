@@ -7,17 +7,21 @@ so a script notices a wrong --runs-dir). Files that are not valid records are sk
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperCommand
 
 from robustbench_lip.cli.common import console, handle_errors
 from robustbench_lip.errors import RlipError
 
 if TYPE_CHECKING:  # pandas and the report package load in the command body (fast --help)
     import pandas as pd
+
+SORT_HELP = "Sort by this column (e.g. 'L(A) upper', lam, precision)."
 
 #: Which summary columns are text (left-aligned); the others are numbers.
 _TEXT_COLUMNS = ("run", "arch", "dataset", "target", "status", "FNE", "seed")
@@ -60,7 +64,7 @@ def leaderboard(
     ] = None,
     sort: Annotated[
         str | None,
-        typer.Option("--sort", "-s", help="Sort by this column (e.g. 'L(A) upper', lam, precision)."),
+        typer.Option("--sort", "-s", help=SORT_HELP),
     ] = None,
     descending: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Only runs on this dataset.")] = None,
@@ -123,6 +127,21 @@ def leaderboard(
         console.print(f"wrote {path}", highlight=False)
 
 
+class LeaderboardCommand(TyperCommand):
+    """`rlip leaderboard`, whose --sort help names the leaderboard metrics registered from outside the
+    package (`report.register_metric`) when the help is shown. The metric registry is read only when
+    something imported it already (a registration did), so `--help` stays free of the report package."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        metrics = sys.modules.get("robustbench_lip.report.metrics")
+        names = metrics.LEADERBOARD_METRICS.names() if metrics is not None else []
+        for p in params:
+            if p.name == "sort":
+                p.help = SORT_HELP + (f" Registered metrics: {', '.join(names)}." if names else "")
+        return params
+
+
 def register(app: typer.Typer) -> None:
     """Add `rlip leaderboard` to the root app."""
-    app.command("leaderboard")(leaderboard)
+    app.command("leaderboard", cls=LeaderboardCommand)(leaderboard)

@@ -101,6 +101,17 @@ def test_registered_metric_reaches_the_cli_reports(
     assert f"`{NAME}`: {DOC}" in (out / "leaderboard.md").read_text()
 
 
+def test_registered_metric_is_named_in_the_cli_help(toy: LeaderboardMetric) -> None:
+    wide = {"COLUMNS": "400", "TERMINAL_WIDTH": "400"}
+    text = " ".join(CliRunner().invoke(app, ["leaderboard", "--help"], env=wide).stdout.split())
+    assert f"Registered metrics: {NAME}." in text
+
+
+def test_without_registration_the_help_names_no_metric() -> None:
+    text = CliRunner().invoke(app, ["leaderboard", "--help"], env={"COLUMNS": "400"}).stdout
+    assert "Registered metrics" not in text
+
+
 def test_a_run_without_the_value_gets_an_empty_cell(toy: LeaderboardMetric, runs: Path) -> None:
     for p in runs.glob("tiny-shapes*/results/certify*.json"):
         rec = json.loads(p.read_text())
