@@ -8,6 +8,10 @@ data (`get_dataset`, `dataset_info`, `list_datasets`), models (`create_model`, `
 reports (`build_leaderboard`, `write_reports`), extension points (`register_attack`,
 `register_dataset`, `register_model`, `register_rule`: each a robustbench_lip.registry.Registry),
 the task vocabulary (`Task`, robustbench_lip.tasks).
+
+Holds the package version and the public shortcuts (registration functions, `Task`). Dependencies
+point one way: cli → (sweep, evaluations, report) → (training, lipschitz, attacks, scoring) →
+(models, data, modelio, records, config) → (registry, tasks, errors, device, io).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ no certified radius). Dict outputs use their "out" entry
 Modules: files (format constants, weights-only readers), fingerprint (weights_sha256), statedict
 (strict loading), foreign (ForeignModel, infer_config, torchvision builders), rebuild (weights →
 model), save, load, pt2.
+
+May import: models, config, device, io, errors (and the package version); never lipschitz, training,
+evaluations, report or cli.
 """
 
 from robustbench_lip.modelio.files import (

@@ -3,6 +3,9 @@
 epoch.py: one epoch of optimiser steps; evaluate.py: the held-out evaluation after each epoch;
 state.py: run folders, checkpoints, resume; optim.py: optimiser and lr schedule; losses.py: task
 losses and augmentation.
+
+May import: config, data, models, modelio, records, lipschitz (penalty, spectral), losses_lip,
+scoring, runs, choices, device, io, errors; never evaluations, report or cli.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ that is not Lipschitz, makes the bound null, with the op and the reason named.
 "Certified" means: for the real-valued function that the graph computes, ‖A(x) − A(y)‖₂ ≤ U·‖x − y‖₂
 for every x, y of the given shape in all of ℝ^d (not only [0, 1]^d), in eval-mode semantics.
 Floating-point rounding of the model's own forward pass is not part of that function.
+
+May import: lipschitz.bounds itself, modelio (the freeze-weights hint), device, errors, registry;
+never training, evaluations, report or cli.
 """
 
 from __future__ import annotations

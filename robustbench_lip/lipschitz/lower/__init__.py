@@ -22,6 +22,9 @@ the search and the evaluation run on deep copies, inside `preserved_rng`.
 
 Modules: results (the records), maps (the protected search / float64 maps, allowance), witness
 (quotients of pairs), proposers (autograd pair proposals), search (`lower_bounds`), fne (the FNE test).
+
+May import: lipschitz.jvp, lipschitz.spectral, device, errors; never bounds, training, evaluations,
+report or cli.
 """
 
 from robustbench_lip.lipschitz.lower.fne import fne_search, fne_test

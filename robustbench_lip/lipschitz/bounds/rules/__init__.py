@@ -1,4 +1,7 @@
-"""Bound rules, one per ATen op, grouped by family; importing this package registers them all."""
+"""Bound rules, one per ATen op, grouped by family; importing this package registers them all.
+
+May import: lipschitz.bounds (OpContext, numerics) and registry only.
+"""
 
 from robustbench_lip.lipschitz.bounds.rules import (  # noqa: F401  (each op once: add/sub/cat/maximum/minimum in constrained, convolution in convpatterns)
     activations,
