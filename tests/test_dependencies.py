@@ -13,9 +13,10 @@ from tests.helpers.paths import REPO
 
 PKG = REPO / "robustbench_lip"
 #: package → packages it must never import (anything above it in the order)
+_ABOVE_BASE = {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks", "models", "data"}
 FORBIDDEN = {
-    "registry": {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks", "models", "data"},
-    "tasks": {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks", "models", "data"},
+    "registry": _ABOVE_BASE,
+    "tasks": _ABOVE_BASE,
     "records": {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks"},
     "config": {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks"},
     "data": {"cli", "sweep", "evaluations", "report", "training", "lipschitz", "attacks"},
@@ -62,5 +63,5 @@ def test_no_import_against_the_order(package: str) -> None:
 
 def test_the_checker_sees_lazy_imports(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
-    f.write_text("def g():\n    from robustbench_lip.report.columns import ColumnKey\n    import robustbench_lip.cli\n")
+    f.write_text("def g():\n    from robustbench_lip.report import columns\n    import robustbench_lip.cli\n")
     assert _imports(f) == {"report", "cli"}
