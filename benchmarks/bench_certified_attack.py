@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_lip.data import get_dataset
+from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii
 from robustbench_lip.lipschitz.bounds import upper_bound
-from robustbench_lip.lipschitz.certified_masks import cam_pixel_radii
 from robustbench_lip.lipschitz.margins import head_radii, linear_head
 from robustbench_lip.modelio import load_model
 from robustbench_lip.runs import read_train_record

@@ -32,6 +32,7 @@ from robustbench_lip.device import eval_mode, preserved_rng, resolve_device
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluations.attacks.plan import Plan, plan_attacks
 from robustbench_lip.evaluations.attacks.protocol import make_runner, offer, result_fields
+from robustbench_lip.evaluations.attacks.settings import ATTACK, DEFAULT_ATTACK
 from robustbench_lip.evaluations.attacks.worst_case import Worst, harm
 from robustbench_lip.records.schema import ATTACK_TASK_NAMES
 from robustbench_lip.scoring import Level, Predictor, Scores, batches
@@ -112,19 +113,19 @@ def evaluate_attacks(
     model: torch.nn.Module,
     dataset: Dataset,
     eps_list: Sequence[float],
-    attacks: str | Sequence[str] = "pgd",
-    norm: str = "linf",
+    attacks: str | Sequence[str] = DEFAULT_ATTACK,
+    norm: str = ATTACK.norm,
     steps: int | None = DEFAULT_STEPS,
     alpha: float | None = None,
     n: int | None = None,
-    batch_size: int = 64,
-    seed: int = 0,
+    batch_size: int = ATTACK.batch_size,
+    seed: int = ATTACK.seed,
     objective: str | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     ignore_index: int | None = IGNORE_INDEX,
     preset: str | None = None,
-    restarts: int = 1,
+    restarts: int = ATTACK.restarts,
 ) -> dict[str, Any]:
     """Clean and attacked metrics of `model` on the first `n` samples of `dataset`, per ε and attack.
 

@@ -136,4 +136,7 @@ class AttackSettings:
         return s
 
 
-__all__ = ["DEFAULT_ATTACK", "AttackSettings", "attack_list"]
+ATTACK = AttackSettings()
+"""The defaults, for library functions that take one setting as an argument."""
+
+__all__ = ["ATTACK", "DEFAULT_ATTACK", "AttackSettings", "attack_list"]
