@@ -5,14 +5,17 @@
   `--<flat name>` with `config.flat`'s rule (FLAT_PREFIX / FLAT_RENAMES, as for TrainConfig), so a
   historical flag (`--smoothing-alpha` for `alpha`) is one rename. `@with_settings` makes a
   Typer command's options from the dataclasses: the command takes one parameter per class (named as
-  in its signature, annotated with the class) and receives the instances.
+  in its signature, annotated with the class) and receives the instances; the options stand where
+  that parameter stands, and `Before(name)` on one of the command's own options lists it before a
+  generated one (a historical --help order).
 - **Context.** `Context.open(path)` reads the model's config.json once (`meta`); the model and the
   data are loaded from it (`load_model`, `test_set`), never re-read.
 - **One path.** `evaluate(model_path, compute, write)`: the Context → `compute(ctx)` (each kind's
   `run` module: load through the Context, compute, build the record with the settings its Settings
   class derives — `record(inputs, ...)`, the one derivation, used for the plan and for the record)
-  → `record(ctx, rec, write)`, the one writer (`RUN/results/<kind>-<key>.json` for a run folder).
-  `pending(runs_dir, kind, plan)` is the one "already recorded" rule (records.is_recorded on the
+  → `record(ctx, rec, write)`, the one writer (`RUN/results/<kind>-<key>.json` for a run folder;
+  with `beside_file`, attacks, also beside a model file). `pending(runs_dir, kind, plan)` is the
+  one "already recorded" rule (records.is_recorded on the
   settings planned from config.json alone). `split_options` turns keyword options into the
   Settings instances (library callers).
 

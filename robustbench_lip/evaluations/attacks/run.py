@@ -139,8 +139,9 @@ def _attack(ctx: Context, s: AttackSettings, progress: Progress | None, arch: st
     check_data(getattr(model, "config", None), ds.info, s.root, ctx.read_meta(), s.other_data)
     t0 = time.perf_counter()
     payload = evaluate_attacks(
-        model, ds, s.eps, s.attack or (), s.norm, s.steps, s.alpha, s.n, s.batch_size, s.seed, s.objective,
-        dev, progress=progress, preset=s.preset, restarts=s.restarts,
+        model, ds, s.eps, s.attack or (), norm=s.norm, steps=s.steps, alpha=s.alpha, n=s.n,
+        batch_size=s.batch_size, seed=s.seed, objective=s.objective, device=dev, progress=progress,
+        preset=s.preset, restarts=s.restarts,
     )  # fmt: skip
     wall = time.perf_counter() - t0
     cfg = getattr(model, "config", None)
