@@ -53,7 +53,7 @@ from robustbench_lip.attacks.sea import (
 )
 from robustbench_lip.attacks.segmentation import SegmentationAttack
 from robustbench_lip.data import get_dataset
-from robustbench_lip.evaluation.robustness import evaluate_attacks
+from robustbench_lip.evaluations.attacks.metrics import evaluate_attacks
 from robustbench_lip.modelio import load_model, read_model_meta
 from robustbench_lip.models import create_model_for, mask_logits
 

@@ -11,10 +11,10 @@
 - `apgd_seg.APGDSegmentation`, `sea.SEA`, `sea_runner.SEARunner`: APGD for segmentation, the SEA
   ensemble, and SEA as one cell of an evaluation.
 Evaluating a model under attack (clean vs attacked metrics, the attack record) is
-`robustbench_lip.evaluation` (robustness.evaluate_attacks, attack.attack_run).
+`robustbench_lip.evaluations.attacks` (metrics.evaluate_attacks, run.attack_run).
 
 May import: errors, choices, registry, tasks, device, lipschitz.jvp (ε-ball helpers), torch and
-torchattacks — never evaluation, records or report. `registry`, `builtin` and `eps` import no torch
+torchattacks — never evaluations, records or report. `registry`, `builtin` and `eps` import no torch
 (the CLI help and the report read them); heavy submodules are imported on first use of their names.
 """
 

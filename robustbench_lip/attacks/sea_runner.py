@@ -1,5 +1,5 @@
 """`SEARunner`: SEA as one cell of an evaluation — every member of sea.py's `extended` preset on the
-cell's base stream, plus the evaluation's own PGD-type points handed over (see evaluation.runners).
+cell's base stream, plus the evaluation's own PGD-type points handed over (see evaluations.attacks.protocol).
 
 Seeds: the attack `a` at budget ε draws from `attack_seed(seed, ε, a)` =
 `stream_seed(cell_seed(seed, ε), a)`; SEA's members from the cell's base stream `cell_seed(seed, ε)`

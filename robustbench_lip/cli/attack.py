@@ -1,4 +1,8 @@
-"""`rlip attack`: clean vs attacked accuracy / precision / mIoU per ε, written as an `attack` record."""
+"""`rlip attack`: clean vs attacked accuracy / precision / mIoU per ε, written as an `attack` record.
+
+Thin: the options are made from `AttackSettings` (evaluations.base.with_settings), the evaluation is
+evaluations.attacks.run (`attack_run`; over a runs folder `pending_attacks`, the one "already
+recorded" rule), and this module renders."""
 
 from __future__ import annotations
 
@@ -9,12 +13,12 @@ import typer
 from rich.table import Table
 from typer.core import TyperCommand
 
-from robustbench_lip.attacks.eps import parse_eps_list, parse_eps_token
-from robustbench_lip.attacks.registry import DEFAULT_STEPS, attack_help, protocol_default_steps, protocols
-from robustbench_lip.choices import Norm, Objective
-from robustbench_lip.cli.common import Arch, OtherData, console, err_console, handle_errors
+from robustbench_lip.attacks.registry import attack_help
+from robustbench_lip.cli.common import Arch, console, err_console, handle_errors
 from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
+from robustbench_lip.evaluations.attacks.settings import AttackSettings
+from robustbench_lip.evaluations.base import Before, with_settings
 from robustbench_lip.io import atomic_write_json
 
 
@@ -49,15 +53,14 @@ def render(rec: dict[str, Any], title: str) -> Table:
     return table
 
 
-def attack_one(model_path: str, eps: list[float], attacks: list[str], **options: Any) -> dict[str, Any]:
-    """Attack one model (evaluation.attack_run) with a progress bar; render; returns the record dict."""
-    from robustbench_lip.evaluation.attack import attack_record_path, attack_run
+def attack_one(model: Any, settings: AttackSettings, arch: str | None = None) -> dict[str, Any]:
+    """Attack one model (a path or a run's Context; evaluations.attacks.run.attack_run) with a
+    progress bar; render; returns the record dict."""
+    from robustbench_lip.evaluations.attacks.run import attack_record_path, attack_run
 
-    path = Path(model_path)
+    path = Path(getattr(model, "path", model))
     with step_progress(f"attacking {path.name}") as update:
-        rec = attack_run(
-            path, eps, attacks, progress=lambda done, total: update("", done, total), **options
-        )
+        rec = attack_run(model, settings, progress=lambda done, total: update("", done, total), arch=arch)
     data = rec.to_dict()
     ds_name = (rec.dataset or {}).get("name")
     proto = f", protocol {rec.protocol}" if rec.protocol else ""
@@ -66,112 +69,72 @@ def attack_one(model_path: str, eps: list[float], attacks: list[str], **options:
     return data
 
 
+def _attack_runs(runs_dir: Path, settings: AttackSettings) -> tuple[list[dict[str, Any]], int] | None:
+    """Attack every finished run under `runs_dir` without a record for these settings
+    (evaluations.attacks.run.pending_attacks); (records, failures), None without finished runs."""
+    from robustbench_lip.evaluations.attacks.run import pending_attacks
+    from robustbench_lip.runs import finished_runs, require_runs_dir
+
+    runs = finished_runs(require_runs_dir(runs_dir))
+    if not runs:
+        console.print(f"no finished runs under {runs_dir}", highlight=False)
+        return None
+
+    def dropped(run: Path, names: list[str]) -> None:
+        note = f"note: {run.name}: no masks to attack; skipping {', '.join(names)}"
+        err_console.print(note, highlight=False)
+
+    def failed(run: Path, e: RlipError) -> None:
+        err_console.print(f"[bold red]error:[/bold red] {run.name}: {e}", highlight=False, soft_wrap=True)
+
+    errors: list[tuple[Path, RlipError]] = []
+    todo = pending_attacks(runs_dir, settings, dropped, errors)
+    for run, e in errors:
+        failed(run, e)
+    skipped = len(runs) - len(todo) - len(errors)  # recorded, or no attack applies
+    records = []
+    for ctx, own in todo:
+        try:
+            records.append(attack_one(ctx, own))
+        except RlipError as e:
+            errors.append((ctx.path, e))
+            failed(ctx.path, e)
+    summary = f"attacked {len(records)} run(s), skipped {skipped} with a record, {len(errors)} failed"
+    console.print(summary, highlight=False)
+    return records, len(errors)
+
+
 @handle_errors
+@with_settings
 def attack_cmd(
     model: Annotated[
         str | None,
         typer.Argument(help="Model: run dir, .pt, .pt2, ... (anything load_model accepts). None: every run."),
     ] = None,
-    eps: Annotated[
-        str, typer.Option("--eps", help="Budgets, e.g. 0,2/255,8/255 (ℓ∞ in [0,1]; ℓ2 ≥ 0).")
-    ] = ...,  # type: ignore[assignment]
-    attack: Annotated[
-        str | None,
-        typer.Option("--attack", help=attack_help()),  # refreshed from the registry: AttackCommand
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            "--preset", help="Protocol instead of --attack: standard = AutoAttack (labels), SEA (masks)."
-        ),
-    ] = None,
-    norm: Annotated[Norm, typer.Option("--norm", help="Threat model.")] = Norm.linf,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps",
-            min=1,
-            help=f"Iterations per attack (SEA: per member) [{DEFAULT_STEPS}; --preset: "
-            f"{protocol_default_steps('standard')}].",
-        ),
-    ] = None,
-    restarts: Annotated[int, typer.Option("--restarts", min=1, help="Restarts of sea (others: 1).")] = 1,
-    alpha: Annotated[str | None, typer.Option("--alpha", help="Step size (default 2.5·ε/steps).")] = None,
-    objective: Annotated[
-        Objective | None,
-        typer.Option(
-            "--objective", help="cls: image-label loss; pixel: pixel loss on the mask (default by model)."
-        ),
-    ] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Dataset name (default: the model's).")] = None,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Dataset folder (cifar10, coco, folder).")
-    ] = None,
-    n: Annotated[int | None, typer.Option("--n", min=1, help="Attack the first N test samples.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    *,
+    settings: AttackSettings,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the record(s) to this file.")
+        Path | None,
+        typer.Option("--json", help="Also write the record(s) to this file."),
+        Before("other_data"),
     ] = None,
     runs_dir: Annotated[
-        Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given.")
+        Path, typer.Option("--runs-dir", help="Runs attacked when no MODEL is given."), Before("other_data")
     ] = Path("zoo/runs"),
-    other_data: OtherData = False,
     arch: Arch = None,
 ) -> None:
     """Attack a model (or every finished run without a record for these settings) and record the result."""
-    eps_list = parse_eps_list(eps, norm.value)  # before the heavy imports: a bad --eps answers fast
-    from robustbench_lip.evaluation.attack import attack_list, attacks_for_run, planned_settings
-    from robustbench_lip.records import is_recorded
-    from robustbench_lip.runs import finished_runs, require_runs_dir
-
-    if preset is not None and attack is not None:
-        raise RlipError("--preset and --attack exclude each other: a preset names its own attacks")
-    if preset is not None and preset.lower() not in protocols():
-        raise RlipError(f"unknown --preset {preset!r}; expected one of {', '.join(protocols())}")
-    attacks = [] if preset is not None else attack_list(attack or "pgd")
-    steps = steps if steps is not None or preset is not None else DEFAULT_STEPS
-    alpha_v = parse_eps_token(alpha, "l2") if alpha is not None else None
-    if alpha_v is not None and alpha_v <= 0:
-        raise RlipError(f"bad --alpha {alpha!r}: must be > 0")
-    options: dict[str, Any] = dict(
-        norm=norm.value, steps=steps, alpha=alpha_v, objective=objective.value if objective else None,
-        data=data, n=n, batch_size=batch_size, seed=seed, preset=preset.lower() if preset else None,
-        restarts=restarts, other_data=other_data,
-    )  # fmt: skip
     if model is not None:
-        rec = attack_one(model, eps_list, attacks, root=root, device=device, arch=arch, **options)
+        rec = attack_one(model, settings, arch)
         if json_out is not None:
             atomic_write_json(json_out, rec)
         return
     if arch is not None:
         raise RlipError("--arch names the architecture of one MODEL file; pass the file")
-    runs = finished_runs(require_runs_dir(runs_dir))
-    if not runs:
-        console.print(f"no finished runs under {runs_dir}", highlight=False)
+    done = _attack_runs(runs_dir, settings)
+    if done is None:
         return
-    records, failed, skipped = [], 0, 0
-    for run in runs:
-        try:
-            run_attacks, dropped = attacks_for_run(run, attacks)
-            if dropped:
-                err_console.print(
-                    f"note: {run.name}: no masks to attack; skipping {', '.join(dropped)}", highlight=False
-                )
-            if not run_attacks and attacks:
-                skipped += 1
-                continue
-            if is_recorded(run, "attack", planned_settings(run, eps_list, run_attacks, **options)):
-                skipped += 1
-                continue
-            records.append(attack_one(str(run), eps_list, run_attacks, root=root, device=device, **options))
-        except RlipError as e:
-            failed += 1
-            err_console.print(f"[bold red]error:[/bold red] {run.name}: {e}", highlight=False, soft_wrap=True)
-    console.print(
-        f"attacked {len(records)} run(s), skipped {skipped} with a record, {failed} failed", highlight=False
-    )
+    records, failed = done
     if json_out is not None:
         atomic_write_json(json_out, records)
     if failed:

@@ -50,16 +50,6 @@ Arch = Annotated[
     ),
 ]
 
-#: `--other-data` of certify and attack (evaluation.data_check).
-OtherData = Annotated[
-    bool,
-    typer.Option(
-        "--other-data",
-        help="Evaluate a run on data other than its own (another dataset or folder): recorded as other "
-        "data and kept out of the run's leaderboard row. Without it such data is refused.",
-    ),
-]
-
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line red error to stderr and return the exit to raise (code 1)."""

@@ -6,10 +6,12 @@ and its data once, one load → compute → record → write path and one "alrea
   its certified radii (margins, linear heads, masks) — `certify_run`, `certify`;
 - `smoothing/`: randomized-smoothing certificates (sampling, statistics, classification,
   segmentation) — `certify_smoothed_run`;
+- `attacks/`: attack evaluations (settings, request plan, per-cell protocol and SEA, worst case,
+  metrics) — `attack_run`, `evaluate_attacks`;
 - `inputs`, `data_check`: the one dataset lookup and the "is this the run's own data" rule;
   `steps`: progress callbacks.
 
-May import: lipschitz, attacks (ε text), models, modelio, data, records, config, scoring, metrics,
+May import: lipschitz, attacks, models, modelio, data, records, config, scoring, metrics,
 device, errors, choices — never cli, report or sweep. Names are imported on first use.
 """
 
@@ -23,6 +25,8 @@ _LAZY: dict[str, str] = {
     "certify": "robustbench_lip.evaluations.lipschitz.certificate",
     "Certificate": "robustbench_lip.evaluations.lipschitz.certificate",
     "certify_smoothed_run": "robustbench_lip.evaluations.smoothing.run",
+    "attack_run": "robustbench_lip.evaluations.attacks.run",
+    "evaluate_attacks": "robustbench_lip.evaluations.attacks.metrics",
 }
 
 __all__ = sorted(_LAZY)

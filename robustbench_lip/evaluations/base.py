@@ -1,18 +1,21 @@
-"""The evaluation protocol shared by every kind (Lipschitz certificate, smoothing; attacks next).
+"""The evaluation protocol shared by every kind (Lipschitz certificate, smoothing, attacks).
 
 - **Settings.** A frozen dataclass per kind holds its defaults once; each field is declared with
   `setting(default, help, ...)`. Field names are the record's settings keys; the CLI flag is
   `--<flat name>` with `config.flat`'s rule (FLAT_PREFIX / FLAT_RENAMES, as for TrainConfig), so a
   historical flag (`--smoothing-alpha` for `alpha`) is one rename. `@with_settings` makes a
   Typer command's options from the dataclasses: the command takes one parameter per class (named as
-  in its signature, annotated with the class) and receives the instances.
+  in its signature, annotated with the class) and receives the instances; the options stand where
+  that parameter stands, and `Before(name)` on one of the command's own options lists it before a
+  generated one (a historical --help order).
 - **Context.** `Context.open(path)` reads the model's config.json once (`meta`); the model and the
   data are loaded from it (`load_model`, `test_set`), never re-read.
 - **One path.** `evaluate(model_path, compute, write)`: the Context → `compute(ctx)` (each kind's
   `run` module: load through the Context, compute, build the record with the settings its Settings
   class derives — `record(inputs, ...)`, the one derivation, used for the plan and for the record)
-  → `record(ctx, rec, write)`, the one writer (`RUN/results/<kind>-<key>.json` for a run folder).
-  `pending(runs_dir, kind, plan)` is the one "already recorded" rule (records.is_recorded on the
+  → `record(ctx, rec, write)`, the one writer (`RUN/results/<kind>-<key>.json` for a run folder;
+  with `beside_file`, attacks, also beside a model file). `pending(runs_dir, kind, plan)` is the
+  one "already recorded" rule (records.is_recorded on the
   settings planned from config.json alone). `split_options` turns keyword options into the
   Settings instances (library callers).
 
@@ -85,16 +88,26 @@ def _build(cls: type[T], values: dict[str, Any]) -> T:
 
 def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a Typer command whose parameters annotated with a Settings class (a dataclass built
-    with `setting` fields) are filled from generated options, one per field."""
+    with `setting` fields) are filled from generated options, one per field, listed where the
+    parameter stands in the signature (the parameters after it become keyword-only)."""
     sig = inspect.signature(command, eval_str=True)
-    own = [p for p in sig.parameters.values() if not _is_settings(p.annotation)]
     groups = {p.name: p.annotation for p in sig.parameters.values() if _is_settings(p.annotation)}
-    generated = [
-        _option(cls, f) for cls in groups.values() for f in dataclasses.fields(cls) if "help" in f.metadata
-    ]
-    names = [p.name for p in [*own, *generated]]
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name in groups:
+            cls = groups[p.name]
+            params += [_option(cls, f) for f in dataclasses.fields(cls) if "help" in f.metadata]
+        elif groups and len(params) > 0 and params[-1].kind is inspect.Parameter.KEYWORD_ONLY:
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        else:
+            params.append(p)
+    names = [p.name for p in params]
     if len(set(names)) != len(names):
         raise TypeError(f"{command.__name__}: a setting's name is also another option's")
+    for p in [p for p in params if _before(p) is not None]:
+        params.remove(p)
+        at = [q.name for q in params].index(_before(p))  # type: ignore[arg-type]
+        params.insert(at, p if at == 0 else p.replace(kind=params[at].kind))
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
@@ -106,9 +119,22 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
         }
         return command(**kwargs, **built)
 
-    wrapper.__signature__ = sig.replace(parameters=[*own, *generated])  # type: ignore[attr-defined]
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {}
     return wrapper
+
+
+@dataclass(frozen=True)
+class Before:
+    """`Annotated` marker of a command's own option: listed just before the generated option `name`
+    in the help (a historical order kept)."""
+
+    name: str
+
+
+def _before(p: inspect.Parameter) -> str | None:
+    marks = [m for m in getattr(p.annotation, "__metadata__", ()) if isinstance(m, Before)]
+    return marks[0].name if marks else None
 
 
 def _is_settings(annotation: Any) -> bool:
@@ -239,24 +265,30 @@ class Context:
 # ----------------------------------------------------------------------------------------------
 
 
-def record(ctx: Context, rec: Any, write: bool) -> Any:
-    """Write `rec` to RUN/results/<kind>-<settings key>.json when asked and `ctx` is a run folder;
-    returns `rec`."""
-    if write and ctx.path.is_dir():
+def record(ctx: Context, rec: Any, write: bool, beside_file: bool = False) -> Any:
+    """Write `rec` to FOLDER/results/<kind>-<settings key>.json when asked, FOLDER being the run
+    folder `ctx.path` — or, with `beside_file`, the folder holding a model file (the attack records
+    of a file name it in their settings); a model file gets no record otherwise. Returns `rec`."""
+    folder = ctx.path if ctx.path.is_dir() else ctx.path.parent if beside_file else None
+    if write and folder is not None:
         from robustbench_lip.records import record_path, write_record
 
         kind = getattr(rec.kind, "value", rec.kind)
-        write_record(record_path(ctx.path, kind, rec.settings), rec)
+        write_record(record_path(folder, kind, rec.settings), rec)
     return rec
 
 
 def evaluate(
-    model_path: str | os.PathLike[str] | Context, compute: Callable[[Context], Any], write: bool
+    model_path: str | os.PathLike[str] | Context,
+    compute: Callable[[Context], Any],
+    write: bool,
+    beside_file: bool = False,
 ) -> Any:
     """The one path of every kind: the model's Context (opened here unless given) → `compute(ctx)`,
-    which loads through it and returns the record → `record` (written for a run folder)."""
+    which loads through it and returns the record → `record` (written for a run folder, and with
+    `beside_file` beside a model file)."""
     ctx = model_path if isinstance(model_path, Context) else Context.open(model_path)
-    return record(ctx, compute(ctx), write)
+    return record(ctx, compute(ctx), write, beside_file)
 
 
 def pending(
@@ -277,6 +309,7 @@ def pending(
 
 
 __all__ = [
+    "Before",
     "Context",
     "Inputs",
     "evaluate",

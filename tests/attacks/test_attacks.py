@@ -24,7 +24,7 @@ from robustbench_lip.attacks.segmentation import (
 )
 from robustbench_lip.config import DatasetInfo
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.robustness import evaluate_attacks
+from robustbench_lip.evaluations.attacks.metrics import evaluate_attacks
 from robustbench_lip.models import create_model
 
 TOL = 1e-6

@@ -159,3 +159,20 @@ def test_segmentation_attack_on_maskless_classifier(tmp_path: Path) -> None:
     assert res.exit_code == 1
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "segmentation attack 'segpgd' needs a model that segments" in lines[0]
+
+
+def test_batch_mode_reports_a_run_it_cannot_plan_and_attacks_the_others(tmp_path: Path) -> None:
+    _make_run(tmp_path, "good", 0)
+    bad = _make_run(tmp_path, "nodata", 1)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg.pop("dataset")  # a run whose config names no dataset: its settings cannot be planned
+    (bad / "config.json").write_text(json.dumps(cfg))
+    args = ["attack", "--eps", "4/255", "--attack", "fgsm", "--n", "4", "--runs-dir", str(tmp_path),
+            "--device", "cpu"]  # fmt: skip
+    res = _runner().invoke(app, args)
+    assert res.exit_code == 1
+    assert "nodata: the model does not say which dataset" in res.stderr
+    assert "attacked 1 run(s), skipped 0 with a record, 1 failed" in res.stdout
+    assert len(list((tmp_path / "good" / "results").glob("attack-*.json"))) == 1
+    again = _runner().invoke(app, args)
+    assert again.exit_code == 1 and "attacked 0 run(s), skipped 1 with a record, 1 failed" in again.stdout

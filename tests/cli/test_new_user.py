@@ -91,13 +91,15 @@ CERT = {"n": 2, "steps": 0, "target": "A", "eps": [36 / 255], "device": "cpu"}
 
 
 def test_other_folder_is_refused_without_the_flag(own_run: dict[str, Path]) -> None:
-    from robustbench_lip.evaluation.attack import attack_run
+    from robustbench_lip.evaluations.attacks.run import attack_run
     from robustbench_lip.evaluations.lipschitz.run import certify_run
 
     with pytest.raises(RlipError, match="--other-data"):
         certify_run(own_run["run"], root=own_run["same_classes"], write=False, **CERT)
     with pytest.raises(RlipError, match="--other-data"):
-        attack_run(own_run["run"], [8 / 255], "fgsm", root=own_run["same_classes"], n=2, write=False)
+        attack_run(
+            own_run["run"], eps=[8 / 255], attack="fgsm", root=own_run["same_classes"], n=2, write=False
+        )
     rec = certify_run(own_run["run"], root=own_run["same_classes"], write=False, other_data=True, **CERT)
     assert rec.settings["other_data"] is True
     own = certify_run(own_run["run"], root=own_run["own"], write=False, **CERT)  # its own folder: fine

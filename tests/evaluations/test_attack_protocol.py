@@ -1,4 +1,4 @@
-"""The attack pipeline's SEA, `--preset standard` and per-attack RNG streams (evaluation.runners).
+"""The attack pipeline's SEA, `--preset standard` and per-attack RNG streams (evaluations.attacks.protocol).
 
 Truths: a figure of one attack must not depend on which other attacks ran (same model, images,
 seed); SEA (extended members, same streams as the singles) is ≤ PGD / SegPGD / CosPGD in pixel
@@ -18,8 +18,9 @@ from robustbench_lip.attacks.segmentation import pixel_logits_fn
 from robustbench_lip.cli.app import app
 from robustbench_lip.data import dataset_info, get_dataset
 from robustbench_lip.errors import RlipError
-from robustbench_lip.evaluation.robustness import evaluate_attacks, resolve_attacks
-from robustbench_lip.evaluation.runners import AA_STEPS, SEARunner, attack_seed
+from robustbench_lip.evaluations.attacks.metrics import evaluate_attacks
+from robustbench_lip.evaluations.attacks.plan import resolve_attacks
+from robustbench_lip.evaluations.attacks.protocol import AA_STEPS, SEARunner, attack_seed
 from robustbench_lip.modelio import save_model
 from robustbench_lip.models import create_model_for
 from robustbench_lip.records import AttackRecord

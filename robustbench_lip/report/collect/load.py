@@ -66,7 +66,7 @@ class LoadedRecord:
     @property
     def other_data(self) -> bool:
         """Whether an evaluation was measured on data other than its run's own (`settings.other_data`,
-        written by `--other-data`; evaluation.data_check)."""
+        written by `--other-data`; evaluations.data_check)."""
         return get(self.record.settings, "other_data") is True
 
 
