@@ -67,7 +67,10 @@ def _option(cls: type, f: dataclasses.Field) -> inspect.Parameter:
     m = f.metadata
     typ = m["cli"] if m["cli"] is not None else typing.get_type_hints(cls)[f.name]
     default = m["show"] if m["show"] is not None else f.default
-    opt = typer.Option(flag(cls, f.name), help=m["help"], **m["limits"])
+    if default is dataclasses.MISSING:
+        default = inspect.Parameter.empty  # a required field (config.fields.described): a required option
+    decls = m.get("decls") or (flag(cls, f.name),)  # config.fields.described may declare its own
+    opt = typer.Option(*decls, help=m["help"], **m["limits"])
     return inspect.Parameter(
         f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[typ, opt]
     )
