@@ -124,9 +124,9 @@ def resolve_attacks(
     return [a for a in out if a not in last] + [a for a in out if a in last]  # sea last: see runners
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Plan:
-    """A checked attack request: what to run on which samples."""
+    """A checked attack request: what to run on which samples (built by keyword only)."""
 
     task: Task
     norm: str
@@ -230,10 +230,10 @@ def plan_attacks(
     if preset is not None:
         attacks = protocol_attacks(preset, task, pixel_ok, obj)
     names = resolve_attacks(attacks, task, pixel_ok, obj, norm)
-    n_used = _sample_count(dataset, n)
     return Plan(
-        task, norm, eps_values, names, obj, pixel_ok, n_used, int(steps), alpha, int(seed),
-        int(batch_size), ignore_index, check_restarts(names, restarts), preset,
+        task=task, norm=norm, eps=eps_values, names=names, objective=obj, pixel_ok=pixel_ok,
+        n=_sample_count(dataset, n), steps=int(steps), alpha=alpha, seed=int(seed), protocol=preset,
+        batch_size=int(batch_size), ignore_index=ignore_index, restarts=check_restarts(names, restarts),
     )  # fmt: skip
 
 
