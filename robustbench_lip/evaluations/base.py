@@ -101,10 +101,8 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        built = {
-            name: _build(
-                cls, {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls) if f.name in kwargs}
-            )
+        built = {  # the fields that have an option only: another may share an own option's name
+            name: _build(cls, {n: kwargs.pop(n) for n in _optioned(cls) if n in kwargs})
             for name, cls in groups.items()
         }
         return command(**kwargs, **built)
@@ -112,6 +110,11 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__signature__ = sig.replace(parameters=[*own, *generated])  # type: ignore[attr-defined]
     wrapper.__annotations__ = {}
     return wrapper
+
+
+def _optioned(cls: type) -> list[str]:
+    """The fields of a Settings class that have an option (declared with `setting` or the like)."""
+    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]  # type: ignore[arg-type]
 
 
 def _is_settings(annotation: Any) -> bool:

@@ -181,3 +181,24 @@ def test_train_options_build_the_flat_config(monkeypatch: pytest.MonkeyPatch, tm
     assert cfg == TrainConfig.from_dict({**flat, **options})
     assert cfg.penalty.subbatch == 0 and cfg.optim.name == "adamw"
     assert cfg.loss_options() == {"margin": 0.7, "alpha": 0.25}
+
+
+def test_zoo_slurm_options_reach_the_sweep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--slurm-* flags build SlurmOptions (its defaults for the flags not given)."""
+    import robustbench_lip.sweep as sweep
+    from robustbench_lip.config import SlurmOptions
+    from robustbench_lip.errors import RlipError
+
+    seen = []
+
+    def fake_run_sweep(spec, runs_dir, executor, **kw):
+        seen.append((executor, kw))
+        raise RlipError("captured")
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    args = ["zoo", "train", str(spec), "--executor", "slurm", "--slurm-time", "17", "--slurm-partition", "p2"]
+    _one_line_error(runner.invoke(app, [*args, "--parallel", "3"]), "captured")
+    assert seen == [("slurm", {"slurm": SlurmOptions(partition="p2", time_min=17), "parallel": 3})]
+    assert SlurmOptions().gpus == 1 and seen[0][1]["slurm"].cpus == SlurmOptions().cpus
