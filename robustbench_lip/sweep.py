@@ -19,6 +19,7 @@ from typing import Any
 
 from robustbench_lip.choices import Executor, values
 from robustbench_lip.config import SweepSpec, TrainConfig
+from robustbench_lip.config.sweep import SlurmOptions
 from robustbench_lip.errors import RlipError
 from robustbench_lip.runs import is_finished, read_train_record, run_dirs
 
@@ -26,17 +27,6 @@ log = logging.getLogger(__name__)
 
 EXECUTORS: tuple[str, ...] = values(Executor)
 SUBMITIT_DIR = ".submitit"
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Slurm resources of each job: partition (None → cluster default), GPUs per job, time limit (min)."""
-
-    partition: str | None = None
-    gpus: int = 1
-    time_min: int = 240
-    cpus: int = 4
-    parallel: int | None = None  # array parallelism; None → unlimited
 
 
 @dataclass

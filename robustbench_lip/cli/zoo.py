@@ -11,6 +11,8 @@ from rich.table import Table
 from robustbench_lip.choices import Executor
 from robustbench_lip.cli.common import console, handle_errors, sigterm_as_interrupt
 from robustbench_lip.cli.train import ProgressView, make_progress
+from robustbench_lip.config.sweep import SlurmOptions
+from robustbench_lip.evaluations.base import with_settings
 
 zoo_app = typer.Typer(help="Model zoo: λ sweeps from TOML specs.", no_args_is_help=True)
 
@@ -75,22 +77,20 @@ def _print_table(table: Table) -> None:
 
 @zoo_app.command("train")
 @handle_errors
+@with_settings
 def zoo_train(
     spec: Annotated[Path, typer.Argument(help="Sweep spec (TOML), e.g. zoo/shapes_cpu.toml.")],
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run folders go.")] = Path("zoo/runs"),
     executor: Annotated[Executor, typer.Option("--executor", help="How runs are executed.")] = Executor.local,
     parallel: Annotated[int, typer.Option("--parallel", help="submitit-local: jobs at a time.")] = 1,
-    slurm_partition: Annotated[str | None, typer.Option("--slurm-partition")] = None,
-    slurm_gpus: Annotated[int, typer.Option("--slurm-gpus", help="GPUs per job.")] = 1,
-    slurm_time: Annotated[int, typer.Option("--slurm-time", help="Time limit per job (minutes).")] = 240,
-    slurm_cpus: Annotated[int, typer.Option("--slurm-cpus", help="CPUs per job.")] = 4,
+    *,
+    slurm: SlurmOptions,
 ) -> None:
     """Train every (model, λ, seed) of SPEC; finished runs are skipped, unfinished ones resumed."""
     from robustbench_lip.config import SweepSpec
-    from robustbench_lip.sweep import SlurmOptions, run_sweep
+    from robustbench_lip.sweep import run_sweep
 
     sweep = SweepSpec.from_toml(spec)
-    slurm = SlurmOptions(partition=slurm_partition, gpus=slurm_gpus, time_min=slurm_time, cpus=slurm_cpus)
     if executor is Executor.local:
         with sigterm_as_interrupt(), make_progress() as progress:
             res = run_sweep(

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from robustbench_lip.choices import Optimizer, Schedule
 from robustbench_lip.config import check
+from robustbench_lip.config.fields import described
 from robustbench_lip.config.flat import flat_name
 from robustbench_lip.errors import RlipError
 
@@ -21,12 +22,12 @@ class OptimConfig:
     FLAT_PREFIX: ClassVar[str] = ""
     FLAT_RENAMES: ClassVar[dict[str, str]] = {"name": "optimizer"}
 
-    name: str = "sgd"
-    lr: float = 0.05
+    name: str = described("sgd", cli=Optimizer)
+    lr: float = described(0.05)
     momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup: float = 0.0
+    weight_decay: float = described(5e-4)
+    schedule: str = described("cosine", cli=Schedule)
+    warmup: float = described(0.0, "Warm-up fraction of the steps.")
 
     def __post_init__(self) -> None:
         check.plain_enums(self)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from robustbench_lip.choices import PENALTY_METHODS, Reduce, RegBn, RegPoints, RegTarget
 from robustbench_lip.config import check
+from robustbench_lip.config.fields import described
 from robustbench_lip.config.flat import flat_name
 from robustbench_lip.errors import RlipError
 
@@ -29,18 +30,22 @@ class PenaltyConfig:
     FLAT_PREFIX: ClassVar[str] = "reg_"
     FLAT_RENAMES: ClassVar[dict[str, str]] = {"lam": "lam", "warm_start": "reg_warm"}
 
-    lam: float = 0.0
-    target: str | None = None
-    eps: float = 0.0
-    iters: int = 1
-    points: str = "data"
-    reduce: str = "max"
-    subbatch: int | None = 8
-    every: int = 1
-    warm_start: bool = False
+    lam: float = described(0.0, "Penalty weight λ ≥ 0.")
+    target: str | None = described(
+        None, "A or reflection (default: reflection if defined).", cli=RegTarget | None
+    )
+    eps: float = described(0.0, "Hinge: λ·max(σ², 1 − eps).")
+    iters: int = described(1, "Power iterations per step before the final product.")
+    points: str = described("data", "data or interp.", cli=RegPoints)
+    reduce: str = described("max", "max or mean over points.", cli=Reduce)
+    subbatch: int | None = described(8, "Penalty points per step (0 = all).", cli=int)
+    every: int = described(1, "Apply the penalty every k-th step.")
+    warm_start: bool = described(False, "Start the power iteration from the previous step's vectors.")
     method: str = "double_backward"
-    bn: str = "batch"
-    hard: int = 4
+    bn: str = described(
+        "batch", "BatchNorm statistics in the penalty: the penalty points' or running.", cli=RegBn
+    )
+    hard: int = described(4, "Sub-batch slots kept for the hardest points so far.")
 
     def __post_init__(self) -> None:
         check.plain_enums(self)

@@ -6,8 +6,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, ClassVar
 
+from robustbench_lip.config.fields import described
 from robustbench_lip.config.train import TrainConfig, settable_keys
 from robustbench_lip.errors import RlipError
 
@@ -20,6 +21,22 @@ FIXED_KEYS = frozenset({"model", "data", "lam", "seed", "root", "data_options", 
 def format_lam(lam: float) -> str:
     """Canonical short text of λ for run names: 0, 1e-06, 0.0001, 1."""
     return f"{float(lam):g}"
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Slurm resources of each job: partition (None → cluster default), GPUs per job, time limit (min),
+    CPUs per job, array parallelism (None → unlimited). Flags (`rlip zoo train`): `--slurm-<field>`,
+    `--slurm-time` for time_min; parallel has none."""
+
+    FLAT_PREFIX: ClassVar[str] = "slurm_"
+    FLAT_RENAMES: ClassVar[dict[str, str]] = {"time_min": "slurm_time"}
+
+    partition: str | None = described(None)
+    gpus: int = described(1, "GPUs per job.")
+    time_min: int = described(240, "Time limit per job (minutes).")
+    cpus: int = described(4, "CPUs per job.")
+    parallel: int | None = None
 
 
 @dataclass(frozen=True)

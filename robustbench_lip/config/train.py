@@ -15,6 +15,7 @@ from typing import Any
 
 from robustbench_lip.choices import Loss
 from robustbench_lip.config import check
+from robustbench_lip.config.fields import described
 from robustbench_lip.config.flat import flat_names
 from robustbench_lip.config.optim import OptimConfig
 from robustbench_lip.config.penalty import PenaltyConfig
@@ -51,30 +52,37 @@ class TrainConfig:
     does not take is an error.
     """
 
-    model: str
-    data: str
-    root: str | None = None
+    model: str = described(help="Registered model name (rlip models list).")
+    data: str = described(help="Dataset name (rlip data list).")
+    root: str | None = described(None, "Dataset folder (cifar10, coco, folder: your own images).")
     data_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     penalty: PenaltyConfig = field(default_factory=PenaltyConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    epochs: int = 5
-    batch_size: int = 64
-    dice: bool = False
-    logit_scale: float = 1.0
-    augment: bool | None = None
-    noise_sigma: float = 0.0
-    seed: int = 0
-    device: str = "auto"
+    epochs: int = described(5)
+    batch_size: int = described(64)
+    dice: bool = described(False, "Add a soft Dice loss (segmenters).")
+    logit_scale: float = described(1.0, "Segmenters: the loss sees scale·logits (mask unchanged).")
+    augment: bool | None = described(
+        None, "Flip/crop (default: natural images only).", decls=("--augment/--no-augment",)
+    )
+    noise_sigma: float = described(
+        0.0,
+        "Gaussian noise augmentation: add N(0, S²) to the training inputs (pixel units; not clamped, "
+        "as in Cohen et al.; 0 = off). For randomized smoothing.",
+        min=0.0,
+    )
+    seed: int = described(0)
+    device: str = described("auto", "auto, cpu, cuda or cuda:N.")
     amp: bool | None = None
-    sigma_points: int = 64
+    sigma_points: int = described(64, "Held-out points for σ.")
     sigma_iters: int = 20
     sigma_final_iters: int = 50
-    loss: str = "ce"
-    loss_offset: float | None = None
-    loss_temperature: float | None = None
-    loss_margin: float | None = None
-    loss_alpha: float | None = None
+    loss: str = described("ce", "ce, margin_ce (offset, temperature), hinge (margin), hkr.", cli=Loss)
+    loss_offset: float | None = described(None, "margin_ce: logit offset of the true class.")
+    loss_temperature: float | None = described(None, "margin_ce: temperature > 0.")
+    loss_margin: float | None = described(None, "hinge / hkr: margin.")
+    loss_alpha: float | None = described(None, "hkr: hinge weight in [0, 1].")
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, Loss):

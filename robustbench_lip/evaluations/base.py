@@ -70,7 +70,10 @@ def _option(cls: type, f: dataclasses.Field) -> inspect.Parameter:
     m = f.metadata
     typ = m["cli"] if m["cli"] is not None else typing.get_type_hints(cls)[f.name]
     default = m["show"] if m["show"] is not None else f.default
-    opt = typer.Option(flag(cls, f.name), help=m["help"], **m["limits"])
+    if default is dataclasses.MISSING:
+        default = inspect.Parameter.empty  # a required field (config.fields.described): a required option
+    decls = m.get("decls") or (flag(cls, f.name),)  # config.fields.described may declare its own
+    opt = typer.Option(*decls, help=m["help"], **m["limits"])
     return inspect.Parameter(
         f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[typ, opt]
     )
@@ -111,10 +114,8 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
-        built = {
-            name: _build(
-                cls, {f.name: kwargs.pop(f.name) for f in dataclasses.fields(cls) if f.name in kwargs}
-            )
+        built = {  # the fields that have an option only: another may share an own option's name
+            name: _build(cls, {n: kwargs.pop(n) for n in _optioned(cls) if n in kwargs})
             for name, cls in groups.items()
         }
         return command(**kwargs, **built)
@@ -135,6 +136,11 @@ class Before:
 def _before(p: inspect.Parameter) -> str | None:
     marks = [m for m in getattr(p.annotation, "__metadata__", ()) if isinstance(m, Before)]
     return marks[0].name if marks else None
+
+
+def _optioned(cls: type) -> list[str]:
+    """The fields of a Settings class that have an option (declared with `setting` or the like)."""
+    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]  # type: ignore[arg-type]
 
 
 def _is_settings(annotation: Any) -> bool:

@@ -129,3 +129,76 @@ def test_zoo_bad_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     _one_line_error(r, "sbatch")
     assert not (tmp_path / "r").exists()
+
+
+def _built_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str]):
+    """The TrainConfig `rlip train ARGS` hands to training.train (captured; nothing is trained)."""
+    import robustbench_lip.training as training
+    from robustbench_lip.errors import RlipError
+
+    seen = []
+
+    def fake_train(cfg, out, progress=None):
+        seen.append((cfg, out))
+        raise RlipError("captured")
+
+    monkeypatch.setattr(training, "train", fake_train)
+    r = runner.invoke(app, ["train", *args, "--out", str(tmp_path / "run")])
+    _one_line_error(r, "captured")
+    assert len(seen) == 1 and seen[0][1] == tmp_path / "run"
+    return seen[0][0]
+
+
+def test_train_options_default_to_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from robustbench_lip.config import TrainConfig
+
+    cfg = _built_config(monkeypatch, tmp_path, ["--model", "m7", "--data", "d3"])
+    assert cfg == TrainConfig(model="m7", data="d3")
+
+
+def test_train_options_build_the_flat_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every flag lands in the TrainConfig field of its flat name (TrainConfig.from_dict's reading)."""
+    from robustbench_lip.config import TrainConfig
+
+    flat = {
+        "model": "m7", "data": "d3", "root": "/r", "epochs": 3, "batch_size": 7, "dice": True,
+        "logit_scale": 2.5, "augment": False, "noise_sigma": 0.3, "seed": 9, "device": "cpu",
+        "sigma_points": 5, "loss": "hkr", "loss_margin": 0.7, "loss_alpha": 0.25, "lam": 0.4,
+        "reg_target": "A", "reg_eps": 0.1, "reg_iters": 3, "reg_points": "interp", "reg_reduce": "mean",
+        "reg_subbatch": 0, "reg_every": 2, "reg_warm": True, "reg_bn": "running", "reg_hard": 1,
+        "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.0, "schedule": "constant", "warmup": 0.2,
+    }  # fmt: skip
+    args = []
+    for k, v in flat.items():
+        name = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            args.append(name if v else f"--no-{name[2:]}")
+        else:
+            args += [name, str(v)]
+    args += ["--data-opt", "n_train=11", "--data-opt", "colour=red", "--n-test", "6"]
+    cfg = _built_config(monkeypatch, tmp_path, [*args, "--model-opt", "width=8"])
+    options = {"data_options": {"n_train": 11, "colour": "red", "n_test": 6}, "model_options": {"width": 8}}
+    assert cfg == TrainConfig.from_dict({**flat, **options})
+    assert cfg.penalty.subbatch == 0 and cfg.optim.name == "adamw"
+    assert cfg.loss_options() == {"margin": 0.7, "alpha": 0.25}
+
+
+def test_zoo_slurm_options_reach_the_sweep(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--slurm-* flags build SlurmOptions (its defaults for the flags not given)."""
+    import robustbench_lip.sweep as sweep
+    from robustbench_lip.config import SlurmOptions
+    from robustbench_lip.errors import RlipError
+
+    seen = []
+
+    def fake_run_sweep(spec, runs_dir, executor, **kw):
+        seen.append((executor, kw))
+        raise RlipError("captured")
+
+    monkeypatch.setattr(sweep, "run_sweep", fake_run_sweep)
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC)
+    args = ["zoo", "train", str(spec), "--executor", "slurm", "--slurm-time", "17", "--slurm-partition", "p2"]
+    _one_line_error(runner.invoke(app, [*args, "--parallel", "3"]), "captured")
+    assert seen == [("slurm", {"slurm": SlurmOptions(partition="p2", time_min=17), "parallel": 3})]
+    assert SlurmOptions().gpus == 1 and seen[0][1]["slurm"].cpus == SlurmOptions().cpus
