@@ -197,7 +197,7 @@ class CertifyRecord(Record):
     certified robustness per ε (text keys such as "36/255"), clean metrics, timings (s), notes.
     `layers` (the per-layer bound table) is written only when asked for; `radius_rules` (which rule
     gave the classifier's and the masks' certified radii) only when known (None in older records). A
-    randomized-smoothing certificate (`certificate` "smoothed", evaluation.smoothing_run) leaves the
+    randomized-smoothing certificate (`certificate` "smoothed", evaluations.smoothing.run) leaves the
     Lipschitz keys null and holds everything in `smoothing` (written only for it)."""
 
     kind: ClassVar[RecordKind] = RecordKind.CERTIFY

@@ -12,7 +12,7 @@ from robustbench_lip.records.payloads.metrics import CleanMetrics, EpsMap
 @dataclass(kw_only=True)
 class SmoothedTask(Payload):
     """One task's smoothing certificate (`smoothing.classification` / `.segmentation`;
-    evaluation.smoothing_summary.SmoothingSummary): Monte Carlo settings, per-image results, and per
+    evaluations.smoothing.summary.SmoothingSummary): Monte Carlo settings, per-image results, and per
     radius r (`EpsMap`, ℓ2, pixel units) the certified accuracy / mIoU / pixel accuracy and the pixel
     abstention rate; `abstention_rate` a fraction of images (classification) or pixels (segmentation)."""
 
