@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+from robustbench_lip.config.fields import described
 from robustbench_lip.config.flat import flat_names
 from robustbench_lip.errors import RlipError
 
@@ -53,10 +54,9 @@ def setting(
     """A Settings field: its default, its help text and, when the CLI type differs from the field's
     (a text list `--eps 8/255,16/255` for a tuple of floats), `cli` (the option's type), `parse`
     (text → value) and `show` (the default as the option shows it). limits: Typer's (min, max)."""
-    meta = {"help": help, "cli": cli, "parse": parse, "show": show, "limits": limits}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default (tuple) for a setting")
-    return field(default=default, metadata=meta)
+    return described(default, help, cli=cli, parse=parse, show=show, **limits)
 
 
 def flag(cls: type, name: str) -> str:
@@ -99,7 +99,7 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     for p in sig.parameters.values():
         if p.name in groups:
             cls = groups[p.name]
-            params += [_option(cls, f) for f in dataclasses.fields(cls) if "help" in f.metadata]
+            params += [_option(cls, f) for f in _optioned(cls)]
         elif groups and len(params) > 0 and params[-1].kind is inspect.Parameter.KEYWORD_ONLY:
             params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
         else:
@@ -115,7 +115,7 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> Any:
         built = {  # the fields that have an option only: another may share an own option's name
-            name: _build(cls, {n: kwargs.pop(n) for n in _optioned(cls) if n in kwargs})
+            name: _build(cls, {f.name: kwargs.pop(f.name) for f in _optioned(cls) if f.name in kwargs})
             for name, cls in groups.items()
         }
         return command(**kwargs, **built)
@@ -138,16 +138,16 @@ def _before(p: inspect.Parameter) -> str | None:
     return marks[0].name if marks else None
 
 
-def _optioned(cls: type) -> list[str]:
-    """The fields of a Settings class that have an option (declared with `setting` or the like)."""
-    return [f.name for f in dataclasses.fields(cls) if "help" in f.metadata]  # type: ignore[arg-type]
+def _optioned(cls: type) -> list[dataclasses.Field]:
+    """The fields of a Settings class that have an option (declared with `setting` or `described`)."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]  # type: ignore[arg-type]
 
 
 def _is_settings(annotation: Any) -> bool:
     """A Settings class: a dataclass with at least one field declared by `setting`."""
     if not (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
         return False
-    return any("help" in f.metadata for f in dataclasses.fields(annotation))
+    return bool(_optioned(annotation))
 
 
 def split_options(options: dict[str, Any], *classes: type) -> list[Any]:
