@@ -1,11 +1,12 @@
 """Soundness by attack on trained models: a strong ℓ2 PGD at 0.99× each certified radius flips nothing.
 
 For every run of a runs directory (default zoo/runs, the demo's) whose model is certified (U(A) finite):
-- classifiers: the certified radius of each correctly classified test image, as `rlip certify` counts
-  it — max(min_j (z_i − z_j) / (‖W_i − W_j‖·U(φ)) (the head rule, where the head is recognised),
-  margin / (√2·U(A))) — then an ℓ2 PGD (restarts × steps, in ℝ^d, no clamping: the certificate holds on
-  all of ℝ^d) at 0.99× that radius on the margin objective; a flip is a perturbed image whose top class
-  changes;
+- classifiers: the certified radius of each correctly classified test image, from `rlip certify`'s own
+  functions (`classifier_radii`: max(min_j (z_i − z_j) / (‖W_i − W_j‖·U(φ)) (the head rule, where the
+  head is recognised), margin / (√2·U(A))); `cam_pixel_radii`, `pixel_radii` for masks) — then an
+  ℓ2 PGD (`attacks.l2_search.pgd_l2`: restarts × steps, in ℝ^d, no clamping, as the certificate holds
+  on all of ℝ^d) at 0.99× that radius on the margin objective; a flip is a perturbed image whose top
+  class changes;
 - CAM masks (constrained classifiers with class maps) and image-to-image masks (U-Nets, mask A(x) > 0):
   the `pixels` certified pixels with the smallest positive radii of each image (the most fragile), each
   attacked alone on its own score margin at 0.99× its radius.
@@ -30,40 +31,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from robustbench_lip.attacks.l2_search import pgd_l2
 from robustbench_lip.data import get_dataset
 from robustbench_lip.evaluations.lipschitz.cam_masks import cam_pixel_radii
+from robustbench_lip.evaluations.lipschitz.heads import classifier_radii
+from robustbench_lip.evaluations.lipschitz.radii import pixel_radii
 from robustbench_lip.lipschitz.bounds import upper_bound
-from robustbench_lip.lipschitz.margins import head_radii, linear_head
 from robustbench_lip.modelio import load_model
 from robustbench_lip.runs import read_train_record
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
-
-
-def pgd_l2(
-    objective: Objective, x: torch.Tensor, eps: torch.Tensor, steps: int, restarts: int
-) -> torch.Tensor:
-    """max over restarts of objective(x + δ) (N,), ‖δ‖₂ ≤ eps (N,), δ from ℓ2 PGD with random starts."""
-    gen = torch.Generator().manual_seed(0)
-    shape = (x.shape[0], *[1] * (x.dim() - 1))
-    e = eps.to(x).view(shape)
-
-    def norm(t: torch.Tensor) -> torch.Tensor:
-        return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(shape)
-
-    best = torch.full((x.shape[0],), -math.inf, dtype=x.dtype)
-    for _ in range(restarts):
-        d = torch.randn(x.shape, generator=gen, dtype=x.dtype)
-        d = d / norm(d) * e * torch.rand(x.shape[0], generator=gen, dtype=x.dtype).view(shape)
-        for _ in range(steps):
-            d.requires_grad_(True)
-            (g,) = torch.autograd.grad(objective(x + d).sum(), d)
-            with torch.no_grad():
-                d = d + 2.5 * e / steps * g / norm(g)
-                d = d * torch.clamp(e / norm(d), max=1.0)
-        with torch.no_grad():
-            best = torch.maximum(best, objective(x + d))
-    return best
 
 
 def _other_minus_own(scores: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
@@ -80,14 +57,8 @@ def attack_pair(objective: Objective, x: torch.Tensor, r: torch.Tensor, args: ar
     return {"attacked": int(x.shape[0]), "flips": int((at > 0).sum()), "flips_at_1.5x": int((over > 0).sum())}
 
 
-def classifier(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, u: float, args) -> dict:
-    with torch.no_grad():
-        z = model(x)
-    head = linear_head(model, tuple(x.shape[1:]))
-    top = z.double().topk(2, 1).values
-    r = (top[:, 0] - top[:, 1]) / (math.sqrt(2) * u)
-    if head.ok:
-        r = torch.maximum(r, head_radii(z, head))
+def classifier(model: torch.nn.Module, x, y, z, r: torch.Tensor, head, args) -> dict:
+    """Attack each correctly classified image at 0.99× its certified radius r (N,)."""
     pred = z.argmax(1)
     keep = (pred == y) & (r > 0) & torch.isfinite(r)
     xs, ps, rs = x[keep], pred[keep], r[keep].float()
@@ -103,23 +74,10 @@ def _fragile(radii: torch.Tensor, k: int) -> torch.Tensor:
     return flat.argsort(1)[:, :k]
 
 
-def pixels(model: torch.nn.Module, x: torch.Tensor, kind: str, u: float, args) -> dict:
-    """Attack the `args.pixels` most fragile certified pixels of each image, one pixel at a time."""
-    if kind == "cam":
-        phi = linear_head(model, tuple(x.shape[1:])).phi_upper
-        labels, radii = cam_pixel_radii(model, x, lip_features=phi)
-
-        def scores(xa: torch.Tensor) -> torch.Tensor:
-            return model.mask_logits(xa).flatten(2)
-    else:
-        with torch.no_grad():
-            a = model(x)[:, 0].double()
-        labels, radii = (a > 0).long(), a.abs() / u
-
-        def scores(xa: torch.Tensor) -> torch.Tensor:
-            s = model(xa)[:, :1].flatten(2)
-            return torch.cat([torch.zeros_like(s), s], 1)  # [background 0, z]: label 1 iff z > 0
-
+def pixels(x: torch.Tensor, labels: torch.Tensor, radii: torch.Tensor, scores: Objective, args) -> dict:
+    """Attack the `args.pixels` most fragile certified pixels of each image, one pixel at a time:
+    labels, radii (N, H, W) the mask and its certified radii; scores(x) (N, M, H·W) the mask rule's
+    per-label scores (label = argmax)."""
     total = {"attacked": 0, "flips": 0, "flips_at_1.5x": 0}
     for idx in _fragile(radii, args.pixels).T:
         rr = radii.flatten(1).gather(1, idx[:, None])[:, 0]
@@ -136,7 +94,16 @@ def pixels(model: torch.nn.Module, x: torch.Tensor, kind: str, u: float, args) -
     return total
 
 
+def _i2i_scores(model: torch.nn.Module) -> Objective:
+    def scores(xa: torch.Tensor) -> torch.Tensor:
+        s = model(xa)[:, :1].flatten(2)
+        return torch.cat([torch.zeros_like(s), s], 1)  # [background 0, z]: label 1 iff z > 0
+
+    return scores
+
+
 def check_run(run: Path, args: argparse.Namespace) -> dict | None:
+    """The attacks of one run at the radii `rlip certify`'s own functions give (None: no run)."""
     rec = read_train_record(run)
     if not rec:
         return None
@@ -147,16 +114,24 @@ def check_run(run: Path, args: argparse.Namespace) -> dict | None:
     ds = get_dataset(s["data"], "test", **s["data_options"])
     x, y, _ = ds.take(min(args.n, len(ds))).tensors()
     t0 = time.perf_counter()
-    u = upper_bound(model, tuple(x.shape[1:])).upper
+    ub = upper_bound(model, tuple(x.shape[1:]))
+    u = ub.upper
     if u is None or not math.isfinite(u) or u > args.max_upper:
         return {"upper": u, "skipped": f"U(A) = {u}: nothing is certified at useful radii"}
     out: dict = {"upper": u}
+    with torch.no_grad():
+        z = model(x)
     if model.config.task == "classification":
-        out["samples"] = classifier(model, x, y, u, args)
+        r, head = classifier_radii(model, x, z, ub, [])
+        out["samples"] = classifier(model, x, y, z, r, head, args)
         if callable(getattr(model, "class_maps", None)) and getattr(model, "head_kind", "cam") == "cam":
-            out["cam_pixels"] = pixels(model, x[: args.n_masks], "cam", u, args)
-    elif tuple(model(x[:1]).shape[1:2]) == (1,):
-        out["pixels"] = pixels(model, x[: args.n_masks], "i2i", u, args)
+            xm = x[: args.n_masks]
+            labels, radii = cam_pixel_radii(model, xm, lip_features=head.phi_upper)
+            out["cam_pixels"] = pixels(xm, labels, radii, lambda xa: model.mask_logits(xa).flatten(2), args)
+    elif z.dim() == 4 and z.shape[1] == 1:
+        xm = x[: args.n_masks]
+        labels, radii = pixel_radii(z[: args.n_masks], u)
+        out["pixels"] = pixels(xm, labels, radii, _i2i_scores(model), args)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
