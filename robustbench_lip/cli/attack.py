@@ -11,10 +11,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
 from robustbench_lip.attacks.registry import attack_help
-from robustbench_lip.cli.common import Arch, console, err_console, handle_errors
+from robustbench_lip.cli.common import Arch, console, err_console, handle_errors, live_help
 from robustbench_lip.cli.progress import step_progress
 from robustbench_lip.errors import RlipError
 from robustbench_lip.evaluations.attacks.settings import AttackSettings
@@ -141,18 +140,6 @@ def attack_cmd(
         raise typer.Exit(1)
 
 
-class AttackCommand(TyperCommand):
-    """`rlip attack`, whose --attack help lists the attacks registered when the help is shown
-    (also those registered after this module was imported)."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        for p in params:
-            if p.name == "attack":
-                p.help = attack_help()
-        return params
-
-
 def register(app: typer.Typer) -> None:
     """Add `rlip attack` to the root app."""
-    app.command("attack", cls=AttackCommand)(attack_cmd)
+    app.command("attack", cls=live_help("attack", attack_help))(attack_cmd)

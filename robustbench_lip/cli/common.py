@@ -109,3 +109,19 @@ def setup_logging(verbose: bool = False) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+
+
+def live_help(option: str, text: Callable[[], str]) -> type:
+    """A Typer command class whose `option`'s help is `text()` at the moment the help is shown, so it
+    names what a registry holds then (also entries registered after the CLI module was imported)."""
+    from typer.core import TyperCommand
+
+    class LiveHelpCommand(TyperCommand):
+        def get_params(self, ctx: Any) -> list[Any]:
+            params = super().get_params(ctx)
+            for p in params:
+                if p.name == option:
+                    p.help = text()
+            return params
+
+    return LiveHelpCommand

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from typer.core import TyperCommand
 
-from robustbench_lip.cli.common import console, handle_errors
+from robustbench_lip.cli.common import console, handle_errors, live_help
 from robustbench_lip.errors import RlipError
 
 if TYPE_CHECKING:  # pandas and the report package load in the command body (fast --help)
@@ -127,21 +126,15 @@ def leaderboard(
         console.print(f"wrote {path}", highlight=False)
 
 
-class LeaderboardCommand(TyperCommand):
-    """`rlip leaderboard`, whose --sort help names the leaderboard metrics registered from outside the
-    package (`report.register_metric`) when the help is shown. The metric registry is read only when
-    something imported it already (a registration did), so `--help` stays free of the report package."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        params = super().get_params(ctx)
-        metrics = sys.modules.get("robustbench_lip.report.metrics")
-        names = metrics.LEADERBOARD_METRICS.names() if metrics is not None else []
-        for p in params:
-            if p.name == "sort":
-                p.help = SORT_HELP + (f" Registered metrics: {', '.join(names)}." if names else "")
-        return params
+def _sort_help() -> str:
+    """--sort's help, naming the leaderboard metrics registered from outside the package
+    (`report.register_metric`). The metric registry is read only when something imported it already
+    (a registration did), so `--help` stays free of the report package."""
+    metrics = sys.modules.get("robustbench_lip.report.metrics")
+    names = metrics.LEADERBOARD_METRICS.names() if metrics is not None else []
+    return SORT_HELP + (f" Registered metrics: {', '.join(names)}." if names else "")
 
 
 def register(app: typer.Typer) -> None:
     """Add `rlip leaderboard` to the root app."""
-    app.command("leaderboard", cls=LeaderboardCommand)(leaderboard)
+    app.command("leaderboard", cls=live_help("sort", _sort_help))(leaderboard)
