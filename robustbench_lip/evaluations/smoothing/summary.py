@@ -44,6 +44,7 @@ from robustbench_lip.evaluations.smoothing.settings import SMOOTHING
 from robustbench_lip.evaluations.smoothing.statistics import check_alpha, check_correction, tau_for_radius
 from robustbench_lip.metrics import ConfusionMatrix
 from robustbench_lip.tasks import SCORED_TASKS as TASKS
+from robustbench_lip.tasks import Task, scored_task, task_of
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,10 @@ def _task(model: nn.Module, task: str | None) -> str:
         if task not in TASKS:
             raise RlipError(f"unknown smoothing task {task!r}; expected {' or '.join(TASKS)}")
         return task
-    cfg = getattr(model, "config", None)
-    if cfg is None:
+    if getattr(model, "config", None) is None:
         raise RlipError("the model has no .config: pass task='classification' or 'segmentation'")
-    return "classification" if cfg.task == "classification" else "segmentation"
+    # how the model is scored (tasks.scored_task); a features model falls to segmentation, as before
+    return (scored_task(task_of(model)) or Task.SEGMENTATION).value
 
 
 def _group_size(opts: dict[str, Any], cap: int) -> int:
